@@ -1,0 +1,3 @@
+from alexnet_deploy.cli import main
+
+main()

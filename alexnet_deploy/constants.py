@@ -1,0 +1,44 @@
+"""Every concrete default in one place, each with the reason for its value.
+
+Elsewhere, ``None`` means "the default" and is resolved against this module.
+"""
+
+from __future__ import annotations
+
+# Seed for weight initialization and for generated validation inputs: any fixed value works,
+# what matters is that it is explicit and recorded in every artifact.
+DEFAULT_SEED = 0
+
+# ONNX tensor names are a contract with every runtime and with Triton configs: never rely on
+# whatever name the exporter happens to produce.
+INPUT_NAME = "input"
+LOGITS_NAME = "logits"
+PROBABILITIES_NAME = "probabilities"
+BATCH_AXIS_NAME = "batch"
+
+# Opset 18 is what torch's ONNX exporter emits natively (lower values go through a version
+# converter); ONNX Runtime and TensorRT 10/11 parse it. 13 is the floor because per-channel
+# Q/DQ (INT8 artifacts) needs it; 21 is the highest opset every supported runtime parses.
+DEFAULT_OPSET = 18
+MIN_OPSET = 13
+MAX_OPSET = 21
+
+# Batch sizes used to validate an export against PyTorch: batch 1 and one larger batch, so a
+# graph that silently baked in the export batch size fails.
+VALIDATION_BATCH_SIZES = (1, 8)
+
+# FP32 export tolerance against PyTorch: max |a - b| <= atol + rtol * max |b|. The scale is the
+# largest reference logit, not each element: untrained logits are ~1e-2 and element-wise
+# relative error near zero means nothing. Reordered float32 accumulation over a 9216-wide dot
+# product gives ~1e-6 of the scale; 1e-4 leaves room and still catches a wrong op.
+FP32_ATOL = 1e-6
+FP32_RTOL = 1e-4
+
+# Environment variable that makes the CLI show tracebacks for user errors (same as --debug).
+DEBUG_ENV_VAR = "ALEXNET_DEPLOY_DEBUG"
+
+# Where artifacts go when no output path is given. Build outputs: listed in .gitignore.
+DEFAULT_WORK_DIR = "work"
+
+# How many mismatched checkpoint keys an error message names before it says "and N more".
+MAX_MISMATCHES_SHOWN = 5

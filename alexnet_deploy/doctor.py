@@ -1,0 +1,67 @@
+"""doctor: what this machine can run, and why not where it cannot."""
+
+from __future__ import annotations
+
+import platform
+import sys
+from dataclasses import dataclass
+
+from alexnet_deploy import sysinfo
+
+
+@dataclass(frozen=True)
+class Check:
+    component: str
+    status: str  # "ok", "missing" or "unavailable"
+    detail: str
+
+
+def _import_check(component: str, module: str, distributions: tuple[str, ...], extra: str) -> Check:
+    version = next((v for d in distributions if (v := sysinfo.package_version(d))), None)
+    if version is None:
+        return Check(component, "missing", f"not installed; pip install 'alexnet-deploy[{extra}]'")
+    try:
+        __import__(module)
+    except Exception as err:  # a broken install must be reported, whatever it raises
+        return Check(component, "unavailable", f"{version} installed but import failed: {err}")
+    return Check(component, "ok", version)
+
+
+def _onnxruntime_providers() -> Check:
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        return Check("onnxruntime providers", "unavailable", str(err))
+    return Check("onnxruntime providers", "ok", ", ".join(ort.get_available_providers()))
+
+
+def _gpu() -> Check:
+    gpus = sysinfo.gpu_info()
+    if not gpus:
+        return Check("gpu", "unavailable", "no NVIDIA GPU found (nvidia-smi missing or no device)")
+    text = "; ".join(
+        f"{g['name']} (sm {g['compute_capability']}, driver {g['driver']})" for g in gpus
+    )
+    return Check("gpu", "ok", text)
+
+
+def run_checks() -> list[Check]:
+    cpu = sysinfo.cpu_info()
+    features = ", ".join(
+        f"{name}={'yes' if present else 'no'}" for name, present in cpu["features"].items()
+    )
+    return [
+        Check("python", "ok", f"{platform.python_version()} ({sys.executable})"),
+        Check("os", "ok", platform.platform()),
+        Check("cpu", "ok", f"{cpu['model']}, {cpu['logical_cores']} logical cores"),
+        Check("cpu features", "ok", features),
+        _import_check("torch", "torch", ("torch",), "dev"),
+        _import_check("onnx", "onnx", ("onnx",), "dev"),
+        _import_check("onnxruntime", "onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "dev"),
+        _onnxruntime_providers(),
+        _import_check("openvino", "openvino", ("openvino",), "openvino"),
+        _import_check(
+            "tensorrt", "tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "tensorrt"
+        ),
+        _gpu(),
+    ]

@@ -1,0 +1,65 @@
+"""What an exported model says about itself: ONNX metadata_props and the JSON manifest."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.exporter.config import ExportConfig
+from alexnet_deploy.models.variants import Variant
+from alexnet_deploy.models.weights import WeightsInfo
+
+PREFIX = "alexnet_deploy."
+
+
+def export_metadata(variant: Variant, weights: WeightsInfo, config: ExportConfig) -> dict[str, str]:
+    """The key/value pairs stored in the ONNX file (strings, as ONNX metadata_props require)."""
+    import onnx
+    import torch
+
+    from alexnet_deploy import __version__
+
+    pre = variant.preprocessing
+    values = {
+        "variant": variant.name,
+        "input_size": str(pre.crop_size),
+        "resize_size": str(pre.resize_size),
+        "mean": json.dumps(list(pre.mean)),
+        "std": json.dumps(list(pre.std)),
+        "num_classes": str(variant.num_classes),
+        "weights": "trained" if weights.trained else "untrained",
+        "weights_sha256": weights.sha256,
+        "seed": "" if weights.seed is None else str(weights.seed),
+        "opset": str(config.opset),
+        "outputs": ",".join(config.output_names),
+        "precision": "fp32",
+        "torch_version": torch.__version__,
+        "onnx_version": onnx.__version__,
+        "tool_version": __version__,
+    }
+    return {PREFIX + key: value for key, value in values.items()}
+
+
+def read_metadata(path: str | Path) -> dict[str, str]:
+    """Our metadata of an ONNX file (prefix stripped); empty when the file is not one of ours."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # onnx raises DecodeError, OSError, ... for non-ONNX input
+        raise AlexnetDeployError(
+            f"{path} is not a readable ONNX file ({type(err).__name__})",
+            hint="pass a model written by 'alexnet-deploy export'",
+        ) from None
+    return {
+        prop.key[len(PREFIX) :]: prop.value
+        for prop in model.metadata_props
+        if prop.key.startswith(PREFIX)
+    }
+
+
+def manifest_path(model_path: str | Path) -> Path:
+    """The manifest lives beside the model: ``alexnet.onnx`` -> ``alexnet.onnx.json``."""
+    model_path = Path(model_path)
+    return model_path.with_name(model_path.name + ".json")

@@ -1,0 +1,85 @@
+"""The export stage: variant + weights -> validated ONNX file + manifest, written atomically."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alexnet_deploy.exporter.config import ExportConfig
+from alexnet_deploy.exporter.convert import onnx_from_torch
+from alexnet_deploy.exporter.metadata import export_metadata, manifest_path
+from alexnet_deploy.exporter.validate import BatchComparison, comparisons_as_dicts, validate_export
+from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file, write_json_atomic
+from alexnet_deploy.models.variants import Variant
+from alexnet_deploy.models.weights import WeightsInfo, build_model
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class ExportResult:
+    path: Path
+    manifest: Path
+    sha256: str
+    size_bytes: int
+    weights: WeightsInfo
+    export_seconds: float
+    validate_seconds: float
+    comparisons: list[BatchComparison] = field(default_factory=list)
+
+
+def export_onnx(
+    variant: Variant,
+    out: Path,
+    *,
+    weights: Path | None = None,
+    seed: int,
+    config: ExportConfig | None = None,
+    force: bool = False,
+    progress: Progress = lambda _msg: None,
+) -> ExportResult:
+    """Build ``variant`` (from ``weights`` or ``seed``), export it to ``out`` and validate it
+    against PyTorch. ``out`` appears only if every check passes; an existing ``out`` is replaced
+    only with ``force`` and only by a validated file."""
+    config = config or ExportConfig()
+    out = prepare_output(out, force=force, what="output")
+    progress("building model")
+    model, info = build_model(variant, weights, seed)
+    metadata = export_metadata(variant, info, config)
+    with atomic_path(out) as tmp:
+        progress(f"exporting to ONNX (opset {config.opset})")
+        start = time.perf_counter()
+        onnx_from_torch(model, variant, config, tmp, metadata)
+        export_seconds = time.perf_counter() - start
+        progress("validating against PyTorch")
+        start = time.perf_counter()
+        comparisons = validate_export(tmp, model, variant, config, seed)
+        validate_seconds = time.perf_counter() - start
+        digest = sha256_file(tmp)
+        size = tmp.stat().st_size
+    manifest = {
+        "model": out.name,
+        "sha256": digest,
+        "size_bytes": size,
+        "metadata": {key.split(".", 1)[1]: value for key, value in metadata.items()},
+        "validation": {
+            "reference": "PyTorch eager FP32",
+            "atol": config.atol,
+            "rtol": config.rtol,
+            "seed": seed,
+            "batches": comparisons_as_dicts(comparisons),
+        },
+    }
+    manifest_file = write_json_atomic(manifest_path(out), manifest)
+    return ExportResult(
+        path=out,
+        manifest=manifest_file,
+        sha256=digest,
+        size_bytes=size,
+        weights=info,
+        export_seconds=export_seconds,
+        validate_seconds=validate_seconds,
+        comparisons=comparisons,
+    )

@@ -1,0 +1,103 @@
+"""Files: content hashes, output-path checks and atomic writes.
+
+An artifact appears under its final name only when it is complete: it is written to a
+temporary file in the same directory and renamed over the target, so a failed run never leaves
+a half-written file and never destroys the artifact that was there before.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alexnet_deploy.errors import AlexnetDeployError
+
+_CHUNK = 1 << 20
+
+
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for chunk in iter(lambda: handle.read(_CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def prepare_output(path: str | os.PathLike[str], *, force: bool, what: str = "output") -> Path:
+    """Check that ``path`` may be written, before any expensive work starts.
+
+    Refuses an existing file unless ``force``, and proves that the nearest existing directory
+    is writable by creating (and removing) a probe file in it; nothing is left behind.
+    """
+    out = Path(path)
+    if out.exists() and out.is_dir():
+        raise AlexnetDeployError(
+            f"{what} path {out} is a directory",
+            hint="pass a file name, for example -o work/alexnet.onnx",
+        )
+    if out.exists() and not force:
+        raise AlexnetDeployError(
+            f"{what} {out} already exists",
+            hint="pass --force to replace it, or choose another path with -o",
+        )
+    existing = next(a for a in [out.parent, *out.parent.parents] if a.exists())
+    if not existing.is_dir():
+        raise AlexnetDeployError(
+            f"cannot write {what} {out}: {existing} is a file, not a directory",
+            hint="choose an output path inside a directory",
+        )
+    try:  # missing directories are made only when the artifact is written (atomic_path)
+        fd, probe = tempfile.mkstemp(dir=existing, prefix=".probe-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise AlexnetDeployError(
+            f"cannot write {what} {out}: directory {existing} is not writable ({err.strerror})",
+            hint="choose a writable output directory with -o",
+        ) from err
+    return out
+
+
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path beside ``target``; rename it over ``target`` if the block succeeds.
+
+    On any exception the temporary file is removed and ``target`` is left untouched.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; artifacts are shared
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``target`` atomically."""
+    with atomic_path(target) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(target)
+
+
+def write_json_atomic(target: str | os.PathLike[str], payload: Any) -> Path:
+    """Write ``payload`` as indented, key-sorted JSON (stable bytes for equal content)."""
+    return write_text_atomic(target, json.dumps(payload, indent=2, sort_keys=True) + "\n")

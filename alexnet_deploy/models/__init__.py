@@ -1,0 +1,1 @@
+"""AlexNet definitions, their declared preprocessing, checkpoints and the layer table."""

@@ -1,0 +1,83 @@
+"""Facts about this machine and its runtimes, for doctor and for every report's fingerprint."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+import os
+import platform
+import shutil
+import subprocess
+
+# CPU flags that decide which kernels a runtime can use (from /proc/cpuinfo's names).
+CPU_FEATURES = {
+    "avx2": "avx2",
+    "avx512": "avx512f",
+    "vnni": "avx512_vnni",
+    "avx_vnni": "avx_vnni",
+    "amx": "amx_tile",
+    "fp16 (avx512)": "avx512_fp16",
+}
+
+
+def cpu_info() -> dict[str, object]:
+    """Model name, logical cores and the features in :data:`CPU_FEATURES`."""
+    model, flags = platform.processor() or platform.machine(), set()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as handle:
+            for line in handle:
+                key, _, value = line.partition(":")
+                if key.strip() == "model name" and value.strip():
+                    model = value.strip()
+                elif key.strip() == "flags":
+                    flags = set(value.split())
+    except OSError:
+        pass
+    return {
+        "model": model,
+        "logical_cores": os.cpu_count(),
+        "features": {name: flag in flags for name, flag in CPU_FEATURES.items()},
+    }
+
+
+def package_version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def gpu_info() -> list[dict[str, str]]:
+    """GPUs as nvidia-smi reports them; empty when there is none (or no driver)."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return []
+    try:
+        out = subprocess.run(
+            [
+                smi,
+                "--query-gpu=name,compute_cap,driver_version,memory.total",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    gpus = []
+    for line in out.strip().splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4:
+            gpus.append(
+                dict(zip(("name", "compute_capability", "driver", "memory"), parts, strict=True))
+            )
+    return gpus
+
+
+def memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None

@@ -1,0 +1,74 @@
+"""Shared fixtures: real exports of both variants (once per session) and a CLI driver."""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+from dataclasses import dataclass
+
+import pytest
+
+from alexnet_deploy.cli import run
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Skip on capability at collection time, with the reason in the report."""
+    reasons = {
+        "cuda": None if _has_cuda() else "no CUDA device on this machine",
+        "tensorrt": None
+        if importlib.util.find_spec("tensorrt") and _has_cuda()
+        else "TensorRT and a CUDA device are both needed",
+        "openvino": None
+        if importlib.util.find_spec("openvino")
+        else "openvino is not installed (pip install 'alexnet-deploy[openvino]')",
+    }
+    for item in items:
+        for marker, reason in reasons.items():
+            if reason and marker in item.keywords:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@dataclass
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys):
+    """Run the real CLI entry point in-process; return exit code and captured output."""
+
+    def invoke(*args: str) -> CliResult:
+        capsys.readouterr()
+        code = run([str(a) for a in args])
+        captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err)
+
+    return invoke
+
+
+@pytest.fixture(scope="session")
+def exported(tmp_path_factory):
+    """Export each variant once (untrained, seed 0) through the CLI code path's library call."""
+    from alexnet_deploy.exporter.pipeline import export_onnx
+    from alexnet_deploy.models.variants import VARIANTS
+
+    root = tmp_path_factory.mktemp("exports")
+    cache = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = export_onnx(VARIANTS[name], root / f"{name}.onnx", seed=0)
+        return cache[name]
+
+    yield get
+    shutil.rmtree(root, ignore_errors=True)
