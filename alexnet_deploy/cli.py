@@ -105,7 +105,7 @@ def export(
         typer.Option(
             "-o",
             "--output",
-            help=f"ONNX file to write [default: {C.DEFAULT_WORK_DIR}/alexnet-VARIANT.onnx].",
+            help=f"ONNX file to write (default: {C.DEFAULT_WORK_DIR}/alexnet-VARIANT.onnx).",
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
@@ -153,6 +153,280 @@ def _print_export_result(result) -> None:
         f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, sha256 {result.sha256[:12]}), "
         f"{result.weights.label}; export {result.export_seconds:.1f} s, "
         f"validation {result.validate_seconds:.1f} s; manifest {result.manifest}"
+    )
+
+
+class MethodChoice(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+    auto = "auto"
+
+
+class TargetChoice(str, Enum):
+    tensorrt = "tensorrt"
+    cpu = "cpu"
+
+
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Images folder (JPEG/PNG, recursive; class sub-folders give labels), a preprocessed "
+        ".npy/.npz, 'shipped' (the bundled photos) or 'synthetic' (smoke runs only).",
+    ),
+]
+EvalDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--eval-data", help="Held-out set from another source; then all of --data calibrates."
+    ),
+]
+EvalSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--eval-size", help="Held-out samples for fidelity (default: the rest, at most 512)."
+    ),
+]
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels", help="Labels: CSV 'relative/path.jpg,label' for a folder, or .npy of ints."
+    ),
+]
+MaxDropOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-top1-drop", help="Fail when top-1 drops more points than this against FP32."
+    ),
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", help="Batch size for calibration and fidelity runs.")
+]
+InputSizeOpt = Annotated[
+    int | None, typer.Option("--input-size", help="Crop size, for models without our metadata.")
+]
+ResizeSizeOpt = Annotated[
+    int | None,
+    typer.Option("--resize-size", help="Short-side resize, for models without our metadata."),
+]
+MeanOpt = Annotated[
+    str | None,
+    typer.Option("--mean", help="Per-channel mean 'R,G,B', for models without our metadata."),
+]
+StdOpt = Annotated[
+    str | None,
+    typer.Option("--std", help="Per-channel std 'R,G,B', for models without our metadata."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing outputs.")]
+ModelArg = Annotated[Path, typer.Argument(help="FP32 ONNX model (from 'alexnet-deploy export').")]
+
+
+def _preprocessing(input_size, resize_size, mean, std):
+    """Explicit preprocessing for a foreign model: all four flags or none."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.models.variants import Preprocessing
+
+    given = [v is not None for v in (input_size, resize_size, mean, std)]
+    if not any(given):
+        return None
+    if not all(given):
+        raise UsageError(
+            "--input-size, --resize-size, --mean and --std go together", hint="pass all four"
+        )
+
+    def triple(text: str, flag: str) -> tuple[float, float, float]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != 3:
+            raise UsageError(f"{flag} takes three comma-separated numbers, got {text!r}")
+        return values  # type: ignore[return-value]
+
+    return Preprocessing(resize_size, input_size, triple(mean, "--mean"), triple(std, "--std"))
+
+
+@app.command()
+def calibrate(
+    model: ModelArg,
+    data: DataOpt = "shipped",
+    eval_data: EvalDataOpt = None,
+    method: Annotated[
+        MethodChoice,
+        typer.Option(
+            "--method", help="Range method; auto tries all and keeps the most faithful per target."
+        ),
+    ] = MethodChoice.minmax,
+    target: Annotated[
+        list[TargetChoice] | None,
+        typer.Option("--target", help="INT8 form(s) to write (default: both)."),
+    ] = None,
+    calib_size: Annotated[
+        int | None,
+        typer.Option("--calib-size", help="Calibration samples (default: half, at most 256)."),
+    ] = None,
+    eval_size: EvalSizeOpt = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
+    labels: LabelsOpt = None,
+    max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+    input_size: InputSizeOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output path; '{target}' in it is replaced (default: MODEL_DIR/STEM.int8-TARGET.onnx).",
+        ),
+    ] = None,
+    trt_cache: Annotated[
+        bool,
+        typer.Option(
+            "--trt-cache/--no-trt-cache", help="Also write a legacy TensorRT calibration cache."
+        ),
+    ] = True,
+    force: ForceOpt = False,
+) -> None:
+    """Calibrate once on real images and write INT8 Q/DQ models for TensorRT and for CPUs."""
+    from alexnet_deploy.calib.config import METHODS
+    from alexnet_deploy.calib.int8 import TARGETS
+    from alexnet_deploy.calib.pipeline import DataRequest
+    from alexnet_deploy.calib.pipeline import calibrate as run_calibration
+
+    request = DataRequest(
+        data=data,
+        calib_size=calib_size,
+        eval_size=eval_size,
+        seed=seed,
+        labels=labels,
+        eval_data=eval_data,
+        preprocessing=_preprocessing(input_size, resize_size, mean, std),
+        batch_size=batch_size,
+    )
+    methods = METHODS if method is MethodChoice.auto else (method.value,)
+    targets = tuple(t.value for t in target) if target else TARGETS
+    with err_console.status("calibrating") as status:
+        report = run_calibration(
+            model,
+            request,
+            methods=methods,
+            targets=targets,
+            output=output,
+            max_top1_drop=max_top1_drop,
+            trt_cache=trt_cache,
+            force=force,
+            progress=lambda msg: status.update(msg),
+        )
+    _print_calibration(report)
+    if report.failures:
+        raise AlexnetDeployError(
+            "; ".join(report.failures),
+            hint="calibrate on more representative data (--data), try --method auto, or raise --max-top1-drop",
+        )
+
+
+def _data_label(data) -> str:
+    label = f"{data.kind} data: {data.source}; {len(data.calib)} calibration / {len(data.eval)} held-out samples"
+    if data.synthetic:
+        label += " [SYNTHETIC: figures say little about real images]"
+    if data.skipped:
+        label += f"; skipped {len(data.skipped)} unreadable file(s)"
+    return label
+
+
+def _print_calibration(report) -> None:
+    import polars as pl
+
+    from alexnet_deploy.render import rich_table
+
+    short = {
+        "method": "method", "target": "target", "selected": "kept", "top1_fp32": "top1 fp32",
+        "top1_int8": "top1 int8", "top1_agreement": "agree", "top5_overlap": "top5 ovl",
+        "centered_cosine": "cos(c)", "max_abs_error": "max err", "top1_drop_points": "drop pts",
+        "within_budget": "ok", "calibration_seconds": "calib s",
+    }
+    frame = pl.DataFrame(report.rows()).select(list(short)).rename(short)
+    out_console.print(rich_table(frame, title=f"INT8 fidelity against FP32 ({report.model.name})"))
+    out_console.print(_data_label(report.data), highlight=False)
+    if any(r["entropy_equals_minmax"] for r in report.rows()):
+        err_console.print(
+            "Warning: entropy calibration gave the min/max ranges (too few bins or samples)."
+        )
+    if report.budget_note:
+        err_console.print(f"Note: {report.budget_note}", highlight=False)
+    for target, path in report.artifacts.items():
+        out_console.print(f"wrote {target}: {path}", highlight=False)
+    if report.trt_cache:
+        out_console.print(
+            f"wrote legacy TensorRT calibration cache: {report.trt_cache}", highlight=False
+        )
+    out_console.print(f"report: {report.report_path}", highlight=False)
+
+
+@app.command()
+def fp16(
+    model: ModelArg,
+    data: DataOpt = "shipped",
+    eval_size: EvalSizeOpt = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
+    labels: LabelsOpt = None,
+    max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+    input_size: InputSizeOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="FP16 model (default: MODEL_DIR/STEM.fp16.onnx)."),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Convert to FP16 (float32 inputs/outputs kept) and measure its fidelity against FP32."""
+    import polars as pl
+
+    from alexnet_deploy.calib.pipeline import DataRequest, convert_fp16
+    from alexnet_deploy.render import rich_table
+
+    request = DataRequest(
+        data=data,
+        eval_size=eval_size,
+        seed=seed,
+        labels=labels,
+        batch_size=batch_size,
+        preprocessing=_preprocessing(input_size, resize_size, mean, std),
+    )
+    with err_console.status("converting") as status:
+        report = convert_fp16(
+            model,
+            request,
+            output=output,
+            max_top1_drop=max_top1_drop,
+            force=force,
+            progress=lambda msg: status.update(msg),
+        )
+    row = {
+        "precision": "fp16",
+        **report.fidelity.as_dict(),
+        "convert_seconds": report.convert_seconds,
+    }
+    out_console.print(
+        rich_table(pl.DataFrame([row]), title=f"FP16 fidelity against FP32 ({model.name})")
+    )
+    out_console.print(_data_label(report.data), highlight=False)
+    if report.budget_note:
+        err_console.print(f"Note: {report.budget_note}", highlight=False)
+    if report.failures:
+        raise AlexnetDeployError(
+            "; ".join(report.failures), hint="keep more ops in FP32 or raise --max-top1-drop"
+        )
+    out_console.print(
+        f"wrote {report.output} (ops kept in FP32: {', '.join(report.kept_fp32_ops)})",
+        highlight=False,
     )
 
 

@@ -42,3 +42,33 @@ DEFAULT_WORK_DIR = "work"
 
 # How many mismatched checkpoint keys an error message names before it says "and N more".
 MAX_MISMATCHES_SHOWN = 5
+
+# Calibration. Entropy with ONNX Runtime's default 128 bins tends to pick the last bin, i.e. the
+# min/max range: 2048 bins give the KL search room to clip outliers.
+ENTROPY_NUM_BINS = 2048
+PERCENTILE = 99.999
+PERCENTILE_NUM_BINS = 2048
+
+# Calibrate in batches (> 1): at batch 1 the fully connected layers look like matrix-vector
+# products to some quantizers, and batching makes collection faster.
+CALIBRATION_BATCH_SIZE = 8
+
+# Without --calib-size, half of the available samples calibrate and the rest are held out for
+# fidelity, each capped so a large folder does not make calibration slow.
+MAX_DEFAULT_CALIB_SIZE = 256
+MAX_EVAL_SIZE = 512
+
+# Unreadable images are skipped with a warning while they are at most this fraction of the
+# files; beyond it the folder is probably not what the user meant, and the run fails.
+MAX_CORRUPT_FRACTION = 0.10
+
+# Fidelity budget: an artifact fails when top-1 drops more than this many percentage points
+# against FP32 (MLPerf's spirit: 99% of FP32 accuracy).
+DEFAULT_MAX_TOP1_DROP = 1.0
+
+# Ops that stay FP32 in the FP16 artifact: LRN squares and sums activations, which overflows
+# FP16's 65504 maximum on real post-ReLU magnitudes.
+FP16_KEEP_FP32_OPS = ("LRN",)
+
+# Data source name for generated inputs: labelled synthetic in every report it touches.
+SYNTHETIC = "synthetic"

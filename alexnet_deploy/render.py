@@ -17,13 +17,17 @@ class TableFormat(str, Enum):
 
 
 def _cell(value: object) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if value is None:
+        return "-"
     if isinstance(value, int) and not isinstance(value, bool):
         return f"{value:,}"
     if isinstance(value, float):
         return f"{value:.4g}"
     from rich.markup import escape
 
-    return "" if value is None else escape(str(value))
+    return escape(str(value))
 
 
 def rich_table(frame: pl.DataFrame, title: str | None = None):

@@ -33,6 +33,25 @@ def _lrn_fake(x: torch.Tensor, size: int, alpha: float, beta: float, bias: float
     return torch.empty_like(x)
 
 
+def _lrn_setup_context(ctx, inputs, output) -> None:
+    x, size, alpha, beta, bias = inputs
+    ctx.save_for_backward(x)
+    ctx.params = (size, alpha, beta, bias)
+
+
+def _lrn_backward(ctx, grad_output: torch.Tensor):
+    """Gradient by differentiating PyTorch's own LRN, so models with it train (tests do)."""
+    (x,) = ctx.saved_tensors
+    with torch.enable_grad():
+        leaf = x.detach().requires_grad_(True)
+        out = F.local_response_norm(leaf, *ctx.params)
+        (grad,) = torch.autograd.grad(out, leaf, grad_output)
+    return grad, None, None, None, None
+
+
+lrn.register_autograd(_lrn_backward, setup_context=_lrn_setup_context)
+
+
 def _lrn_to_onnx(x, size: int, alpha: float, beta: float, bias: float):
     return onnx_op.LRN(x, size=size, alpha=alpha, beta=beta, bias=bias)
 

@@ -1,0 +1,131 @@
+"""What an ONNX artifact is: its input/output tensors, preprocessing and provenance.
+
+Read from the file itself (graph and ``alexnet_deploy.*`` metadata), so every later stage
+(calibrate, build, bench, package) works from the artifact, not from assumptions. A model that
+is not one of our exports has no metadata: its tensors still come from the graph, and the
+preprocessing must then be given explicitly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.exporter.metadata import PREFIX
+from alexnet_deploy.models.variants import Preprocessing
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    name: str
+    dims: tuple  # ints for fixed dims, strings for symbolic ones (e.g. "batch")
+    dtype: str
+
+    @property
+    def batch_dynamic(self) -> bool:
+        return bool(self.dims) and not isinstance(self.dims[0], int)
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    path: Path
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    metadata: dict[str, str] = field(default_factory=dict)
+    opset: int = 0
+
+    @property
+    def ours(self) -> bool:
+        return "variant" in self.metadata
+
+    @property
+    def input(self) -> TensorSpec:
+        return self.inputs[0]
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of one input."""
+        dims = self.input.dims[1:]
+        if len(dims) != 3 or not all(isinstance(d, int) for d in dims):
+            raise AlexnetDeployError(
+                f"{self.path}: input {self.input.name!r} has dims {list(self.input.dims)}, "
+                "expected [batch, C, H, W] with fixed C, H, W"
+            )
+        return dims  # type: ignore[return-value]
+
+    @property
+    def precision(self) -> str:
+        return self.metadata.get("precision", "fp32")
+
+    @property
+    def trained(self) -> bool | None:
+        """True/False for our exports, None when unknown (a foreign model)."""
+        if "weights" not in self.metadata:
+            return None
+        return self.metadata["weights"] == "trained"
+
+    def preprocessing(self) -> Preprocessing | None:
+        meta = self.metadata
+        if not {"input_size", "resize_size", "mean", "std"} <= meta.keys():
+            return None
+        return Preprocessing(
+            resize_size=int(meta["resize_size"]),
+            crop_size=int(meta["input_size"]),
+            mean=tuple(json.loads(meta["mean"])),
+            std=tuple(json.loads(meta["std"])),
+        )
+
+
+_DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8", 7: "int64"}
+
+
+def _spec(value) -> TensorSpec:
+    tensor = value.type.tensor_type
+    dims = tuple(d.dim_param if d.dim_param else d.dim_value for d in tensor.shape.dim)
+    return TensorSpec(value.name, dims, _DTYPES.get(tensor.elem_type, str(tensor.elem_type)))
+
+
+def load_model_proto(path: str | Path, *, what: str = "model"):
+    """``onnx.load`` with user-facing errors for a missing or non-ONNX file."""
+    import onnx
+
+    path = Path(path)
+    if not path.is_file():
+        raise AlexnetDeployError(
+            f"{what} {path} not found",
+            hint="create it with 'alexnet-deploy export' or check the path",
+        )
+    try:
+        return onnx.load(str(path))
+    except Exception as err:  # onnx raises DecodeError, ValueError, ... for non-ONNX bytes
+        raise AlexnetDeployError(
+            f"{path} is not an ONNX model ({type(err).__name__})",
+            hint="pass a .onnx file, for example one written by 'alexnet-deploy export'",
+        ) from None
+
+
+def info_from_proto(path: Path, model) -> ArtifactInfo:
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
+    if len(inputs) != 1:
+        raise AlexnetDeployError(
+            f"{path} has {len(inputs)} graph inputs ({[i.name for i in inputs]}); expected one image input"
+        )
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    metadata = {
+        p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)
+    }
+    return ArtifactInfo(
+        path=Path(path),
+        inputs=inputs,
+        outputs=tuple(_spec(v) for v in model.graph.output),
+        metadata=metadata,
+        opset=opset,
+    )
+
+
+def read_artifact(path: str | Path) -> ArtifactInfo:
+    path = Path(path)
+    return info_from_proto(path, load_model_proto(path))

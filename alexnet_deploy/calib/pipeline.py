@@ -1,0 +1,417 @@
+"""The calibrate stage: FP32 ONNX + data -> INT8 Q/DQ models per target, a legacy TensorRT
+cache, a data manifest and a fidelity report. And the FP16 conversion, judged the same way.
+
+Artifacts appear only when complete and within the fidelity budget (temporary file, checks,
+rename); the report is written either way so a failure can be read.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.artifact import ArtifactInfo, read_artifact
+from alexnet_deploy.calib.config import CalibrationConfig
+from alexnet_deploy.calib.data import CalibrationData, load_calibration_data
+from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
+from alexnet_deploy.calib.int8 import RECIPES, TARGETS, quantize_to_file
+from alexnet_deploy.calib.ranges import Ranges, collect_ranges
+from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
+from alexnet_deploy.calib.trt_cache import write_trt_cache
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.exporter.metadata import PREFIX
+from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file, write_json_atomic
+from alexnet_deploy.models.variants import Preprocessing
+
+log = logging.getLogger(__name__)
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DataRequest:
+    data: str = "shipped"
+    calib_size: int | None = None
+    eval_size: int | None = None
+    seed: int = C.DEFAULT_SEED
+    labels: Path | None = None
+    eval_data: str | None = None  # held-out set from another source; then all of data calibrates
+    preprocessing: Preprocessing | None = None  # overrides the model's metadata
+    batch_size: int = C.CALIBRATION_BATCH_SIZE
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
+
+
+@dataclass
+class Candidate:
+    method: str
+    target: str
+    fidelity: Fidelity
+    calibration_seconds: float
+    cached: bool
+    collapsed_to_minmax: bool
+    selected: bool = False
+    within_budget: bool = True
+
+
+@dataclass
+class CalibrationReport:
+    model: Path
+    data: CalibrationData
+    candidates: list[Candidate]
+    artifacts: dict[str, Path] = field(default_factory=dict)  # target -> written model
+    trt_cache: Path | None = None
+    report_path: Path | None = None
+    budget_enforced: bool = True
+    budget_note: str = ""
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+    def rows(self) -> list[dict]:
+        rows = []
+        for c in self.candidates:
+            f = c.fidelity
+            rows.append(
+                {
+                    "method": c.method,
+                    "target": c.target,
+                    "selected": c.selected,
+                    "top1_fp32": f.reference_top1_accuracy,
+                    "top1_int8": f.top1_accuracy,
+                    "top1_agreement": f.top1_agreement,
+                    "top5_overlap": f.top5_overlap,
+                    "centered_cosine": f.centered_cosine,
+                    "max_abs_error": f.max_abs_error,
+                    "top1_drop_points": f.top1_drop_points(),
+                    "within_budget": c.within_budget,
+                    "calibration_seconds": c.calibration_seconds,
+                    "ranges_cached": c.cached,
+                    "entropy_equals_minmax": c.collapsed_to_minmax,
+                    "synthetic_data": self.data.synthetic,
+                }
+            )
+        return rows
+
+
+def _check_input_model(info: ArtifactInfo) -> None:
+    if info.precision != "fp32":
+        raise AlexnetDeployError(
+            f"{info.path} is already a {info.precision} model; calibration starts from the FP32 export",
+            hint="pass the FP32 .onnx written by 'alexnet-deploy export'",
+        )
+    if info.input.dtype != "float32":
+        raise AlexnetDeployError(
+            f"{info.path}: input {info.input.name!r} is {info.input.dtype}, expected float32"
+        )
+
+
+def resolve_outputs(
+    model: Path, output: str | None, targets: tuple[str, ...], suffix: str
+) -> dict[str, Path]:
+    """Output path per target. ``output`` may hold '{target}'; without it, one target only.
+    The default is MODEL_DIR/STEM.<suffix>-<target>.onnx."""
+    if output is None:
+        paths = {t: model.with_name(f"{model.stem}.{suffix}-{t}.onnx") for t in targets}
+    elif "{target}" in output:
+        paths = {t: Path(output.replace("{target}", t)) for t in targets}
+    elif len(targets) == 1:
+        paths = {targets[0]: Path(output)}
+    else:
+        raise UsageError(
+            f"-o {output} names one file but {len(targets)} targets are written",
+            hint="put '{target}' in the name (e.g. -o work/int8-{target}.onnx) or pass one --target",
+        )
+    for path in paths.values():
+        if path.resolve() == model.resolve():
+            raise UsageError(
+                f"output {path} is the input model",
+                hint="choose another -o; the FP32 model is never overwritten",
+            )
+    return paths
+
+
+def _artifact_metadata(model, values: dict[str, str]) -> None:
+    existing = {p.key: p for p in model.metadata_props}
+    for key, value in values.items():
+        if PREFIX + key in existing:
+            existing[PREFIX + key].value = value
+        else:
+            entry = model.metadata_props.add()
+            entry.key, entry.value = PREFIX + key, value
+
+
+def _budget_policy(info: ArtifactInfo, data: CalibrationData) -> tuple[bool, str]:
+    if info.trained is False:
+        return (
+            False,
+            "untrained weights: fidelity figures are uninformative, --max-top1-drop not enforced",
+        )
+    if data.synthetic:
+        return (
+            False,
+            "synthetic data: fidelity figures are uninformative, --max-top1-drop not enforced",
+        )
+    return True, ""
+
+
+def _pick(candidates: list[Candidate]) -> Candidate:
+    """Most faithful to FP32: top-1 agreement, then centered cosine. (Not accuracy: an INT8
+    model that beats FP32 on a small held-out set is noise, not fidelity.)"""
+    return max(candidates, key=lambda c: (c.fidelity.top1_agreement, c.fidelity.centered_cosine))
+
+
+def calibrate(
+    model_path: Path,
+    request: DataRequest,
+    *,
+    methods: tuple[str, ...] = ("minmax",),
+    targets: tuple[str, ...] = TARGETS,
+    output: str | None = None,
+    max_top1_drop: float = C.DEFAULT_MAX_TOP1_DROP,
+    cache_dir: Path | None = None,
+    trt_cache: bool = True,
+    force: bool = False,
+    progress: Progress = lambda _m: None,
+) -> CalibrationReport:
+    """Calibrate once per method, quantize per target, keep the most faithful method per target."""
+    import onnx
+
+    for method in methods:
+        CalibrationConfig.named(method)
+    for target in targets:
+        if target not in RECIPES:
+            raise UsageError(
+                f"unknown target {target!r}", hint=f"choose from: {', '.join(TARGETS)}"
+            )
+    if max_top1_drop < 0:
+        raise UsageError(f"--max-top1-drop must be >= 0, got {max_top1_drop}")
+    model_path = Path(model_path)
+    info = read_artifact(model_path)
+    _check_input_model(info)
+    outputs = resolve_outputs(model_path, output, targets, "int8")
+    for path in outputs.values():
+        prepare_output(path, force=force, what="INT8 model")
+    report_path = model_path.with_name(f"{model_path.stem}.int8.report.json")
+    cache_path = model_path.with_name(f"{model_path.stem}.int8.trt-calibration.cache")
+
+    progress("loading calibration data")
+    data = load_calibration_data(
+        request.data,
+        image_shape=info.image_shape,
+        preprocessing=request.preprocessing or info.preprocessing(),
+        calib_size=request.calib_size,
+        eval_size=request.eval_size,
+        seed=request.seed,
+        labels_file=request.labels,
+        eval_data=request.eval_data,
+    )
+    cache_dir = cache_dir or model_path.parent / ".cache" / "calibration"
+    model_sha = sha256_file(model_path)
+    progress(f"FP32 reference on {len(data.eval)} held-out samples")
+    reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
+    labels = data.eval.labels
+
+    candidates: list[Candidate] = []
+    written: dict[tuple[str, str], Path] = {}
+    ranges_by_method: dict[str, Ranges] = {}
+    scratch = model_path.parent / ".cache" / "int8-candidates"
+    scratch.mkdir(parents=True, exist_ok=True)
+    try:
+        for method in methods:
+            config = CalibrationConfig.named(method)
+            progress(f"calibrating: {method} on {len(data.calib)} samples")
+            ranges = collect_ranges(
+                model_path,
+                model_sha,
+                info.input.name,
+                data.calib,
+                data.key(),
+                config,
+                cache_dir,
+                request.batch_size,
+            )
+            ranges_by_method[method] = ranges
+            if ranges.collapsed_to_minmax:
+                log.warning(
+                    "%s calibration gave the min/max range for every tensor (too few bins or too little data)",
+                    method,
+                )
+            for target in targets:
+                progress(f"quantizing: {method} -> {target}")
+                tmp = scratch / f"{model_path.stem}.{method}.{target}.onnx"
+                quantize_to_file(model_path, ranges, RECIPES[target], tmp)
+                logits = ort_logits(tmp, info.input.name, data.eval.images, request.batch_size)
+                candidates.append(
+                    Candidate(
+                        method,
+                        target,
+                        compare_logits(reference, logits, labels),
+                        ranges.seconds,
+                        ranges.cached,
+                        ranges.collapsed_to_minmax,
+                    )
+                )
+                written[(method, target)] = tmp
+
+        enforced, note = _budget_policy(info, data)
+        report = CalibrationReport(
+            model_path, data, candidates, budget_enforced=enforced, budget_note=note
+        )
+        for c in candidates:
+            c.within_budget = c.fidelity.top1_drop_points() <= max_top1_drop
+        for target in targets:
+            best = _pick([c for c in candidates if c.target == target])
+            best.selected = True
+            if enforced and not best.within_budget:
+                report.failures.append(
+                    f"{target}: top-1 drops {best.fidelity.top1_drop_points():.2f} points against FP32 "
+                    f"(budget {max_top1_drop:g}) with the best method, {best.method}"
+                )
+                continue
+            progress(f"writing {outputs[target].name}")
+            proto = onnx.load(str(written[(best.method, target)]))
+            if target == "tensorrt":
+                check_tensorrt_qdq(proto)
+            recipe = RECIPES[target]
+            _artifact_metadata(
+                proto,
+                {
+                    "precision": "int8",
+                    "int8_target": target,
+                    "int8_recipe": recipe.describe(),
+                    "calibration_method": best.method,
+                    "calibration_data": data.kind,
+                    "calibration_data_key": data.key(),
+                    "synthetic_calibration": str(data.synthetic).lower(),
+                    "source_sha256": model_sha,
+                },
+            )
+            with atomic_path(outputs[target]) as tmp:
+                onnx.save(proto, str(tmp))
+            report.artifacts[target] = outputs[target]
+
+        if trt_cache and "tensorrt" in targets:
+            chosen = next(c for c in candidates if c.target == "tensorrt" and c.selected)
+            report.trt_cache = write_trt_cache(ranges_by_method[chosen.method].load(), cache_path)
+    finally:
+        for tmp in written.values():
+            tmp.unlink(missing_ok=True)
+
+    report.report_path = write_json_atomic(
+        report_path,
+        {
+            "schema": "alexnet-deploy/calibration-report/1",
+            "model": str(model_path),
+            "model_sha256": model_sha,
+            "data": data.manifest(),
+            "data_key": data.key(),
+            "methods": {
+                m: {**r.config.as_dict(), "ranges_cache": str(r.path), "seconds": r.seconds}
+                for m, r in ranges_by_method.items()
+            },
+            "recipes": {t: RECIPES[t].describe() for t in targets},
+            "max_top1_drop": max_top1_drop,
+            "budget_enforced": enforced,
+            "budget_note": note,
+            "rows": report.rows(),
+            "artifacts": {
+                t: {"path": str(p), "sha256": sha256_file(p)} for t, p in report.artifacts.items()
+            },
+            "trt_cache": None if report.trt_cache is None else str(report.trt_cache),
+            "failures": report.failures,
+        },
+    )
+    return report
+
+
+@dataclass
+class Fp16Report:
+    model: Path
+    output: Path | None
+    data: CalibrationData
+    fidelity: Fidelity
+    kept_fp32_ops: tuple[str, ...]
+    convert_seconds: float
+    budget_enforced: bool
+    budget_note: str
+    failures: list[str] = field(default_factory=list)
+
+
+def convert_fp16(
+    model_path: Path,
+    request: DataRequest,
+    *,
+    output: Path | None = None,
+    max_top1_drop: float = C.DEFAULT_MAX_TOP1_DROP,
+    force: bool = False,
+    progress: Progress = lambda _m: None,
+) -> Fp16Report:
+    """Write the FP16 artifact (float32 I/O kept) and measure it against FP32 on ``request``'s
+    data (every sample is held out: FP16 needs no calibration)."""
+    import onnx
+
+    from alexnet_deploy.calib.fp16 import fp16_model
+
+    model_path = Path(model_path)
+    info = read_artifact(model_path)
+    _check_input_model(info)
+    out = Path(output) if output else model_path.with_name(f"{model_path.stem}.fp16.onnx")
+    if out.resolve() == model_path.resolve():
+        raise UsageError(
+            f"output {out} is the input model",
+            hint="choose another -o; the FP32 model is never overwritten",
+        )
+    prepare_output(out, force=force, what="FP16 model")
+    progress("loading evaluation data")
+    data = load_calibration_data(
+        request.data,
+        image_shape=info.image_shape,
+        preprocessing=request.preprocessing or info.preprocessing(),
+        calib_size=request.eval_size,
+        seed=request.seed,
+        labels_file=request.labels,
+        eval_data=request.data,
+    )
+    progress("converting to FP16")
+    start = time.perf_counter()
+    proto = fp16_model(onnx.load(str(model_path)))
+    seconds = time.perf_counter() - start
+    _artifact_metadata(
+        proto,
+        {
+            "precision": "fp16",
+            "fp16_kept_fp32_ops": ",".join(C.FP16_KEEP_FP32_OPS),
+            "source_sha256": sha256_file(model_path),
+        },
+    )
+    enforced, note = _budget_policy(info, data)
+    candidate = out.with_name(f".{out.name}.candidate")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        onnx.save(proto, str(candidate))
+        progress(f"measuring fidelity on {len(data.eval)} samples")
+        reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
+        logits = ort_logits(candidate, info.input.name, data.eval.images, request.batch_size)
+        fidelity = compare_logits(reference, logits, data.eval.labels)
+        report = Fp16Report(
+            model_path, None, data, fidelity, C.FP16_KEEP_FP32_OPS, seconds, enforced, note
+        )
+        if enforced and fidelity.top1_drop_points() > max_top1_drop:
+            report.failures.append(
+                f"fp16: top-1 drops {fidelity.top1_drop_points():.2f} points against FP32 (budget {max_top1_drop:g})"
+            )
+            return report
+        os.replace(candidate, out)  # only a checked artifact gets the final name
+        report.output = out
+        return report
+    finally:
+        candidate.unlink(missing_ok=True)
