@@ -344,10 +344,18 @@ def _print_calibration(report) -> None:
     from alexnet_deploy.render import rich_table
 
     short = {
-        "method": "method", "target": "target", "selected": "kept", "top1_fp32": "top1 fp32",
-        "top1_int8": "top1 int8", "top1_agreement": "agree", "top5_overlap": "top5 ovl",
-        "centered_cosine": "cos(c)", "max_abs_error": "max err", "top1_drop_points": "drop pts",
-        "within_budget": "ok", "calibration_seconds": "calib s",
+        "method": "method",
+        "target": "target",
+        "selected": "kept",
+        "top1_fp32": "top1 fp32",
+        "top1_int8": "top1 int8",
+        "top1_agreement": "agree",
+        "top5_overlap": "top5 ovl",
+        "centered_cosine": "cos(c)",
+        "max_abs_error": "max err",
+        "top1_drop_points": "drop pts",
+        "within_budget": "ok",
+        "calibration_seconds": "calib s",
     }
     frame = pl.DataFrame(report.rows()).select(list(short)).rename(short)
     out_console.print(rich_table(frame, title=f"INT8 fidelity against FP32 ({report.model.name})"))

@@ -72,3 +72,13 @@ def exported(tmp_path_factory):
 
     yield get
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory):
+    """The trained test network (tests/digits.py): PNG folders, checkpoint, FP32 ONNX export."""
+    from tests.digits import build
+
+    root = tmp_path_factory.mktemp("digits")
+    yield build(root)
+    shutil.rmtree(root, ignore_errors=True)

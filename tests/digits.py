@@ -111,16 +111,26 @@ def build(root: Path) -> dict:
     order = np.random.default_rng(SEED).permutation(len(digits.images))
     train_idx, test_idx = order[:TRAIN_COUNT], order[TRAIN_COUNT:]
     write_digit_pngs(root / "train", digits.images[train_idx], digits.target[train_idx], 0)
-    write_digit_pngs(root / "heldout", digits.images[test_idx], digits.target[test_idx], TRAIN_COUNT)
+    write_digit_pngs(
+        root / "heldout", digits.images[test_idx], digits.target[test_idx], TRAIN_COUNT
+    )
     model = train(*_arrays(root / "train"))
     checkpoint = root / "digits-tiny.pth"
     torch.save(model.state_dict(), checkpoint)
     result = export_onnx(DIGITS, root / "digits-tiny.onnx", weights=checkpoint, seed=SEED)
     test_images, test_labels = _arrays(root / "heldout")
     with torch.no_grad():
-        accuracy = float((model(torch.from_numpy(test_images)).argmax(1).numpy() == test_labels).mean())
+        accuracy = float(
+            (model(torch.from_numpy(test_images)).argmax(1).numpy() == test_labels).mean()
+        )
     return {
-        "root": root, "onnx": result.path, "checkpoint": checkpoint, "model": model,
-        "train_dir": root / "train", "heldout_dir": root / "heldout", "accuracy": accuracy,
-        "heldout_images": test_images, "heldout_labels": test_labels,
+        "root": root,
+        "onnx": result.path,
+        "checkpoint": checkpoint,
+        "model": model,
+        "train_dir": root / "train",
+        "heldout_dir": root / "heldout",
+        "accuracy": accuracy,
+        "heldout_images": test_images,
+        "heldout_labels": test_labels,
     }

@@ -82,7 +82,12 @@ class CalibrationData:
 
 
 def _sizes(
-    available: int, calib_size: int | None, eval_size: int | None, where: str, holdout: bool
+    available: int,
+    calib_size: int | None,
+    eval_size: int | None,
+    where: str,
+    holdout: bool,
+    cap: int = C.MAX_DEFAULT_CALIB_SIZE,
 ):
     """(calibration count, held-out count). Without ``holdout`` every sample may calibrate
     (the held-out set then comes from another source, --eval-data)."""
@@ -98,7 +103,7 @@ def _sizes(
             hint="add images, or use --data synthetic for a smoke run",
         )
     if not holdout:
-        calib = calib_size if calib_size is not None else min(available, C.MAX_DEFAULT_CALIB_SIZE)
+        calib = calib_size if calib_size is not None else min(available, cap)
         if calib > available:
             raise AlexnetDeployError(
                 f"--calib-size {calib} is larger than the {available} samples available in {where}",
@@ -157,6 +162,7 @@ def from_folder(
     seed: int,
     labels_file=None,
     holdout: bool = True,
+    cap: int = C.MAX_DEFAULT_CALIB_SIZE,
 ) -> CalibrationData:
     if not any(folder.iterdir()):
         raise AlexnetDeployError(
@@ -176,7 +182,7 @@ def from_folder(
             raise AlexnetDeployError(
                 f"{labels_file} has no label for {missing[:3]} ({len(missing)} files)"
             )
-    calib_n, eval_n = _sizes(len(files), calib_size, eval_size, str(folder), holdout)
+    calib_n, eval_n = _sizes(len(files), calib_size, eval_size, str(folder), holdout, cap)
     needed = calib_n + eval_n
     order = np.random.default_rng(seed).permutation(len(files))
     arrays, used, skipped = [], [], []
@@ -200,7 +206,7 @@ def from_folder(
             hint="remove or re-encode the broken files",
         )
     if len(used) < needed:
-        calib_n, eval_n = _sizes(len(used), calib_size, eval_size, str(folder), holdout)
+        calib_n, eval_n = _sizes(len(used), calib_size, eval_size, str(folder), holdout, cap)
 
     def split(lo: int, hi: int) -> Split:
         chosen = used[lo:hi]
@@ -249,6 +255,7 @@ def from_array(
     seed: int,
     labels_file=None,
     holdout: bool = True,
+    cap: int = C.MAX_DEFAULT_CALIB_SIZE,
 ) -> CalibrationData:
     images, labels = _array_from_file(path)
     expected = ("N", *image_shape)
@@ -268,7 +275,7 @@ def from_array(
         raise AlexnetDeployError(
             f"labels for {path} have shape {list(labels.shape)}, expected [{len(images)}]"
         )
-    calib_n, eval_n = _sizes(len(images), calib_size, eval_size, str(path), holdout)
+    calib_n, eval_n = _sizes(len(images), calib_size, eval_size, str(path), holdout, cap)
     order = np.random.default_rng(seed).permutation(len(images))
     digest = sha256_file(path)
 
@@ -323,7 +330,16 @@ def shipped_images() -> Path:
 
 
 def _load_source(
-    data: str, *, image_shape, preprocessing, calib_size, eval_size, seed, labels_file, holdout
+    data: str,
+    *,
+    image_shape,
+    preprocessing,
+    calib_size,
+    eval_size,
+    seed,
+    labels_file,
+    holdout,
+    cap: int = C.MAX_DEFAULT_CALIB_SIZE,
 ):
     if data == C.SYNTHETIC:
         return synthetic(
@@ -341,6 +357,7 @@ def _load_source(
         seed=seed,
         labels_file=labels_file,
         holdout=holdout,
+        cap=cap,
     )
     if path.is_dir():
         if preprocessing is None:
@@ -393,6 +410,7 @@ def load_calibration_data(
         eval_size=None,
         labels_file=labels_file,
         holdout=False,
+        cap=C.MAX_EVAL_SIZE,
         **common,
     )
     calib.eval = held_out.calib

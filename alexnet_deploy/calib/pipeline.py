@@ -200,8 +200,9 @@ def calibrate(
     outputs = resolve_outputs(model_path, output, targets, "int8")
     for path in outputs.values():
         prepare_output(path, force=force, what="INT8 model")
-    report_path = model_path.with_name(f"{model_path.stem}.int8.report.json")
-    cache_path = model_path.with_name(f"{model_path.stem}.int8.trt-calibration.cache")
+    out_dir = next(iter(outputs.values())).parent  # the report and cache go beside the models
+    report_path = out_dir / f"{model_path.stem}.int8.report.json"
+    cache_path = out_dir / f"{model_path.stem}.int8.trt-calibration.cache"
 
     progress("loading calibration data")
     data = load_calibration_data(
@@ -214,7 +215,7 @@ def calibrate(
         labels_file=request.labels,
         eval_data=request.eval_data,
     )
-    cache_dir = cache_dir or model_path.parent / ".cache" / "calibration"
+    cache_dir = cache_dir or out_dir / ".cache" / "calibration"
     model_sha = sha256_file(model_path)
     progress(f"FP32 reference on {len(data.eval)} held-out samples")
     reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
@@ -223,7 +224,7 @@ def calibrate(
     candidates: list[Candidate] = []
     written: dict[tuple[str, str], Path] = {}
     ranges_by_method: dict[str, Ranges] = {}
-    scratch = model_path.parent / ".cache" / "int8-candidates"
+    scratch = out_dir / ".cache" / "int8-candidates"
     scratch.mkdir(parents=True, exist_ok=True)
     try:
         for method in methods:
