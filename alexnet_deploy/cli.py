@@ -17,6 +17,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.errors import AlexnetDeployError
@@ -438,6 +439,106 @@ def fp16(
     )
 
 
+class BackendChoice(str, Enum):
+    ort = "ort"
+    ort_cuda = "ort-cuda"
+    openvino = "openvino"
+    torch = "torch"
+    tensorrt = "tensorrt"
+
+
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class HintChoice(str, Enum):
+    latency = "latency"
+    throughput = "throughput"
+
+
+WorkDirOpt = Annotated[
+    Path, typer.Option("--work-dir", help="Where engines, caches and reports are kept.")
+]
+
+
+@app.command()
+def build(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="FP32 ONNX model (its FP16/INT8 artifacts are found beside it) or an artifact."
+        ),
+    ],
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", help="Runtime to build for.")
+    ] = BackendChoice.ort,
+    precision: Annotated[
+        PrecisionChoice, typer.Option("--precision", help="Precision to run.")
+    ] = PrecisionChoice.fp32,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Largest batch the engine accepts.")
+    ] = C.DEFAULT_MAX_BATCH,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="Intra-op threads (default: the runtime's).")
+    ] = None,
+    hint: Annotated[
+        HintChoice, typer.Option("--hint", help="OpenVINO performance hint.")
+    ] = HintChoice.latency,
+    streams: Annotated[
+        int | None, typer.Option("--streams", help="OpenVINO streams (default: from the hint).")
+    ] = None,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="torch backend: channels_last memory format.")
+    ] = False,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch", help="TensorRT optimization profile MIN:OPT:MAX (default: 1:max/8:max)."
+        ),
+    ] = None,
+    workspace_mb: Annotated[
+        int, typer.Option("--workspace-mb", help="TensorRT workspace limit.")
+    ] = C.TRT_WORKSPACE_MB,
+    legacy_int8: Annotated[
+        bool,
+        typer.Option(
+            "--legacy-int8", help="LEGACY, TensorRT 10 only: INT8 builder flag + calibration cache."
+        ),
+    ] = False,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Build even if a matching engine exists.")
+    ] = False,
+) -> None:
+    """Build an engine for a backend and precision (cached by content in the work directory)."""
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.options import BuildOptions
+
+    options = BuildOptions(
+        precision=precision.value,
+        max_batch=max_batch,
+        threads=threads,
+        hint=hint.value,
+        streams=streams,
+        channels_last=channels_last,
+        batch_profile=batch,
+        workspace_mb=workspace_mb,
+        legacy_int8=legacy_int8,
+    )
+    with err_console.status(f"building {backend.value} {precision.value}"):
+        engine, reused = build_engine(model, backend.value, options, work_dir, rebuild=rebuild)
+    side = engine.sidecar
+    verb = "reused" if reused else f"built in {side.build_seconds:.1f} s"
+    out_console.print(
+        f"{side.backend} {side.precision} engine {verb}: {engine.path}\n"
+        f"  {side.runtime} {side.runtime_version}, artifact {side.artifact} (sha256 {side.artifact_sha256[:12]})\n"
+        f"  sidecar {engine.sidecar_path}",
+        highlight=False,
+    )
+
+
 @app.command()
 def doctor(fmt: FormatOpt = TableFormat.table) -> None:
     """What this machine can run: runtimes, providers, CPU features, GPU, and why not."""
@@ -463,9 +564,11 @@ def run(argv: list[str] | None = None) -> int:
     except AlexnetDeployError as err:
         if _debug_requested(argv):
             traceback.print_exc()
-        err_console.print(f"[bold red]Error:[/] {err.message}", highlight=False, soft_wrap=True)
+        err_console.print(
+            f"[bold red]Error:[/] {escape(err.message)}", highlight=False, soft_wrap=True
+        )
         if err.hint:
-            err_console.print(f"[dim]Hint:[/] {err.hint}", highlight=False, soft_wrap=True)
+            err_console.print(f"[dim]Hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
         return err.exit_code
     except KeyboardInterrupt:
         err_console.print("Interrupted.")

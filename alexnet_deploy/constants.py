@@ -72,3 +72,21 @@ FP16_KEEP_FP32_OPS = ("LRN",)
 
 # Data source name for generated inputs: labelled synthetic in every report it touches.
 SYNTHETIC = "synthetic"
+
+# Engines are built for batch 1..DEFAULT_MAX_BATCH: covers the bench matrix (1..64) and the
+# Triton preferred batch sizes.
+DEFAULT_MAX_BATCH = 64
+
+# Per-precision agreement with the FP32 reference that the engines' parity check demands:
+# (max |diff| relative to max |FP32 logit|, minimum top-1 agreement, minimum centered cosine).
+PARITY_TOLERANCE = {
+    "fp32": (1e-4, 1.0, 0.99999),
+    "fp16": (2e-2, 0.99, 0.999),
+    "int8": (None, 0.97, 0.99),
+}
+
+# Where built engines live: WORK_DIR/engines/<backend>-<precision>-<artifact sha>-<options>/.
+ENGINES_DIR = "engines"
+
+# TensorRT builder workspace limit: AlexNet's largest tactic needs well under 1 GiB.
+TRT_WORKSPACE_MB = 1024

@@ -64,4 +64,19 @@ def run_checks() -> list[Check]:
             "tensorrt", "tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "tensorrt"
         ),
         _gpu(),
+        *_backends(),
     ]
+
+
+def _backends() -> list[Check]:
+    """One row per engine backend: available (with its runtime version) or why not."""
+    from alexnet_deploy.engines.registry import capabilities
+
+    rows = []
+    for name, cap in capabilities().items():
+        if cap.available:
+            rows.append(Check(f"backend {name}", "available", f"{cap.version}"))
+        else:
+            fix = f"; pip install 'alexnet-deploy[{cap.extra}]'" if cap.extra else ""
+            rows.append(Check(f"backend {name}", "unavailable", cap.reason + fix))
+    return rows

@@ -100,3 +100,9 @@ def get_variant(name: str) -> Variant:
     except KeyError:
         known = ", ".join(VARIANTS)
         raise UsageError(f"unknown variant {name!r}", hint=f"choose one of: {known}") from None
+
+
+def register_variant(variant: Variant) -> None:
+    """Make another network (same input/output contract) known to export and the torch
+    backend; the project's tests register a small trained one this way."""
+    VARIANTS[variant.name] = variant

@@ -1,0 +1,112 @@
+"""The one shape every backend has (after Polygraphy's loaders and runners).
+
+* ``Backend.capability()`` says "available" or why not, without importing anything heavy
+  unless the package is present.
+* ``Backend.build(artifact, options, out_dir)`` turns a precision artifact into an engine on
+  disk where the runtime has a compiled form, plus a sidecar saying what it is.
+* ``Backend.runner(engine)`` is lazy: the runner allocates on ``__enter__`` and frees on
+  ``__exit__``; ``infer(batch)`` checks its input once, here, and calls ``_infer_impl``.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy.engines.options import BuildOptions
+from alexnet_deploy.engines.sidecar import Sidecar
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+
+
+@dataclass(frozen=True)
+class Capability:
+    available: bool
+    reason: str = "available"
+    version: str | None = None
+    extra: str | None = None  # the pip extra that installs it
+
+    def require(self, backend: str) -> None:
+        if not self.available:
+            hint = f"pip install 'alexnet-deploy[{self.extra}]'" if self.extra else None
+            raise AlexnetDeployError(
+                f"backend {backend!r} is unavailable: {self.reason}", hint=hint
+            )
+
+
+@dataclass
+class Engine:
+    """A built engine: where its files are and what its sidecar says."""
+
+    backend: str
+    path: Path  # the engine file (or the artifact itself for runtimes that compile at load)
+    sidecar: Sidecar
+    sidecar_path: Path
+    extras: dict = field(default_factory=dict)
+
+
+class Backend(abc.ABC):
+    name: str
+    precisions: tuple[str, ...]
+
+    @abc.abstractmethod
+    def capability(self) -> Capability: ...
+
+    @abc.abstractmethod
+    def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine: ...
+
+    @abc.abstractmethod
+    def runner(self, engine: Engine) -> Runner: ...
+
+
+class Runner(abc.ABC):
+    """Runs one engine. ``with backend.runner(engine) as r: r.infer(batch)``."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.active = False
+        side = engine.sidecar
+        self.input_name: str = side.input_name
+        self.image_shape: tuple[int, ...] = tuple(side.image_shape)
+        self.max_batch: int = side.options["max_batch"]
+
+    def __enter__(self) -> Runner:
+        self.activate()
+        self.active = True
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.active = False
+        self.deactivate()
+
+    @abc.abstractmethod
+    def activate(self) -> None: ...
+
+    @abc.abstractmethod
+    def deactivate(self) -> None: ...
+
+    @abc.abstractmethod
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray: ...
+
+    def check_batch(self, batch: np.ndarray) -> None:
+        """Validate once, for every backend: dtype, rank, image shape, batch range."""
+        if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
+            got = type(batch).__name__ if not isinstance(batch, np.ndarray) else batch.dtype
+            raise UsageError(f"infer takes a float32 numpy array, got {got}")
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != self.image_shape:
+            raise UsageError(
+                f"infer got shape {list(batch.shape)}, expected [N, {', '.join(map(str, self.image_shape))}]"
+            )
+        if not 1 <= batch.shape[0] <= self.max_batch:
+            raise UsageError(
+                f"batch {batch.shape[0]} is outside what this engine was built for (1..{self.max_batch})",
+                hint="rebuild with a larger --max-batch",
+            )
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if not self.active:
+            raise RuntimeError("runner is not active: use it as a context manager")
+        self.check_batch(batch)
+        return self._infer_impl(batch)

@@ -1,0 +1,144 @@
+"""build: (FP32 model or precision artifact, backend, precision, options) -> engine on disk.
+
+The artifact for a precision is found beside the FP32 export (``STEM.fp16.onnx``,
+``STEM.int8-cpu.onnx`` or ``STEM.int8-tensorrt.onnx``), or is the model itself when its
+metadata says it carries that precision. Engines are cached by content: the directory name
+holds the artifact's sha256 and the options' hash, so an unchanged build is reused.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.artifact import ArtifactInfo, read_artifact
+from alexnet_deploy.engines.base import Engine
+from alexnet_deploy.engines.options import BuildOptions
+from alexnet_deploy.engines.registry import get_backend
+from alexnet_deploy.engines.sidecar import Sidecar
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.fileio import sha256_file
+
+MAKES = {
+    "fp16": "alexnet-deploy fp16 {model}",
+    "int8": "alexnet-deploy calibrate {model}",
+}
+
+
+def int8_form(backend: str) -> str:
+    return "tensorrt" if backend == "tensorrt" else "cpu"
+
+
+def resolve_artifact(model: Path, precision: str, backend: str) -> Path:
+    """The file that carries ``precision`` for ``backend``, or an error naming the command
+    that makes it."""
+    model = Path(model)
+    info = read_artifact(model)
+    if info.precision == precision:
+        if precision == "int8" and info.metadata.get(
+            "int8_target", int8_form(backend)
+        ) != int8_form(backend):
+            raise UsageError(
+                f"{model} is the {info.metadata['int8_target']} INT8 form; {backend} needs the "
+                f"{int8_form(backend)} form",
+                hint=f"pass {model.name.replace(info.metadata['int8_target'], int8_form(backend))}",
+            )
+        return model
+    if info.precision != "fp32":
+        raise UsageError(
+            f"{model} carries {info.precision}, not {precision}",
+            hint="pass the FP32 model, or the artifact of the precision you want",
+        )
+    sibling = {
+        "fp16": model.with_name(f"{model.stem}.fp16.onnx"),
+        "int8": model.with_name(f"{model.stem}.int8-{int8_form(backend)}.onnx"),
+    }[precision]
+    if not sibling.is_file():
+        raise AlexnetDeployError(
+            f"no {precision} artifact for {model} (looked for {sibling})",
+            hint=f"make it with '{MAKES[precision].format(model=model)}'",
+        )
+    return sibling
+
+
+def check_artifact_contract(info: ArtifactInfo) -> None:
+    """One float32 NCHW image input with a dynamic batch axis, [batch, classes] logits."""
+    spec = info.input
+    if spec.dtype != "float32" or len(spec.dims) != 4:
+        raise AlexnetDeployError(
+            f"{info.path}: input {spec.name!r} is {spec.dtype} {list(spec.dims)}, expected float32 [batch, C, H, W]"
+        )
+    if not spec.batch_dynamic:
+        raise AlexnetDeployError(
+            f"{info.path}: input {spec.name!r} has a fixed batch {spec.dims[0]}; engines need a dynamic batch axis",
+            hint="re-export with 'alexnet-deploy export' (dynamic batch)",
+        )
+    info.image_shape  # noqa: B018 - raises for symbolic C/H/W
+    out = info.outputs[0]
+    if len(out.dims) != 2:
+        raise AlexnetDeployError(
+            f"{info.path}: output {out.name!r} has dims {list(out.dims)}, expected [batch, classes]"
+        )
+
+
+def engine_dir(
+    work_dir: Path, backend: str, precision: str, artifact_sha: str, options: BuildOptions
+) -> Path:
+    return (
+        Path(work_dir)
+        / C.ENGINES_DIR
+        / f"{backend}-{precision}-{artifact_sha[:12]}-{options.key()}"
+    )
+
+
+def build_engine(
+    model: Path, backend_name: str, options: BuildOptions, work_dir: Path, *, rebuild: bool = False
+) -> tuple[Engine, bool]:
+    """Return ``(engine, reused)``. A failed build leaves no directory behind."""
+    backend = get_backend(backend_name)
+    backend.capability().require(backend_name)
+    if options.precision not in backend.precisions:
+        raise UsageError(
+            f"backend {backend_name!r} runs {', '.join(backend.precisions)}, not {options.precision}"
+        )
+    # the legacy TensorRT 10 path quantizes the FP32 network itself, from the calibration cache
+    artifact = (
+        Path(model)
+        if options.legacy_int8
+        else resolve_artifact(model, options.precision, backend_name)
+    )
+    info = read_artifact(artifact)
+    check_artifact_contract(info)
+    digest = sha256_file(artifact)
+    target = engine_dir(work_dir, backend_name, options.precision, digest, options)
+    if target.is_dir() and not rebuild:
+        try:
+            engine = load_engine(target)
+            with backend.runner(engine):
+                pass
+            return engine, True
+        except AlexnetDeployError:
+            pass  # stale or foreign: rebuild below
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    try:
+        engine = backend.build(artifact, options, staging)
+        if target.exists():
+            shutil.rmtree(target)
+        staging.rename(target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return load_engine(target), False
+
+
+def load_engine(directory: Path) -> Engine:
+    """An engine from its directory (sidecar ``engine.json`` + engine file)."""
+    directory = Path(directory)
+    sidecar_path = directory / "engine.json" if directory.is_dir() else directory
+    sidecar = Sidecar.read(sidecar_path)
+    engine_file = Path(sidecar.engine_file)
+    path = engine_file if engine_file.is_absolute() else sidecar_path.parent / engine_file
+    return Engine(sidecar.backend, path, sidecar, sidecar_path)

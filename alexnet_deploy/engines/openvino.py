@@ -1,0 +1,165 @@
+"""OpenVINO reading the ONNX artifacts (FP32, FP16 and the INT8 Q/DQ model).
+
+The engine is OpenVINO's exported compiled model (``export_model``/``import_model``), compiled
+with a batch range 1..max_batch, the performance hint, streams and threads; OpenVINO's own
+compiled-model cache lives in the engine directory too. Inference precision is pinned to the
+artifact's (OpenVINO otherwise picks bf16 on CPUs that report it, silently changing numbers).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
+from alexnet_deploy.engines.options import BuildOptions
+from alexnet_deploy.engines.sidecar import Sidecar
+from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.fileio import atomic_path, sha256_file
+
+DEVICE = "CPU"
+
+
+def _compile_config(options: BuildOptions, capabilities: list[str]) -> dict:
+    precision = "f16" if options.precision == "fp16" and "FP16" in capabilities else "f32"
+    config = {
+        "PERFORMANCE_HINT": options.hint.upper(),
+        "INFERENCE_PRECISION_HINT": precision,
+    }
+    if options.streams is not None:
+        config["NUM_STREAMS"] = str(options.streams)
+    if options.threads is not None:
+        config["INFERENCE_NUM_THREADS"] = str(options.threads)
+    return config
+
+
+class OpenVINOBackend(Backend):
+    name = "openvino"
+    precisions = ("fp32", "fp16", "int8")
+
+    def capability(self) -> Capability:
+        try:
+            spec = importlib.util.find_spec("openvino")
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            return Capability(False, "openvino is not installed", extra="openvino")
+        try:
+            import openvino as ov
+
+            devices = ov.Core().available_devices
+        except Exception as err:  # a broken install can raise anything here
+            return Capability(False, f"openvino fails to load: {err}", extra="openvino")
+        if DEVICE not in devices:
+            return Capability(
+                False, f"OpenVINO sees no {DEVICE} device ({devices})", ov.__version__
+            )
+        return Capability(True, version=ov.__version__)
+
+    def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine:
+        import openvino as ov
+
+        from alexnet_deploy.artifact import read_artifact
+
+        info = read_artifact(artifact)
+        core = ov.Core()
+        core.set_property({"CACHE_DIR": str(out_dir / "ov-cache")})
+        start = time.perf_counter()
+        try:
+            model = core.read_model(str(artifact))
+        except Exception as err:  # OpenVINO raises RuntimeError subclasses with long texts
+            raise AlexnetDeployError(
+                f"OpenVINO cannot read {artifact}: {str(err).splitlines()[0]}"
+            ) from None
+        model.reshape(
+            {
+                info.input.name: ov.PartialShape(
+                    [ov.Dimension(1, options.max_batch), *info.image_shape]
+                )
+            }
+        )
+        config = _compile_config(options, core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
+        compiled = core.compile_model(model, DEVICE, config)
+        engine_path = out_dir / "model.ov.blob"
+        with atomic_path(engine_path) as tmp:
+            tmp.write_bytes(compiled.export_model().getvalue())
+        details = {
+            "device": DEVICE,
+            "config": config,
+            "optimal_infer_requests": int(
+                compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")
+            ),
+            "streams": str(compiled.get_property("NUM_STREAMS")),
+            "inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+        }
+        sidecar = Sidecar(
+            backend=self.name,
+            runtime="openvino",
+            runtime_version=ov.__version__,
+            precision=options.precision,
+            artifact=str(artifact),
+            artifact_sha256=sha256_file(artifact),
+            engine_file=engine_path.name,
+            engine_sha256=sha256_file(engine_path),
+            input_name=info.input.name,
+            image_shape=list(info.image_shape),
+            num_classes=int(info.outputs[0].dims[-1]),
+            options=options.as_dict(),
+            build_seconds=time.perf_counter() - start,
+            details=details,
+        )
+        sidecar_path = sidecar.write(out_dir / "engine.json")
+        return Engine(self.name, engine_path, sidecar, sidecar_path)
+
+    def runner(self, engine: Engine) -> OpenVINORunner:
+        import openvino as ov
+
+        engine.sidecar.check_compatible(ov.__version__, engine.path, machine_specific=True)
+        return OpenVINORunner(engine)
+
+
+class OpenVINORunner(Runner):
+    """Latency path: one infer request. Throughput path: :meth:`infer_queue`, OpenVINO's own
+    asynchronous pool of infer requests (one per stream by default)."""
+
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.compiled = None
+        self.request = None
+
+    def activate(self) -> None:
+        import openvino as ov
+
+        core = ov.Core()
+        try:
+            # the exported blob does not keep every property: pass the build's config again
+            config = self.engine.sidecar.details["config"]
+            self.compiled = core.import_model(
+                io.BytesIO(self.engine.path.read_bytes()), DEVICE, config
+            )
+        except Exception as err:
+            raise AlexnetDeployError(
+                f"OpenVINO cannot import engine {self.engine.path}: {str(err).splitlines()[0]}",
+                hint="rebuild it with 'alexnet-deploy build'",
+            ) from None
+        self.request = self.compiled.create_infer_request()
+
+    def deactivate(self) -> None:
+        self.request = None
+        self.compiled = None
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        self.request.infer({0: batch}, share_inputs=True)
+        return self.request.get_output_tensor(0).data.copy()
+
+    def infer_queue(self, jobs: int | None = None):
+        """An ``AsyncInferQueue`` of ``jobs`` requests (default: the compiled model's optimum)."""
+        import openvino as ov
+
+        if jobs is None:
+            jobs = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        return ov.AsyncInferQueue(self.compiled, jobs)

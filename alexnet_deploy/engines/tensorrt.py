@@ -1,0 +1,239 @@
+"""Native TensorRT engines (``.plan``) from the FP32, FP16 and INT8 Q/DQ ONNX artifacts.
+
+GPU-only core, kept small: everything that can be decided without a GPU (API per version,
+profile parsing, parser-error formatting, Q/DQ form check, sidecar compatibility) lives in
+``tensorrt_api``, ``calib.tensorrt_check`` and ``sidecar`` and is tested on the CPU. Buffers
+are torch CUDA tensors; inference uses the tensor-name API and ``execute_async_v3``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import time
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
+from alexnet_deploy.engines.options import BuildOptions
+from alexnet_deploy.engines.sidecar import Sidecar
+from alexnet_deploy.engines.tensorrt_api import (
+    Profile,
+    api_from_module,
+    format_parser_errors,
+    parser_errors,
+)
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.fileio import atomic_path, sha256_file
+
+TIMING_CACHE = "tensorrt-timing.cache"
+
+
+def current_gpu() -> dict:
+    """Name, compute capability and driver of GPU 0, from torch (no TensorRT needed)."""
+    import torch
+
+    from alexnet_deploy.sysinfo import gpu_info
+
+    props = torch.cuda.get_device_properties(0)
+    smi = gpu_info()
+    return {
+        "name": props.name,
+        "compute_capability": f"{props.major}.{props.minor}",
+        "driver": smi[0]["driver"] if smi else "unknown",
+    }
+
+
+def check_plan_compatible(sidecar: Sidecar, gpu: dict, trt_version: str, plan: Path) -> None:
+    """Refuse a plan built for another GPU, compute capability or TensorRT version."""
+    built = sidecar.details.get("gpu", {})
+    rebuild = "rebuild it on this machine with 'alexnet-deploy build --backend tensorrt' (plans are not portable)"
+    if sidecar.runtime_version != trt_version:
+        raise AlexnetDeployError(
+            f"{plan} was built with TensorRT {sidecar.runtime_version}, this machine has {trt_version}",
+            hint=rebuild,
+        )
+    for key, label in (("name", "GPU"), ("compute_capability", "compute capability")):
+        if built.get(key) != gpu.get(key):
+            raise AlexnetDeployError(
+                f"{plan} was built for {label} {built.get(key)!r}, this machine has {gpu.get(key)!r}",
+                hint=rebuild,
+            )
+    if not plan.is_file() or sha256_file(plan) != sidecar.engine_sha256:
+        raise AlexnetDeployError(
+            f"{plan} is missing, corrupt or truncated (sha256 differs from its sidecar)",
+            hint=rebuild,
+        )
+
+
+def default_profile(options: BuildOptions) -> Profile:
+    if options.batch_profile:
+        return Profile.parse(options.batch_profile)
+    return Profile(1, max(1, options.max_batch // 8), options.max_batch)
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+    precisions = ("fp32", "fp16", "int8")
+
+    def capability(self) -> Capability:
+        if importlib.util.find_spec("tensorrt") is None:
+            return Capability(
+                False,
+                "tensorrt is not installed (its packages fetch libraries from NVIDIA's index)",
+                extra="tensorrt",
+            )
+        try:
+            import tensorrt as trt
+
+            api_from_module(trt)
+        except Exception as err:  # the bindings alone fail to import without their libraries
+            return Capability(
+                False, f"tensorrt fails to import: {str(err).splitlines()[0]}", extra="tensorrt"
+            )
+        import torch
+
+        if not torch.cuda.is_available():
+            return Capability(False, "no CUDA device visible to torch", trt.__version__)
+        return Capability(True, version=trt.__version__)
+
+    def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine:
+        import onnx
+        import tensorrt as trt
+
+        from alexnet_deploy.artifact import read_artifact
+        from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
+
+        api = api_from_module(trt)
+        info = read_artifact(artifact)
+        profile = default_profile(options)
+        if options.precision == "int8" and not options.legacy_int8:
+            check_tensorrt_qdq(
+                onnx.load(str(artifact))
+            )  # names the offending node, before building
+        if options.legacy_int8 and not api.legacy_int8:
+            raise UsageError(
+                f"--legacy-int8 needs TensorRT 10 (this is {trt.__version__})",
+                hint="use the Q/DQ INT8 artifact",
+            )
+
+        start = time.perf_counter()
+        logger = trt.Logger(trt.Logger.WARNING)
+        builder = trt.Builder(logger)
+        flags = 0
+        if api.strongly_typed and not options.legacy_int8:
+            flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+        network = builder.create_network(flags)
+        parser = trt.OnnxParser(network, logger)
+        if not parser.parse_from_file(str(artifact)):
+            raise AlexnetDeployError(format_parser_errors(parser_errors(parser), str(artifact)))
+        config = builder.create_builder_config()
+        config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+        optimization = builder.create_optimization_profile()
+        optimization.set_shape(info.input.name, *profile.shapes(info.image_shape))
+        config.add_optimization_profile(optimization)
+        cache_path = out_dir.parent / TIMING_CACHE
+        timing = config.create_timing_cache(
+            cache_path.read_bytes() if cache_path.is_file() else b""
+        )
+        config.set_timing_cache(timing, ignore_mismatch=False)
+        if options.legacy_int8:
+            from alexnet_deploy.engines.tensorrt_legacy import legacy_int8_config
+
+            legacy_int8_config(trt, config, artifact)
+        serialized = builder.build_serialized_network(network, config)
+        if serialized is None:
+            raise AlexnetDeployError(
+                f"TensorRT failed to build an engine from {artifact} (see its log above)"
+            )
+        plan = out_dir / "model.plan"
+        with atomic_path(plan) as tmp:
+            tmp.write_bytes(bytes(serialized))
+        with atomic_path(cache_path) as tmp:
+            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        sidecar = Sidecar(
+            backend=self.name,
+            runtime="tensorrt",
+            runtime_version=trt.__version__,
+            precision=options.precision,
+            artifact=str(artifact),
+            artifact_sha256=sha256_file(artifact),
+            engine_file=plan.name,
+            engine_sha256=sha256_file(plan),
+            input_name=info.input.name,
+            image_shape=list(info.image_shape),
+            num_classes=int(info.outputs[0].dims[-1]),
+            options=options.as_dict(),
+            build_seconds=time.perf_counter() - start,
+            details={
+                "gpu": current_gpu(),
+                "profile": str(profile),
+                "strongly_typed": bool(flags),
+                "legacy_int8": options.legacy_int8,
+                "timing_cache": str(cache_path),
+                "api": {"major": api.major, "precision_flags": api.precision_flags},
+            },
+        )
+        return Engine(self.name, plan, sidecar, sidecar.write(out_dir / "engine.json"))
+
+    def runner(self, engine: Engine) -> TensorRTRunner:
+        import tensorrt as trt
+
+        check_plan_compatible(engine.sidecar, current_gpu(), trt.__version__, engine.path)
+        return TensorRTRunner(engine)
+
+
+class TensorRTRunner(Runner):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        profile = Profile.parse(engine.sidecar.details["profile"])
+        self.min_batch, self.max_batch = profile.min, profile.max
+        self.plan = self.context = self.stream = None
+
+    def activate(self) -> None:
+        import tensorrt as trt
+        import torch
+
+        runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.plan = runtime.deserialize_cuda_engine(self.engine.path.read_bytes())
+        if self.plan is None:
+            raise AlexnetDeployError(
+                f"TensorRT cannot deserialize {self.engine.path}", hint="rebuild it"
+            )
+        self.context = self.plan.create_execution_context()
+        self.stream = torch.cuda.Stream()
+        names = [self.plan.get_tensor_name(i) for i in range(self.plan.num_io_tensors)]
+        self.outputs = [n for n in names if self.plan.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+
+    def deactivate(self) -> None:
+        self.context = self.plan = self.stream = None
+
+    def check_batch(self, batch: np.ndarray) -> None:
+        super().check_batch(batch)
+        if batch.shape[0] < self.min_batch:
+            raise UsageError(
+                f"batch {batch.shape[0]} is below the engine profile's minimum {self.min_batch}"
+            )
+
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        device_in = torch.from_numpy(batch).to("cuda")
+        return self.infer_device(device_in).cpu().numpy()
+
+    def infer_device(self, device_in):
+        """Run on a CUDA tensor already on the GPU; synchronizes before returning."""
+        import torch
+
+        self.context.set_input_shape(self.input_name, tuple(device_in.shape))
+        out = torch.empty(
+            (device_in.shape[0], self.engine.sidecar.num_classes),
+            device="cuda",
+            dtype=torch.float32,
+        )
+        self.context.set_tensor_address(self.input_name, device_in.data_ptr())
+        self.context.set_tensor_address(self.outputs[0], out.data_ptr())
+        if not self.context.execute_async_v3(self.stream.cuda_stream):
+            raise AlexnetDeployError("TensorRT execute_async_v3 failed")
+        self.stream.synchronize()
+        return out

@@ -1,0 +1,176 @@
+"""Engine files, sidecars, reuse, and every bad input of the build/load/infer path."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import onnx
+import pytest
+
+from alexnet_deploy.engines.build import build_engine, load_engine
+from alexnet_deploy.engines.options import BuildOptions
+from alexnet_deploy.engines.registry import get_backend
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+
+
+def test_engine_is_reused_when_nothing_changed(digits_artifacts):
+    first, _ = build_engine(
+        digits_artifacts["model"], "ort", BuildOptions(max_batch=8), digits_artifacts["work"]
+    )
+    second, reused = build_engine(
+        digits_artifacts["model"], "ort", BuildOptions(max_batch=8), digits_artifacts["work"]
+    )
+    assert reused and second.path == first.path
+    side = json.loads(second.sidecar_path.read_text())
+    assert side["backend"] == "ort" and side["runtime"] == "onnxruntime"
+    assert side["artifact_sha256"] and side["machine"]["cpu"] and side["options"]["max_batch"] == 8
+
+
+def test_cli_build_and_missing_int8_artifact(cli, digits, tmp_path):
+    result = cli(
+        "build", digits["onnx"], "--backend", "ort", "--precision", "int8", "--work-dir", tmp_path
+    )
+    assert result.exit_code == 1 and "no int8 artifact" in result.stderr
+    assert "alexnet-deploy calibrate" in result.stderr
+    result = cli("build", digits["onnx"], "--backend", "ort", "--work-dir", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert "ort fp32 engine built" in result.stdout
+
+
+def test_missing_or_not_onnx_artifact(tmp_path):
+    with pytest.raises(AlexnetDeployError, match="not found"):
+        build_engine(tmp_path / "missing.onnx", "ort", BuildOptions(), tmp_path)
+    bogus = tmp_path / "bogus.onnx"
+    bogus.write_bytes(b"\x00" * 64)
+    with pytest.raises(AlexnetDeployError, match="is not an ONNX model"):
+        build_engine(bogus, "ort", BuildOptions(), tmp_path)
+
+
+def test_fixed_batch_or_wrong_rank_input_is_refused(digits, tmp_path):
+    model = onnx.load(str(digits["onnx"]))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    with pytest.raises(
+        AlexnetDeployError, match="fixed batch 1; engines need a dynamic batch axis"
+    ):
+        build_engine(fixed, "ort", BuildOptions(), tmp_path)
+    flat = onnx.helper.make_model(
+        onnx.helper.make_graph(
+            [onnx.helper.make_node("Relu", ["x"], ["y"])],
+            "flat",
+            [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 10])],
+            [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["batch", 10])],
+        )
+    )
+    onnx.save(flat, str(tmp_path / "flat.onnx"))
+    with pytest.raises(
+        AlexnetDeployError,
+        match=r"input 'x' is float32 \['batch', 10\], expected float32 \[batch, C, H, W\]",
+    ):
+        build_engine(tmp_path / "flat.onnx", "ort", BuildOptions(), tmp_path)
+
+
+def test_precision_the_artifact_does_not_carry(digits_artifacts):
+    int8 = digits_artifacts["model"].with_name("digits-tiny.int8-cpu.onnx")
+    with pytest.raises(UsageError, match="carries int8, not fp16"):
+        build_engine(int8, "ort", BuildOptions(precision="fp16"), digits_artifacts["work"])
+    with pytest.raises(UsageError, match="runs fp32, not int8"):
+        build_engine(
+            digits_artifacts["model"],
+            "torch",
+            BuildOptions(precision="int8"),
+            digits_artifacts["work"],
+        )
+    with pytest.raises(UsageError, match="is the cpu INT8 form; tensorrt needs the tensorrt form"):
+        from alexnet_deploy.engines.build import resolve_artifact
+
+        resolve_artifact(int8, "int8", "tensorrt")
+
+
+def test_missing_backend_package_names_the_extra(digits_artifacts, monkeypatch):
+    monkeypatch.setitem(sys.modules, "openvino", None)  # what Python does when it is not installed
+    capability = get_backend("openvino").capability()
+    assert not capability.available and capability.extra == "openvino"
+    with pytest.raises(AlexnetDeployError) as err:
+        build_engine(
+            digits_artifacts["model"], "openvino", BuildOptions(), digits_artifacts["work"]
+        )
+    assert (
+        "openvino is not installed" in str(err.value)
+        and "alexnet-deploy[openvino]" in err.value.hint
+    )
+
+
+@pytest.mark.parametrize("backend", ["ort", pytest.param("openvino", marks=pytest.mark.openvino)])
+def test_truncated_engine_is_refused(digits_artifacts, tmp_path, backend):
+    engine, _ = build_engine(digits_artifacts["model"], backend, BuildOptions(), tmp_path)
+    engine.path.write_bytes(engine.path.read_bytes()[:1000])
+    with pytest.raises(AlexnetDeployError, match="corrupt or truncated"):
+        get_backend(backend).runner(load_engine(engine.path.parent))
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "message"),
+    [
+        ("runtime_version", "0.0.1", "was built with onnxruntime 0.0.1"),
+        ("machine", {"cpu": "Some Other CPU", "features": {}}, "was built on another machine"),
+        ("schema", "alexnet-deploy/engine/0", "is unreadable"),
+    ],
+)
+def test_foreign_sidecar_is_refused(digits_artifacts, tmp_path, field, value, message):
+    engine, _ = build_engine(digits_artifacts["model"], "ort", BuildOptions(), tmp_path)
+    side = json.loads(engine.sidecar_path.read_text())
+    side[field] = value
+    engine.sidecar_path.write_text(json.dumps(side))
+    with pytest.raises(AlexnetDeployError, match=message) as err:
+        get_backend("ort").runner(load_engine(engine.path.parent))
+    assert "rebuild" in (err.value.hint or "")
+
+
+def test_missing_sidecar(tmp_path):
+    with pytest.raises(AlexnetDeployError, match="sidecar .* not found"):
+        load_engine(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "backend", ["ort", "torch", pytest.param("openvino", marks=pytest.mark.openvino)]
+)
+def test_batch_outside_build_and_bad_inputs(digits_artifacts, tmp_path, backend):
+    engine, _ = build_engine(
+        digits_artifacts["model"], backend, BuildOptions(max_batch=4), tmp_path
+    )
+    images = digits_artifacts["heldout_images"]
+    with get_backend(backend).runner(engine) as runner:
+        assert runner.infer(images[:4]).shape == (4, 10)
+        with pytest.raises(
+            UsageError, match=r"batch 5 is outside what this engine was built for \(1..4\)"
+        ):
+            runner.infer(images[:5])
+        with pytest.raises(UsageError, match="float32 numpy array, got float64"):
+            runner.infer(images[:2].astype(np.float64))
+        with pytest.raises(
+            UsageError, match=r"got shape \[2, 3, 28, 28\], expected \[N, 3, 32, 32\]"
+        ):
+            runner.infer(images[:2, :, :28, :28])
+
+
+def test_runner_must_be_activated(digits_artifacts):
+    engine, _ = build_engine(
+        digits_artifacts["model"], "ort", BuildOptions(), digits_artifacts["work"]
+    )
+    runner = get_backend("ort").runner(engine)
+    with pytest.raises(RuntimeError, match="not active"):
+        runner.infer(digits_artifacts["heldout_images"][:1])
+
+
+def test_tensorrt_build_without_tensorrt_says_why(digits_artifacts):
+    if get_backend("tensorrt").capability().available:
+        pytest.skip("TensorRT is available here")
+    with pytest.raises(AlexnetDeployError, match="backend 'tensorrt' is unavailable") as err:
+        build_engine(
+            digits_artifacts["model"], "tensorrt", BuildOptions(), digits_artifacts["work"]
+        )
+    assert "alexnet-deploy[tensorrt]" in err.value.hint
