@@ -539,6 +539,230 @@ def build(
     )
 
 
+class ModeChoice(str, Enum):
+    latency = "latency"
+    throughput = "throughput"
+    server = "server"
+
+
+EXIT_PARTIAL = 3
+
+
+def _bench_config(
+    config_file, backend, precision, batch, mode, threads, streams, rules: dict, server_bound_ms
+):
+    from dataclasses import replace
+
+    from alexnet_deploy.bench.config import (
+        BenchConfig,
+        MeasureRules,
+        config_from_toml,
+        parse_int_list,
+    )
+
+    base = config_from_toml(config_file) if config_file else BenchConfig()
+    matrix_over = {}
+    if backend:
+        matrix_over["backends"] = tuple(b.value for b in backend)
+    if precision:
+        matrix_over["precisions"] = tuple(p.value for p in precision)
+    if batch is not None:
+        matrix_over["batches"] = parse_int_list(batch, "batch")
+    if mode:
+        matrix_over["modes"] = tuple(m.value for m in mode)
+    if threads is not None:
+        matrix_over["threads"] = parse_int_list(threads, "threads")
+    if streams is not None:
+        matrix_over["streams"] = parse_int_list(streams, "streams")
+    if server_bound_ms is not None:
+        matrix_over["server_latency_bound_ms"] = server_bound_ms
+    rules_over = {k: v for k, v in rules.items() if v is not None}
+    if "percentiles" in rules_over:
+        try:
+            rules_over["percentiles"] = tuple(
+                float(p) for p in rules_over["percentiles"].split(",")
+            )
+        except ValueError:
+            from alexnet_deploy.errors import UsageError
+
+            raise UsageError(
+                f"--percentiles takes comma-separated numbers, got {rules_over['percentiles']!r}"
+            ) from None
+    matrix = replace(base.matrix, **matrix_over)
+    return BenchConfig(matrix, MeasureRules(**{**base.rules.__dict__, **rules_over}))
+
+
+@app.command()
+def bench(
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="An FP32 export to bench (default: export one, cached)."),
+    ] = None,
+    variant: VariantOpt = VariantChoice.torchvision,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Checkpoint for the export.")
+    ] = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    data: DataOpt = "shipped",
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with [matrix] and [rules].")
+    ] = None,
+    backend: Annotated[
+        list[BackendChoice] | None,
+        typer.Option("--backend", help="Backends (default: all available)."),
+    ] = None,
+    precision: Annotated[
+        list[PrecisionChoice] | None, typer.Option("--precision", help="Precisions (default: all).")
+    ] = None,
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Batch sizes, comma-separated (default: 1,32).")
+    ] = None,
+    mode: Annotated[
+        list[ModeChoice] | None,
+        typer.Option("--mode", help="latency, throughput, server (default: latency)."),
+    ] = None,
+    threads: Annotated[
+        str | None, typer.Option("--threads", help="Intra-op thread counts to sweep.")
+    ] = None,
+    streams: Annotated[
+        str | None,
+        typer.Option("--streams", help="Concurrent requests / OpenVINO streams to sweep."),
+    ] = None,
+    warmup_iterations: Annotated[int | None, typer.Option("--warmup-iterations")] = None,
+    warmup_seconds: Annotated[float | None, typer.Option("--warmup-seconds")] = None,
+    min_iterations: Annotated[int | None, typer.Option("--min-iterations")] = None,
+    min_seconds: Annotated[float | None, typer.Option("--min-seconds")] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="Time cap per configuration.")
+    ] = None,
+    stability: Annotated[
+        float | None,
+        typer.Option("--stability", help="Stop when the median's 95% CI is within +-this."),
+    ] = None,
+    percentiles: Annotated[
+        str | None, typer.Option("--percentiles", help="Comma-separated, e.g. 50,90,99.")
+    ] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option("--repeat", help="Run each configuration N times; report the spread."),
+    ] = None,
+    server_bound_ms: Annotated[
+        float | None, typer.Option("--server-bound-ms", help="Server mode p99 bound.")
+    ] = None,
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct/--no-direct", help="Also bench ONNX Runtime and OpenVINO used directly."
+        ),
+    ] = True,
+    roofline: Annotated[
+        bool, typer.Option("--roofline/--no-roofline", help="Measure machine ceilings (cached).")
+    ] = True,
+    self_check: Annotated[
+        bool,
+        typer.Option(
+            "--self-check", help="Also measure harness overhead and an independent process timing."
+        ),
+    ] = False,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report directory (default: WORK_DIR/reports).")
+    ] = None,
+) -> None:
+    """Benchmark every backend x precision (the main job with no arguments) and write reports."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from alexnet_deploy.bench.pipeline import ModelRequest, noisy_rows, run_bench
+    from alexnet_deploy.bench.report import terminal_frame
+    from alexnet_deploy.render import rich_table
+
+    config = _bench_config(
+        config_file,
+        backend,
+        precision,
+        batch,
+        mode,
+        threads,
+        streams,
+        {
+            "warmup_iterations": warmup_iterations,
+            "warmup_seconds": warmup_seconds,
+            "min_iterations": min_iterations,
+            "min_seconds": min_seconds,
+            "max_seconds": max_seconds,
+            "stability": stability,
+            "percentiles": percentiles,
+            "repeat": repeat,
+        },
+        server_bound_ms,
+    )
+    request = ModelRequest(
+        model=model, variant=variant.value, weights=weights, seed=seed, data=data
+    )
+    extra = None
+    if self_check:
+        from alexnet_deploy.bench.selfcheck import self_check_comparisons
+
+        extra = self_check_comparisons
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        status_task = bar.add_task("preparing", total=None)
+
+        def stage(msg: str) -> None:
+            bar.update(status_task, description=msg)
+
+        report, result, paths = run_bench(
+            request,
+            config,
+            work_dir,
+            out or Path(work_dir) / "reports",
+            direct=direct,
+            roofline=roofline,
+            progress_bar=bar,
+            progress=stage,
+            extra_comparisons=extra,
+        )
+        bar.remove_task(status_task)
+    out_console.print(
+        rich_table(terminal_frame(result.rows), title=f"alexnet-deploy bench ({report['status']})")
+    )
+    for item in report["comparisons"].values():
+        out_console.print(f"  {item['text']}", highlight=False)
+    if report["model"]["weights"] == "untrained":
+        err_console.print(
+            "Note: untrained weights: fidelity columns compare an untrained network (uninformative)."
+        )
+    for row in noisy_rows(result.rows):
+        err_console.print(
+            f"Warning: noisy machine: {row['backend']} {row['precision']} b{row['batch']} "
+            f"p50 varied {100 * row['repeat_p50_spread']:.1f}% across repeats"
+        )
+    for row in result.failed:
+        err_console.print(
+            f"Failed: {row['backend']} {row['precision']} b{row['batch']} {row['mode']}: {row['reason']}",
+            highlight=False,
+        )
+    out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    if result.interrupted:
+        err_console.print("Interrupted: the finished rows were written.")
+        raise typer.Exit(130)
+    if result.failed:
+        raise typer.Exit(EXIT_PARTIAL)
+
+
 @app.command()
 def doctor(fmt: FormatOpt = TableFormat.table) -> None:
     """What this machine can run: runtimes, providers, CPU features, GPU, and why not."""

@@ -90,3 +90,22 @@ ENGINES_DIR = "engines"
 
 # TensorRT builder workspace limit: AlexNet's largest tactic needs well under 1 GiB.
 TRT_WORKSPACE_MB = 1024
+
+# Benchmark defaults. Warm-up until both counts are met; then measure until at least
+# BENCH_MIN_ITERATIONS and BENCH_MIN_SECONDS, and the median's 95% CI is within +-2%, or
+# BENCH_MAX_SECONDS runs out (the row then says it stopped on the cap). Short enough that
+# the whole CPU matrix runs in minutes on 2 cores.
+BENCH_WARMUP_ITERATIONS = 5
+BENCH_WARMUP_SECONDS = 0.5
+BENCH_MIN_ITERATIONS = 20
+BENCH_MIN_SECONDS = 1.0
+BENCH_MAX_SECONDS = 6.0
+BENCH_STABILITY = 0.02
+BENCH_PERCENTILES = (50.0, 90.0, 95.0, 99.0)
+BENCH_BATCHES = (1, 32)
+# MLPerf-style server mode: highest Poisson arrival rate whose p99 stays under this bound.
+BENCH_SERVER_BOUND_MS = 100.0
+# Fidelity inputs for every bench row: the shipped photos (real images), at most this many.
+BENCH_FIDELITY_SAMPLES = 16
+# A row whose run-to-run p50 spread (with --repeat) exceeds this is flagged as noisy.
+BENCH_NOISY_SPREAD = 0.05

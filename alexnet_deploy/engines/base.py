@@ -105,6 +105,11 @@ class Runner(abc.ABC):
                 hint="rebuild with a larger --max-batch",
             )
 
+    def workers(self, count: int) -> list:
+        """``count`` infer callables that may run concurrently (one per thread). By default
+        they share this runner (ONNX Runtime sessions and torch modules are thread-safe)."""
+        return [self.infer] * count
+
     def infer(self, batch: np.ndarray) -> np.ndarray:
         if not self.active:
             raise RuntimeError("runner is not active: use it as a context manager")

@@ -156,6 +156,19 @@ class OpenVINORunner(Runner):
         self.request.infer({0: batch}, share_inputs=True)
         return self.request.get_output_tensor(0).data.copy()
 
+    def workers(self, count: int) -> list:
+        """One infer request per worker, all on the one compiled model (its streams)."""
+
+        def make(request):
+            def run(batch: np.ndarray) -> np.ndarray:
+                self.check_batch(batch)
+                request.infer({0: batch}, share_inputs=True)
+                return request.get_output_tensor(0).data.copy()
+
+            return run
+
+        return [make(self.compiled.create_infer_request()) for _ in range(count)]
+
     def infer_queue(self, jobs: int | None = None):
         """An ``AsyncInferQueue`` of ``jobs`` requests (default: the compiled model's optimum)."""
         import openvino as ov

@@ -1,0 +1,144 @@
+"""What to measure: the matrix and the measurement rules, from flags or a TOML file.
+
+Unknown keys are errors that name them (a typo must not silently fall back to a default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import tomllib
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+
+MODES = ("latency", "throughput", "server")
+
+
+@dataclass(frozen=True)
+class MeasureRules:
+    warmup_iterations: int = C.BENCH_WARMUP_ITERATIONS
+    warmup_seconds: float = C.BENCH_WARMUP_SECONDS
+    min_iterations: int = C.BENCH_MIN_ITERATIONS
+    min_seconds: float = C.BENCH_MIN_SECONDS
+    max_seconds: float = C.BENCH_MAX_SECONDS
+    stability: float = C.BENCH_STABILITY  # median CI half-width, relative
+    percentiles: tuple[float, ...] = C.BENCH_PERCENTILES
+    repeat: int = 1
+
+    def __post_init__(self) -> None:
+        for name in ("warmup_seconds", "min_seconds", "max_seconds", "stability"):
+            if getattr(self, name) <= 0 and not (
+                name == "warmup_seconds" and getattr(self, name) == 0
+            ):
+                raise UsageError(f"{name.replace('_', '-')} must be > 0, got {getattr(self, name)}")
+        if self.warmup_iterations < 0:
+            raise UsageError(f"warmup-iterations must be >= 0, got {self.warmup_iterations}")
+        if self.min_iterations < 1:
+            raise UsageError(f"min-iterations must be >= 1, got {self.min_iterations}")
+        if self.max_seconds < self.min_seconds:
+            raise UsageError(
+                f"max-seconds {self.max_seconds} is below min-seconds {self.min_seconds}"
+            )
+        if self.repeat < 1:
+            raise UsageError(f"repeat must be >= 1, got {self.repeat}")
+        if not self.percentiles or any(not 0 < p < 100 for p in self.percentiles):
+            raise UsageError(f"percentiles must be in (0, 100), got {list(self.percentiles)}")
+
+
+@dataclass(frozen=True)
+class Matrix:
+    backends: tuple[str, ...] = ()  # empty: every available backend
+    precisions: tuple[str, ...] = ("fp32", "fp16", "int8")
+    batches: tuple[int, ...] = C.BENCH_BATCHES
+    modes: tuple[str, ...] = ("latency",)
+    threads: tuple[int | None, ...] = (None,)
+    streams: tuple[int | None, ...] = (None,)  # throughput concurrency / OpenVINO streams
+    server_latency_bound_ms: float = C.BENCH_SERVER_BOUND_MS
+
+    def __post_init__(self) -> None:
+        from alexnet_deploy.engines.options import PRECISIONS
+        from alexnet_deploy.engines.registry import BACKEND_NAMES
+
+        for backend in self.backends:
+            if backend not in BACKEND_NAMES:
+                raise UsageError(
+                    f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKEND_NAMES)}"
+                )
+        for precision in self.precisions:
+            if precision not in PRECISIONS:
+                raise UsageError(
+                    f"unknown precision {precision!r}", hint=f"choose from: {', '.join(PRECISIONS)}"
+                )
+        for mode in self.modes:
+            if mode not in MODES:
+                raise UsageError(f"unknown mode {mode!r}", hint=f"choose from: {', '.join(MODES)}")
+        _positive_unique("batch", self.batches)
+        _positive_unique("threads", [t for t in self.threads if t is not None])
+        _positive_unique("streams", [s for s in self.streams if s is not None])
+        if self.server_latency_bound_ms <= 0:
+            raise UsageError(
+                f"server latency bound must be > 0 ms, got {self.server_latency_bound_ms}"
+            )
+
+
+def _positive_unique(name: str, values) -> None:
+    values = list(values)
+    if name == "batch" and not values:
+        raise UsageError("the batch list is empty")
+    bad = [v for v in values if v < 1]
+    if bad:
+        raise UsageError(f"{name} values must be >= 1, got {bad}")
+    dupes = sorted({v for v in values if values.count(v) > 1})
+    if dupes:
+        raise UsageError(f"{name} list has duplicates: {dupes}")
+
+
+def parse_int_list(text: str, name: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(v) for v in text.split(",") if v.strip() != "")
+    except ValueError:
+        raise UsageError(f"--{name} takes comma-separated integers, got {text!r}") from None
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    matrix: Matrix = field(default_factory=Matrix)
+    rules: MeasureRules = field(default_factory=MeasureRules)
+
+    def as_dict(self) -> dict:
+        return {"matrix": asdict(self.matrix), "rules": asdict(self.rules)}
+
+
+def _check_keys(table: dict, allowed: set[str], where: str, path: Path) -> None:
+    unknown = sorted(set(table) - allowed)
+    if unknown:
+        raise AlexnetDeployError(
+            f"{path}: unknown key(s) in {where}: {', '.join(unknown)}",
+            hint=f"allowed in {where}: {', '.join(sorted(allowed))}",
+        )
+
+
+def config_from_toml(path: Path) -> BenchConfig:
+    """[matrix] and [rules] tables; lists where the fields are tuples."""
+    try:
+        data = tomllib.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise AlexnetDeployError(f"config file {path} not found") from None
+    except tomllib.TOMLDecodeError as err:
+        raise AlexnetDeployError(f"{path} is not valid TOML: {err}") from None
+    _check_keys(data, {"matrix", "rules"}, "the top level", path)
+    matrix_keys = {f.name for f in fields(Matrix)}
+    rules_keys = {f.name for f in fields(MeasureRules)}
+    matrix, rules = data.get("matrix", {}), data.get("rules", {})
+    _check_keys(matrix, matrix_keys, "[matrix]", path)
+    _check_keys(rules, rules_keys, "[rules]", path)
+
+    def tuples(table: dict) -> dict:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+
+    try:
+        return BenchConfig(Matrix(**tuples(matrix)), MeasureRules(**tuples(rules)))
+    except TypeError as err:
+        raise AlexnetDeployError(f"{path}: {err}") from None

@@ -1,0 +1,217 @@
+"""Bench results out: terminal table, CSV/JSON/Markdown summary, Parquet raw samples, a PNG of
+plots. Every file is written atomically; the JSON schema is documented in docs/bench-report.md.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
+
+SCHEMA = "alexnet-deploy/bench/1"
+KEY_COLUMNS = ("backend", "precision", "batch", "mode", "threads", "streams")
+TERMINAL_COLUMNS = {
+    "backend": "backend",
+    "precision": "prec",
+    "batch": "batch",
+    "mode": "mode",
+    "status": "status",
+    "p50_ms": "p50 ms",
+    "p99_ms": "p99 ms",
+    "images_per_s": "img/s",
+    "inferences_per_s": "inf/s",
+    "top1_agreement": "top1 agree",
+    "centered_cosine": "cos(c)",
+    "pct_compute_peak": "% peak",
+    "bound": "bound",
+}
+
+
+def _clean(value):
+    if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
+        return None
+    return value
+
+
+def summary_frame(rows: list[dict]):
+    """Rows as a polars DataFrame, every key a column (missing values null)."""
+    import polars as pl
+
+    columns: list[str] = []
+    for row in rows:
+        columns += [k for k in row if k not in columns and k != "traceback"]
+    return pl.DataFrame(
+        [{c: _clean(row.get(c)) for c in columns} for row in rows], infer_schema_length=None
+    )
+
+
+def terminal_frame(rows: list[dict]):
+    frame = summary_frame(rows)
+    present = [c for c in TERMINAL_COLUMNS if c in frame.columns]
+    return frame.select(present).rename({c: TERMINAL_COLUMNS[c] for c in present})
+
+
+def markdown(report: dict, frame) -> str:
+    from alexnet_deploy.render import TableFormat, frame_as_text
+
+    env = report["environment"]
+    lines = [
+        "# alexnet-deploy bench",
+        "",
+        f"- command: `{report['command']}`",
+        f"- status: {report['status']}",
+        f"- machine: {env['cpu']}, {env['logical_cores']} logical cores, {env['os']}",
+        f"- runtimes: {', '.join(f'{k} {v}' for k, v in env['runtimes'].items())}",
+        f"- git commit: {env.get('git_commit')}",
+    ]
+    if report.get("ceilings"):
+        c = report["ceilings"]
+        lines.append(
+            f"- measured ceilings: FP32 {c['fp32_gflops']:.0f} GFLOP/s, INT8 {c['int8_gops']:.0f} GOP/s, "
+            f"copy bandwidth {c['bandwidth_gbs']:.1f} GB/s"
+        )
+    lines.append(f"- fidelity inputs: {report.get('fidelity_source')}")
+    lines += [
+        "",
+        "Throughput: `images_per_s` counts images, `inferences_per_s` counts calls (one batch each).",
+        "",
+    ]
+    lines.append(frame_as_text(frame, TableFormat.md))
+    if report.get("comparisons"):
+        lines += ["", "## Comparisons (same run)", ""]
+        for name, value in report["comparisons"].items():
+            lines.append(f"- **{name}**: {value.get('text', json.dumps(value))}")
+    return "\n".join(lines) + "\n"
+
+
+def write_reports(
+    report: dict, rows: list[dict], samples: list[dict], out_dir: Path
+) -> dict[str, Path]:
+    import polars as pl
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frame = summary_frame(rows)
+    paths = {}
+    with atomic_path(out_dir / "bench-summary.csv") as tmp:
+        frame.write_csv(tmp)
+    paths["csv"] = out_dir / "bench-summary.csv"
+    paths["json"] = write_json_atomic(
+        out_dir / "bench-summary.json",
+        {**report, "rows": [{k: _clean(v) for k, v in r.items()} for r in rows]},
+    )
+    md_columns = [
+        c
+        for c in (
+            "backend",
+            "precision",
+            "batch",
+            "mode",
+            "status",
+            "p50_ms",
+            "p99_ms",
+            "p50_ci_low_ms",
+            "p50_ci_high_ms",
+            "images_per_s",
+            "inferences_per_s",
+            "top1_agreement",
+            "centered_cosine",
+            "gflops",
+            "pct_compute_peak",
+            "weight_gbs",
+            "pct_bandwidth",
+            "bound",
+            "reason",
+        )
+        if c in frame.columns
+    ]
+    paths["md"] = write_text_atomic(
+        out_dir / "bench-summary.md", markdown(report, frame.select(md_columns))
+    )
+    sample_frame = (
+        pl.DataFrame(samples, infer_schema_length=None)
+        if samples
+        else pl.DataFrame(schema={"backend": pl.String, "latency_ns": pl.Int64})
+    )
+    with atomic_path(out_dir / "bench-samples.parquet") as tmp:
+        sample_frame.write_parquet(tmp)
+    paths["parquet"] = out_dir / "bench-samples.parquet"
+    png = plot_report(rows, samples, out_dir / "bench-report.png")
+    if png:
+        paths["png"] = png
+    return paths
+
+
+def pareto_front(points: list[tuple[float, float]]) -> list[int]:
+    """Indices of points not dominated in (higher throughput, lower p99)."""
+    front = []
+    for i, (tput, p99) in enumerate(points):
+        dominated = any(t >= tput and p <= p99 and (t, p) != (tput, p99) for t, p in points)
+        if not dominated:
+            front.append(i)
+    return front
+
+
+def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | None:
+    """Latency distributions, throughput against batch, and the throughput-vs-p99 front."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return None  # plots need the 'plot' extra; the tables are written regardless
+    ok = [r for r in rows if r["status"] == "ok"]
+    if not ok:
+        return None
+    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
+    label = lambda r: f"{r['backend']} {r['precision']} b{r['batch']} {r['mode']}"  # noqa: E731
+    latency_rows = [r for r in ok if r["mode"] == "latency"]
+    data = []
+    for r in latency_rows:
+        key = {k: r[k] for k in KEY_COLUMNS}
+        data.append(
+            [s["latency_ns"] / 1e6 for s in samples if all(s.get(k) == v for k, v in key.items())]
+        )
+    if data:
+        axes[0].boxplot(data, vert=False, showfliers=False)
+        axes[0].set_yticks(range(1, len(data) + 1), [label(r) for r in latency_rows], fontsize=7)
+        axes[0].set_xscale("log")
+    axes[0].set_title("latency distribution (ms, log)")
+    series: dict[tuple, list] = {}
+    for r in ok:
+        series.setdefault((r["backend"], r["precision"], r["mode"]), []).append(
+            (r["batch"], r["images_per_s"])
+        )
+    for (backend, precision, mode), pts in sorted(series.items()):
+        pts.sort()
+        axes[1].plot(
+            [p[0] for p in pts],
+            [p[1] for p in pts],
+            marker="o",
+            label=f"{backend} {precision} {mode}",
+        )
+    axes[1].set_xscale("log", base=2)
+    axes[1].set_xlabel("batch")
+    axes[1].set_ylabel("images/s")
+    axes[1].set_title("throughput against batch size")
+    axes[1].legend(fontsize=6, loc="upper left", ncol=2)
+    points = [(r["images_per_s"], r["p99_ms"]) for r in ok]
+    axes[2].scatter([p[1] for p in points], [p[0] for p in points], s=18, color="0.6")
+    front = sorted(pareto_front(points), key=lambda i: points[i][1])
+    axes[2].plot(
+        [points[i][1] for i in front], [points[i][0] for i in front], color="C3", marker="o"
+    )
+    for i in front:
+        axes[2].annotate(label(ok[i]), (points[i][1], points[i][0]), fontsize=6)
+    axes[2].set_xscale("log")
+    axes[2].set_xlabel("p99 latency (ms)")
+    axes[2].set_ylabel("images/s")
+    axes[2].set_title("throughput vs p99: Pareto front")
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
