@@ -176,7 +176,7 @@ def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | Non
             [s["latency_ns"] / 1e6 for s in samples if all(s.get(k) == v for k, v in key.items())]
         )
     if data:
-        axes[0].boxplot(data, vert=False, showfliers=False)
+        axes[0].boxplot(data, orientation="horizontal", showfliers=False)
         axes[0].set_yticks(range(1, len(data) + 1), [label(r) for r in latency_rows], fontsize=7)
         axes[0].set_xscale("log")
     axes[0].set_title("latency distribution (ms, log)")

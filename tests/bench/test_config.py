@@ -1,0 +1,67 @@
+from __future__ import annotations
+
+import pytest
+
+from alexnet_deploy.bench.config import Matrix, MeasureRules, config_from_toml, parse_int_list
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"backends": ("onnx-magic",)}, "unknown backend 'onnx-magic'"),
+        ({"precisions": ("int4",)}, "unknown precision 'int4'"),
+        ({"batches": (1, 0)}, r"batch values must be >= 1, got \[0\]"),
+        ({"batches": (-2,)}, r"batch values must be >= 1, got \[-2\]"),
+        ({"batches": (8, 8)}, r"batch list has duplicates: \[8\]"),
+        ({"batches": ()}, "the batch list is empty"),
+        ({"modes": ("offline",)}, "unknown mode 'offline'"),
+    ],
+)
+def test_bad_matrix(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        Matrix(**kwargs)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"min_seconds": 0}, "min-seconds must be > 0"),
+        ({"max_seconds": -1}, "max-seconds must be > 0"),
+        ({"stability": 0}, "stability must be > 0"),
+        ({"min_seconds": 5, "max_seconds": 1}, "below min-seconds"),
+        ({"repeat": 0}, "repeat must be >= 1"),
+        ({"percentiles": (50, 100)}, "percentiles must be in"),
+    ],
+)
+def test_bad_rules(kwargs, message):
+    with pytest.raises(UsageError, match=message):
+        MeasureRules(**kwargs)
+
+
+def test_toml_config(tmp_path):
+    path = tmp_path / "bench.toml"
+    path.write_text(
+        '[matrix]\nbackends = ["ort"]\nbatches = [1, 8]\n[rules]\nmax_seconds = 2.0\nrepeat = 3\n'
+    )
+    config = config_from_toml(path)
+    assert config.matrix.backends == ("ort",) and config.matrix.batches == (1, 8)
+    assert config.rules.max_seconds == 2.0 and config.rules.repeat == 3
+
+
+def test_toml_unknown_keys_are_named(tmp_path):
+    path = tmp_path / "bench.toml"
+    path.write_text('[matrix]\nbackend = ["ort"]\nbatchs = [1]\n')
+    with pytest.raises(
+        AlexnetDeployError, match=r"unknown key\(s\) in \[matrix\]: backend, batchs"
+    ):
+        config_from_toml(path)
+    path.write_text("[measure]\nx = 1\n")
+    with pytest.raises(AlexnetDeployError, match="unknown key.*the top level: measure"):
+        config_from_toml(path)
+
+
+def test_int_list_parsing():
+    assert parse_int_list("1,8,32", "batch") == (1, 8, 32)
+    with pytest.raises(UsageError, match="comma-separated integers"):
+        parse_int_list("1,x", "batch")
