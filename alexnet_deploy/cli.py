@@ -447,6 +447,16 @@ class BackendChoice(str, Enum):
     tensorrt = "tensorrt"
 
 
+class BenchBackendChoice(str, Enum):
+    ort = "ort"
+    ort_cuda = "ort-cuda"
+    openvino = "openvino"
+    torch = "torch"
+    tensorrt = "tensorrt"
+    ort_direct = "ort-direct"
+    openvino_direct = "openvino-direct"
+
+
 class PrecisionChoice(str, Enum):
     fp32 = "fp32"
     fp16 = "fp16"
@@ -608,8 +618,10 @@ def bench(
         Path | None, typer.Option("--config", help="TOML file with [matrix] and [rules].")
     ] = None,
     backend: Annotated[
-        list[BackendChoice] | None,
-        typer.Option("--backend", help="Backends (default: all available)."),
+        list[BenchBackendChoice] | None,
+        typer.Option(
+            "--backend", help="Backends (default: all available, plus the direct runtimes)."
+        ),
     ] = None,
     precision: Annotated[
         list[PrecisionChoice] | None, typer.Option("--precision", help="Precisions (default: all).")
@@ -761,6 +773,262 @@ def bench(
         raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def gate(
+    baseline: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Baseline: a bench report (file or directory), a directory of past reports, or a ratio baseline."
+        ),
+    ] = None,
+    current: Annotated[
+        Path | None, typer.Argument(help="Current bench report (or use --run).")
+    ] = None,
+    run_now: Annotated[
+        bool,
+        typer.Option(
+            "--run", help="Bench the baseline's configurations now as the current report."
+        ),
+    ] = False,
+    ratios: Annotated[
+        bool,
+        typer.Option(
+            "--ratios",
+            help="Gate on in-run ratios (INT8 vs FP32, engine vs direct): machine-independent.",
+        ),
+    ] = False,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold", help="Fraction for every metric (0.1) or per metric (p99=0.2)."
+        ),
+    ] = None,
+    top1_budget: Annotated[
+        float, typer.Option("--top1-budget", help="Top-1 agreement points that may be lost.")
+    ] = C.GATE_TOP1_BUDGET_POINTS,
+    allow_env_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-env-mismatch", help="Compare absolute timings across environments (flagged)."
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Fail (exit 2) when any configuration is not comparable."),
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON.")
+    ] = None,
+    md_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--md", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)."
+        ),
+    ] = None,
+    junit_out: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
+    update_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--update-baseline", help="Accept the current results as the new baseline (atomically)."
+        ),
+    ] = False,
+    aa: Annotated[
+        bool,
+        typer.Option(
+            "--aa", help="A/A mode: measure one configuration against itself to see the noise."
+        ),
+    ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="A/A: FP32 model (default: the main job's export)."),
+    ] = None,
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", help="A/A: backend.")
+    ] = BackendChoice.ort,
+    precision: Annotated[
+        PrecisionChoice, typer.Option("--precision", help="A/A: precision.")
+    ] = PrecisionChoice.fp32,
+    batch: Annotated[int, typer.Option("--batch", help="A/A: batch size.")] = 1,
+    trials: Annotated[int, typer.Option("--trials", help="A/A: number of paired trials.")] = 10,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+) -> None:
+    """Compare a bench report with a baseline: exit 0 pass, 1 regression, 2 usage error or nothing comparable."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.gate.compare import Thresholds
+
+    thresholds = Thresholds.parse(threshold or [], top1_budget)
+    if aa:
+        _gate_aa(model, backend.value, precision.value, batch, trials, thresholds, work_dir)
+        return
+    if baseline is None:
+        raise UsageError(
+            "gate needs a BASELINE report",
+            hint="alexnet-deploy gate BASELINE CURRENT, or --run, or --aa",
+        )
+    from alexnet_deploy.gate.compare import compare_reports
+    from alexnet_deploy.gate.output import result_frame, write_outputs
+    from alexnet_deploy.gate.ratios import compare_ratios
+    from alexnet_deploy.gate.reports import load_report
+    from alexnet_deploy.render import rich_table
+
+    if update_baseline and not baseline.exists() and current is not None:
+        _accept_baseline(baseline, current, load_report(current), ratios)  # a first baseline
+        out_console.print(f"baseline {baseline} created from {current}", highlight=False)
+        return
+    base = load_report(baseline)
+    if run_now:
+        current = _gate_run(base, work_dir)
+    if current is None:
+        raise UsageError(
+            "gate needs a CURRENT report",
+            hint="pass it, or --run to bench the baseline's configurations now",
+        )
+    cur = load_report(current)
+    if ratios or base.ratios:
+        result = compare_ratios(base, cur, thresholds.values["p50"])
+    else:
+        result = compare_reports(base, cur, thresholds, allow_env_mismatch=allow_env_mismatch)
+    frame = result_frame(result)
+    if frame.height:
+        out_console.print(rich_table(frame.drop("note"), title="alexnet-deploy gate"))
+    for verdict in result.verdicts:
+        if verdict.note and verdict.verdict in ("regressed", "not comparable"):
+            out_console.print(
+                f"  {verdict.config} {verdict.metric}: {verdict.note}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for note in result.notes:
+        err_console.print(f"[bold yellow]{escape(note)}[/]", soft_wrap=True)
+    skipped = len(result.verdicts) - len(result.comparable)
+    if skipped and result.comparable:
+        err_console.print(
+            f"Warning: {skipped} check(s) not comparable (listed above); --strict fails on them.",
+            soft_wrap=True,
+        )
+    out_console.print(result.summary(), highlight=False, soft_wrap=True)
+    write_outputs(result, json_out, md_out, junit_out)
+    if update_baseline:
+        _accept_baseline(baseline, current, cur, ratios or bool(base.ratios))
+        out_console.print(f"baseline {baseline} updated from {current}", highlight=False)
+        return
+    code = result.exit_code
+    if strict and code == 0 and len(result.comparable) != len(result.verdicts):
+        code = 2
+    if code:
+        raise typer.Exit(code)
+
+
+def _gate_run(base, work_dir: Path) -> Path:
+    """Bench the baseline's configurations now; return the new report's directory."""
+    import json
+
+    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+    from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
+    from alexnet_deploy.errors import AlexnetDeployError
+
+    data = json.loads(base.paths[0].read_text())
+    keys = list(base.rows)
+    if not keys:
+        raise AlexnetDeployError(f"baseline {base.paths[0]} has no successful rows to re-run")
+    model = Path(data["model"]["path"])
+    if not model.is_file():
+        raise AlexnetDeployError(
+            f"the baseline's model {model} is not on this machine",
+            hint="run bench yourself and pass CURRENT",
+        )
+    matrix = Matrix(
+        backends=tuple(dict.fromkeys(k[0] for k in keys)),
+        precisions=tuple(dict.fromkeys(k[1] for k in keys)),
+        batches=tuple(dict.fromkeys(k[2] for k in keys)),
+        modes=tuple(dict.fromkeys(k[3] for k in keys)),
+    )
+    rules = MeasureRules(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}
+    )
+    out = Path(work_dir) / "reports" / "gate-run"
+    with err_console.status("benching the baseline's configurations"):
+        run_bench(
+            ModelRequest(model=model),
+            BenchConfig(matrix, rules),
+            work_dir,
+            out,
+            direct=False,
+            roofline=False,
+        )
+    return out
+
+
+def _accept_baseline(baseline: Path, current: Path, cur, ratio_mode: bool) -> None:
+    import shutil
+    import tempfile
+
+    from alexnet_deploy.fileio import write_json_atomic
+    from alexnet_deploy.gate.ratios import ratio_baseline
+    from alexnet_deploy.gate.reports import SAMPLES, SUMMARY
+
+    if ratio_mode:
+        target = baseline if baseline.suffix == ".json" else baseline / "ratio-baseline.json"
+        write_json_atomic(target, ratio_baseline(cur))
+        return
+    source = cur.paths[0].parent
+    target = baseline if baseline.is_dir() or baseline.suffix != ".json" else baseline.parent
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    for name in (SUMMARY, SAMPLES):
+        if (source / name).is_file():
+            shutil.copy2(source / name, staging / name)
+    backup = target.with_name(f".{target.name}.old")
+    if target.exists():
+        target.rename(backup)
+    staging.rename(target)
+    shutil.rmtree(backup, ignore_errors=True)
+
+
+def _gate_aa(
+    model, backend: str, precision: str, batch: int, trials: int, thresholds, work_dir: Path
+) -> None:
+    import numpy as np
+
+    from alexnet_deploy.bench.config import MeasureRules
+    from alexnet_deploy.bench.pipeline import ModelRequest, ensure_artifacts
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.options import BuildOptions
+    from alexnet_deploy.engines.registry import get_backend
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.gate.noise import derive_threshold, paired_trials
+
+    if trials < 2:
+        raise UsageError(f"--trials must be at least 2, got {trials}")
+    with err_console.status("preparing") as status:
+        path, _ = ensure_artifacts(ModelRequest(model=model), work_dir, status.update)
+        engine, _ = build_engine(path, backend, BuildOptions(precision=precision), work_dir)
+    rules = MeasureRules()
+    shape = engine.sidecar.image_shape
+    data = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
+    with get_backend(backend).runner(engine) as runner, err_console.status("A/A trials") as status:
+        outcomes = paired_trials(
+            runner.infer,
+            runner.infer,
+            data,
+            rules,
+            trials,
+            thresholds.values["p50"],
+            on_trial=lambda i, o: status.update(
+                f"A/A trial {i + 1}/{trials}: {100 * o.change:+.2f}%"
+            ),
+        )
+    changes = np.array([o.change for o in outcomes])
+    false_alarms = sum(o.flagged for o in outcomes)
+    out_console.print(
+        f"A/A {backend} {precision} batch {batch}, {trials} paired trials: p50 change "
+        f"median {100 * np.median(np.abs(changes)):.2f}%, max {100 * np.abs(changes).max():.2f}%; "
+        f"false alarms at the {thresholds.values['p50']:.0%} threshold: {false_alarms}/{trials}; "
+        f"derived threshold: {derive_threshold(outcomes):.1%}",
+        highlight=False,
+    )
 
 
 @app.command()

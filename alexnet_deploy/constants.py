@@ -109,3 +109,15 @@ BENCH_SERVER_BOUND_MS = 100.0
 BENCH_FIDELITY_SAMPLES = 16
 # A row whose run-to-run p50 spread (with --repeat) exceeds this is flagged as noisy.
 BENCH_NOISY_SPREAD = 0.05
+
+# Gate. A change is a regression when it exceeds the threshold AND the bootstrap interval of
+# the ratio excludes "no change". 10% is the default: several times this machine's
+# measured A/A noise (docs/gate-evaluation.md), small enough to catch a real slowdown.
+GATE_THRESHOLD = 0.10
+# p99 is a tail statistic: one stall in a short run moves it far more than the median, and a
+# bootstrap within one run cannot see run-to-run stalls. Its default threshold is wider.
+GATE_THRESHOLDS = {"p50": GATE_THRESHOLD, "throughput": GATE_THRESHOLD, "p99": 0.25}
+GATE_BOOTSTRAP_RESAMPLES = 2000
+GATE_MIN_SAMPLES = 10
+# Fidelity budget: top-1 agreement may fall this many points before the gate fails.
+GATE_TOP1_BUDGET_POINTS = 1.0

@@ -58,13 +58,15 @@ class Matrix:
     server_latency_bound_ms: float = C.BENCH_SERVER_BOUND_MS
 
     def __post_init__(self) -> None:
+        from alexnet_deploy.bench.direct import DIRECT_BACKENDS
         from alexnet_deploy.engines.options import PRECISIONS
         from alexnet_deploy.engines.registry import BACKEND_NAMES
 
+        known = (*BACKEND_NAMES, *DIRECT_BACKENDS)
         for backend in self.backends:
-            if backend not in BACKEND_NAMES:
+            if backend not in known:
                 raise UsageError(
-                    f"unknown backend {backend!r}", hint=f"choose from: {', '.join(BACKEND_NAMES)}"
+                    f"unknown backend {backend!r}", hint=f"choose from: {', '.join(known)}"
                 )
         for precision in self.precisions:
             if precision not in PRECISIONS:

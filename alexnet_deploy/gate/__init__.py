@@ -1,0 +1,1 @@
+"""The CI regression gate: compare bench reports and decide, without crying wolf."""

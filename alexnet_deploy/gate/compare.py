@@ -1,0 +1,240 @@
+"""Baseline vs current: a verdict per configuration and metric, and one for the whole gate.
+
+Regressed only when the change exceeds the metric's threshold AND the bootstrap interval of the
+ratio lies entirely on the regressed side of "no change" (see significance.py for why). A
+fidelity drop beyond the budget fails whatever the speed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.errors import UsageError
+from alexnet_deploy.gate.reports import LoadedReport, describe
+from alexnet_deploy.gate.significance import bootstrap_ratio, mann_whitney_p
+
+IMPROVED, UNCHANGED, REGRESSED, NOT_COMPARABLE = (
+    "improved",
+    "unchanged",
+    "regressed",
+    "not comparable",
+)
+METRICS = ("p50", "p99", "throughput", "fidelity")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    values: dict = field(
+        default_factory=lambda: {m: C.GATE_THRESHOLD for m in ("p50", "p99", "throughput")}
+    )
+    top1_budget_points: float = C.GATE_TOP1_BUDGET_POINTS
+
+    @classmethod
+    def parse(cls, specs: list[str], budget: float = C.GATE_TOP1_BUDGET_POINTS) -> Thresholds:
+        """``["0.15"]`` sets every speed metric; ``["p99=0.2"]`` one of them."""
+        values = dict(C.GATE_THRESHOLDS)
+        for spec in specs:
+            name, _, number = spec.rpartition("=")
+            try:
+                value = float(number)
+            except ValueError:
+                raise UsageError(
+                    f"--threshold {spec!r}: expected a fraction like 0.1 or p99=0.2"
+                ) from None
+            if not 0 < value < 10:
+                raise UsageError(f"--threshold {spec!r}: must be a positive fraction (0.1 = 10%)")
+            if not name:
+                values = dict.fromkeys(values, value)
+            elif name in values:
+                values[name] = value
+            else:
+                raise UsageError(
+                    f"--threshold {spec!r}: unknown metric {name!r}", hint="p50, p99 or throughput"
+                )
+        if budget < 0:
+            raise UsageError(f"--top1-budget must be >= 0, got {budget}")
+        return cls(values, budget)
+
+
+@dataclass
+class Verdict:
+    config: str
+    metric: str
+    verdict: str
+    baseline: float | None = None
+    current: float | None = None
+    change: float | None = None  # relative, in the metric's "worse is positive" direction
+    ci_low: float | None = None
+    ci_high: float | None = None
+    p_value: float | None = None
+    note: str = ""
+
+
+@dataclass
+class GateResult:
+    verdicts: list[Verdict]
+    notes: list[str] = field(default_factory=list)
+    env_mismatch: bool = False
+
+    @property
+    def regressions(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.verdict == REGRESSED]
+
+    @property
+    def comparable(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.verdict != NOT_COMPARABLE]
+
+    @property
+    def passed(self) -> bool:
+        return not self.regressions and bool(self.comparable)
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    @property
+    def exit_code(self) -> int:
+        if self.regressions:
+            return 1
+        if not self.comparable:
+            return 2
+        return 0
+
+    def summary(self) -> str:
+        counts = {
+            k: sum(v.verdict == k for v in self.verdicts)
+            for k in (REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE)
+        }
+        state = "PASS" if self.passed else ("FAIL" if self.regressions else "NOTHING COMPARABLE")
+        text = f"gate {state}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+        if self.env_mismatch:
+            text += " [ENVIRONMENTS DIFFER: absolute timings compared across machines]"
+        return text
+
+    def __str__(self) -> str:
+        return self.summary()
+
+
+def _speed_verdict(
+    name: str, metric: str, base: np.ndarray, cur: np.ndarray, threshold: float, seed: int
+) -> Verdict:
+    statistic = {"p50": "median", "p99": "p99", "throughput": "mean"}[metric]
+    est = bootstrap_ratio(base, cur, statistic, seed=seed)
+    if metric == "throughput":
+        # throughput ~ 1 / mean latency: report the throughput ratio; worse is a drop
+        ratio, low, high = 1 / est.ratio, 1 / est.high, 1 / est.low
+        change = 1 - ratio
+        worse_significant, better_significant = high < 1, low > 1
+        base_value, cur_value = 1e9 / float(np.mean(base)), 1e9 / float(np.mean(cur))
+    else:
+        ratio, low, high = est.ratio, est.low, est.high
+        change = ratio - 1
+        worse_significant, better_significant = low > 1, high < 1
+        q = 50 if metric == "p50" else 99
+        base_value, cur_value = (
+            float(np.percentile(base, q)) / 1e6,
+            float(np.percentile(cur, q)) / 1e6,
+        )
+    if change > threshold and worse_significant:
+        verdict = REGRESSED
+    elif change < -threshold and better_significant:
+        verdict = IMPROVED
+    else:
+        verdict = UNCHANGED
+    note = ""
+    if np.ptp(base) == 0 and np.ptp(cur) == 0:
+        note = "zero-variance samples: the ratio is exact"
+    return Verdict(
+        name,
+        metric,
+        verdict,
+        base_value,
+        cur_value,
+        change,
+        low,
+        high,
+        mann_whitney_p(base, cur),
+        note,
+    )
+
+
+def compare_reports(
+    baseline: LoadedReport,
+    current: LoadedReport,
+    thresholds: Thresholds,
+    *,
+    allow_env_mismatch: bool = False,
+    seed: int = C.DEFAULT_SEED,
+) -> GateResult:
+    result = GateResult([])
+    if baseline.environment_keys != current.environment_keys:
+        if not allow_env_mismatch:
+            raise UsageError(
+                "baseline and current reports come from different environments (CPU, cores or runtime "
+                "versions differ): absolute timings do not compare",
+                hint="gate machine-independently with --ratios, or re-measure the baseline here; "
+                "--allow-env-mismatch compares anyway and flags the result",
+            )
+        result.env_mismatch = True
+        result.notes.append(
+            "ENVIRONMENTS DIFFER: absolute comparisons across machines are not trustworthy"
+        )
+    keys = sorted(set(baseline.rows) | set(current.rows), key=lambda k: tuple(str(x) for x in k))
+    for index, key in enumerate(keys):
+        name = describe(key)
+        if key not in current.rows or key not in baseline.rows:
+            where = "current" if key not in current.rows else "baseline"
+            result.verdicts.append(Verdict(name, "all", NOT_COMPARABLE, note=f"missing in {where}"))
+            continue
+        base, cur = baseline.samples.get(key), current.samples.get(key)
+        short = [
+            (label, len(s) if s is not None else 0)
+            for label, s in (("baseline", base), ("current", cur))
+            if s is None or len(s) < C.GATE_MIN_SAMPLES
+        ]
+        if short:
+            text = ", ".join(f"{label} has {n}" for label, n in short)
+            result.verdicts.append(
+                Verdict(
+                    name,
+                    "speed",
+                    NOT_COMPARABLE,
+                    note=f"too few samples for the test ({text}; need {C.GATE_MIN_SAMPLES})",
+                )
+            )
+        else:
+            for metric in ("p50", "p99", "throughput"):
+                result.verdicts.append(
+                    _speed_verdict(name, metric, base, cur, thresholds.values[metric], seed + index)
+                )
+        b_fid, c_fid = (
+            baseline.rows[key].get("top1_agreement"),
+            current.rows[key].get("top1_agreement"),
+        )
+        if b_fid is None or c_fid is None:
+            result.verdicts.append(
+                Verdict(name, "fidelity", NOT_COMPARABLE, note="no fidelity figures")
+            )
+        else:
+            drop = 100 * (b_fid - c_fid)
+            verdict = (
+                REGRESSED
+                if drop > thresholds.top1_budget_points
+                else (IMPROVED if drop < -thresholds.top1_budget_points else UNCHANGED)
+            )
+            result.verdicts.append(
+                Verdict(
+                    name,
+                    "fidelity",
+                    verdict,
+                    b_fid,
+                    c_fid,
+                    drop / 100,
+                    note=f"top-1 agreement drop {drop:+.1f} points (budget {thresholds.top1_budget_points:g})",
+                )
+            )
+    if not result.comparable:
+        result.notes.append("no configuration could be compared")
+    return result

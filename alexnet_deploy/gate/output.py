@@ -1,0 +1,89 @@
+"""The gate's result out: terminal table, Markdown (and $GITHUB_STEP_SUMMARY), JSON, JUnit XML."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict
+from pathlib import Path
+from xml.sax.saxutils import escape
+
+from alexnet_deploy.fileio import write_json_atomic, write_text_atomic
+from alexnet_deploy.gate.compare import REGRESSED, GateResult
+
+
+def result_frame(result: GateResult):
+    import polars as pl
+
+    rows = [
+        {
+            "config": v.config,
+            "metric": v.metric,
+            "verdict": v.verdict,
+            "baseline": v.baseline,
+            "current": v.current,
+            "change_pct": None if v.change is None else 100 * v.change,
+            "ci_low": v.ci_low,
+            "ci_high": v.ci_high,
+            "note": v.note,
+        }
+        for v in result.verdicts
+    ]
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def markdown(result: GateResult) -> str:
+    from alexnet_deploy.render import TableFormat, frame_as_text
+
+    icon = "✅" if result.passed else "❌"
+    lines = [f"## {icon} alexnet-deploy gate", "", result.summary(), ""]
+    lines += [f"> {note}" for note in result.notes]
+    frame = result_frame(result)
+    if frame.height:
+        lines += ["", frame_as_text(frame, TableFormat.md)]
+    return "\n".join(lines) + "\n"
+
+
+def junit(result: GateResult) -> str:
+    cases = []
+    for v in result.verdicts:
+        name = escape(f"{v.config} {v.metric}", {'"': "&quot;"})
+        body = ""
+        if v.verdict == REGRESSED:
+            body = f'<failure message="{escape(v.note or "regressed", {chr(34): "&quot;"})}">change {v.change}</failure>'
+        elif v.verdict == "not comparable":
+            body = f'<skipped message="{escape(v.note, {chr(34): "&quot;"})}"/>'
+        cases.append(f'  <testcase classname="alexnet-deploy.gate" name="{name}">{body}</testcase>')
+    failures = len(result.regressions)
+    skipped = sum(v.verdict == "not comparable" for v in result.verdicts)
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="alexnet-deploy gate" '
+        f'tests="{len(result.verdicts)}" failures="{failures}" skipped="{skipped}">\n'
+        + "\n".join(cases)
+        + "\n</testsuite>\n"
+    )
+
+
+def write_outputs(
+    result: GateResult, json_path: Path | None, md_path: Path | None, junit_path: Path | None
+) -> None:
+    if json_path:
+        write_json_atomic(
+            json_path,
+            {
+                "passed": result.passed,
+                "exit_code": result.exit_code,
+                "summary": result.summary(),
+                "notes": result.notes,
+                "env_mismatch": result.env_mismatch,
+                "verdicts": [asdict(v) for v in result.verdicts],
+            },
+        )
+    text = markdown(result)
+    if md_path:
+        write_text_atomic(md_path, text)
+    summary_file = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary_file:
+        with open(summary_file, "a", encoding="utf-8") as handle:
+            handle.write(text)
+    if junit_path:
+        write_text_atomic(junit_path, junit(result))

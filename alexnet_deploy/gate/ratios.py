@@ -1,0 +1,109 @@
+"""Machine-independent gating: ratios measured within one run.
+
+INT8 over FP32 on the same backend, batch and mode, and each engine over the same runtime used
+directly, are properties of the software more than of the machine, so a baseline taken
+elsewhere still means something. Each ratio carries a bootstrap interval from its run's raw
+samples; a ratio regresses when it falls more than the threshold below the baseline's AND its
+interval lies entirely below the baseline value.
+"""
+
+from __future__ import annotations
+
+import time
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.gate.compare import (
+    IMPROVED,
+    NOT_COMPARABLE,
+    REGRESSED,
+    UNCHANGED,
+    GateResult,
+    Verdict,
+)
+from alexnet_deploy.gate.reports import RATIO_SCHEMA, LoadedReport, describe
+from alexnet_deploy.gate.significance import RatioEstimate, bootstrap_ratio
+
+DIRECT = {"ort": "ort-direct", "openvino": "openvino-direct"}
+
+
+def in_run_ratios(report: LoadedReport, seed: int = C.DEFAULT_SEED) -> dict[str, RatioEstimate]:
+    """Speed-ups (> 1 is faster) from one report's raw samples."""
+    out: dict[str, RatioEstimate] = {}
+    for key in sorted(report.rows, key=lambda k: tuple(str(x) for x in k)):
+        backend, precision, batch, mode, threads, streams = key
+        if key not in report.samples:
+            continue
+        if precision == "int8" and backend not in DIRECT.values():
+            fp32 = (backend, "fp32", batch, mode, threads, streams)
+            if fp32 in report.samples:
+                # bootstrap_ratio gives stat(current)/stat(baseline): fp32 latency / int8 latency
+                out[f"int8_speedup {describe(key)}"] = bootstrap_ratio(
+                    report.samples[key], report.samples[fp32], seed=seed
+                )
+        if backend in DIRECT:
+            direct = (DIRECT[backend], precision, batch, mode, threads, streams)
+            if direct in report.samples:
+                out[f"vs_direct {describe(key)}"] = bootstrap_ratio(
+                    report.samples[key], report.samples[direct], seed=seed
+                )
+    return out
+
+
+def ratio_baseline(report: LoadedReport, thresholds: dict[str, float] | None = None) -> dict:
+    """A committed in-run-ratio baseline built from a report."""
+    ratios = in_run_ratios(report)
+    return {
+        "schema": RATIO_SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "sources": [str(p) for p in report.paths],
+        "ratios": {
+            name: {
+                "value": est.ratio,
+                "ci": [est.low, est.high],
+                **({"threshold": thresholds[name]} if thresholds and name in thresholds else {}),
+            }
+            for name, est in ratios.items()
+        },
+    }
+
+
+def compare_ratios(
+    baseline: LoadedReport, current: LoadedReport, default_threshold: float
+) -> GateResult:
+    """``baseline`` is a ratio-baseline file or another bench report (its ratios are computed)."""
+    expected = baseline.ratios or {
+        n: {"value": e.ratio} for n, e in in_run_ratios(baseline).items()
+    }
+    measured = in_run_ratios(current)
+    result = GateResult([])
+    for name, spec in sorted(expected.items()):
+        threshold = spec.get("threshold", default_threshold)
+        if name not in measured:
+            result.verdicts.append(
+                Verdict(name, "ratio", NOT_COMPARABLE, spec["value"], note="missing in current")
+            )
+            continue
+        est = measured[name]
+        change = 1 - est.ratio / spec["value"]  # positive: the speed-up shrank
+        if change > threshold and est.high < spec["value"]:
+            verdict = REGRESSED
+        elif change < -threshold and est.low > spec["value"]:
+            verdict = IMPROVED
+        else:
+            verdict = UNCHANGED
+        result.verdicts.append(
+            Verdict(
+                name,
+                "ratio",
+                verdict,
+                spec["value"],
+                est.ratio,
+                change,
+                est.low,
+                est.high,
+                note=f"threshold {threshold:.0%}",
+            )
+        )
+    if not result.comparable:
+        result.notes.append("no ratio could be compared")
+    return result

@@ -1,0 +1,110 @@
+"""Bench reports as the gate reads them: the summary JSON, its raw samples, or a directory of
+past reports pooled into one baseline."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy.bench.report import KEY_COLUMNS, SCHEMA
+from alexnet_deploy.errors import AlexnetDeployError
+
+SUMMARY = "bench-summary.json"
+SAMPLES = "bench-samples.parquet"
+
+
+def config_key(row: dict) -> tuple:
+    return tuple(row.get(k) for k in KEY_COLUMNS)
+
+
+def describe(key: tuple) -> str:
+    backend, precision, batch, mode, threads, streams = key
+    extra = "".join([f" t{threads}" if threads else "", f" s{streams}" if streams else ""])
+    return f"{backend} {precision} b{batch} {mode}{extra}"
+
+
+@dataclass
+class LoadedReport:
+    paths: list[Path]
+    environment_keys: set[str]
+    rows: dict[tuple, dict] = field(default_factory=dict)
+    samples: dict[tuple, np.ndarray] = field(default_factory=dict)
+    ratios: dict[str, dict] = field(default_factory=dict)  # in-run ratio baselines only
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise AlexnetDeployError(
+            f"report {path} not found", hint="pass a bench-summary.json or its directory"
+        )
+    try:
+        data = json.loads(path.read_text())
+    except ValueError as err:
+        raise AlexnetDeployError(
+            f"report {path} is corrupt (not JSON: {err})", hint="re-run 'alexnet-deploy bench'"
+        ) from None
+    if not isinstance(data, dict):
+        raise AlexnetDeployError(f"report {path} is corrupt (expected a JSON object)")
+    schema = data.get("schema")
+    if schema == RATIO_SCHEMA:
+        return data
+    if schema != SCHEMA:
+        raise AlexnetDeployError(
+            f"report {path} has schema {schema!r}; this gate reads {SCHEMA!r}",
+            hint="reports from before the schema was versioned cannot be compared: re-run 'alexnet-deploy bench' "
+            "on the baseline commit, or accept the current run with --update-baseline",
+        )
+    return data
+
+
+RATIO_SCHEMA = "alexnet-deploy/ratio-baseline/1"
+
+
+def _summaries(path: Path) -> list[Path]:
+    path = Path(path)
+    if path.is_dir():
+        if (path / SUMMARY).is_file():
+            return [path / SUMMARY]
+        found = sorted(path.glob(f"*/{SUMMARY}"))
+        if not found:
+            raise AlexnetDeployError(
+                f"no {SUMMARY} in {path} or its sub-directories", hint="pass a bench report"
+            )
+        return found
+    return [path]
+
+
+def load_report(path: Path) -> LoadedReport:
+    """One report, or every report in a directory pooled (samples concatenated per config)."""
+    import polars as pl
+
+    files = _summaries(path)
+    loaded = LoadedReport(paths=files, environment_keys=set())
+    for file in files:
+        data = _read_json(file)
+        if data.get("schema") == RATIO_SCHEMA:
+            loaded.ratios.update(data["ratios"])
+            continue
+        loaded.environment_keys.add(data.get("environment_key", "unknown"))
+        samples_file = file.with_name(SAMPLES)
+        frame = pl.read_parquet(samples_file) if samples_file.is_file() else None
+        for row in data.get("rows", []):
+            if row.get("status") != "ok":
+                continue
+            key = config_key(row)
+            loaded.rows.setdefault(key, row)
+            if frame is not None and frame.height:
+                selected = frame
+                for column, value in zip(KEY_COLUMNS, key, strict=True):
+                    selected = selected.filter(
+                        pl.col(column).is_null() if value is None else pl.col(column) == value
+                    )
+                values = selected["latency_ns"].to_numpy()
+                previous = loaded.samples.get(key)
+                loaded.samples[key] = (
+                    values if previous is None else np.concatenate([previous, values])
+                )
+    return loaded

@@ -1,0 +1,97 @@
+"""Is a change real? A seeded bootstrap interval on the ratio of a statistic (median, p99 or
+mean) between two sets of raw latency samples.
+
+Why the bootstrap on the ratio of medians: latency samples are skewed and heavy-tailed, often
+multi-modal, so no parametric test fits; the ratio is what the threshold speaks about (a 10%
+slowdown is a ratio of 1.10), and its interval answers both questions at once: how big, and
+how sure. A rank test (Mann-Whitney U) says "the distributions differ" but flags tiny shifts on
+large samples and says nothing about size; it is reported alongside as a diagnostic.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from alexnet_deploy import constants as C
+
+
+@dataclass(frozen=True)
+class RatioEstimate:
+    ratio: float  # current / baseline
+    low: float
+    high: float
+
+    @property
+    def change(self) -> float:
+        return self.ratio - 1.0
+
+
+def _stat(samples: np.ndarray, statistic: str, axis=-1) -> np.ndarray:
+    if statistic == "median":
+        return np.median(samples, axis=axis)
+    if statistic == "mean":
+        return np.mean(samples, axis=axis)
+    if statistic == "p99":
+        return np.percentile(samples, 99, axis=axis)
+    raise ValueError(statistic)
+
+
+def bootstrap_ratio(
+    baseline: np.ndarray,
+    current: np.ndarray,
+    statistic: str = "median",
+    resamples: int = C.GATE_BOOTSTRAP_RESAMPLES,
+    seed: int = C.DEFAULT_SEED,
+    confidence: float = 0.95,
+) -> RatioEstimate:
+    """Percentile-bootstrap interval of stat(current) / stat(baseline)."""
+    rng = np.random.default_rng(seed)
+    base = np.asarray(baseline, dtype=np.float64)
+    cur = np.asarray(current, dtype=np.float64)
+    point = float(_stat(cur, statistic) / _stat(base, statistic))
+    if np.ptp(base) == 0 and np.ptp(cur) == 0:
+        return RatioEstimate(point, point, point)  # zero variance: the ratio is exact
+    chunk = max(1, min(resamples, 2_000_000 // max(len(base), len(cur))))
+    ratios = []
+    done = 0
+    while done < resamples:
+        n = min(chunk, resamples - done)
+        b = _stat(base[rng.integers(0, len(base), (n, len(base)))], statistic)
+        c = _stat(cur[rng.integers(0, len(cur), (n, len(cur)))], statistic)
+        ratios.append(c / b)
+        done += n
+    all_ratios = np.concatenate(ratios)
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(all_ratios, [alpha, 1 - alpha])
+    return RatioEstimate(point, float(low), float(high))
+
+
+def mann_whitney_p(a: np.ndarray, b: np.ndarray) -> float:
+    """Two-sided Mann-Whitney U p-value, normal approximation with tie correction."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    n1, n2 = len(a), len(b)
+    combined = np.concatenate([a, b])
+    order = combined.argsort(kind="mergesort")
+    ranks = np.empty(len(combined))
+    sorted_vals = combined[order]
+    i = 0
+    while i < len(sorted_vals):  # average ranks over ties
+        j = i
+        while j + 1 < len(sorted_vals) and sorted_vals[j + 1] == sorted_vals[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    u1 = ranks[:n1].sum() - n1 * (n1 + 1) / 2
+    mean = n1 * n2 / 2
+    _, counts = np.unique(combined, return_counts=True)
+    n = n1 + n2
+    tie = (counts**3 - counts).sum() / (n * (n - 1)) if n > 1 else 0
+    var = n1 * n2 / 12 * ((n + 1) - tie)
+    if var <= 0:
+        return 1.0 if u1 == mean else 0.0
+    z = (abs(u1 - mean) - 0.5) / math.sqrt(var)
+    return float(math.erfc(max(z, 0) / math.sqrt(2)))

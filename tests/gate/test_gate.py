@@ -1,0 +1,245 @@
+"""The gate on real bench reports of the trained test network: verdicts, exit codes, outputs,
+baselines, environments, bad input."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import polars as pl
+import pytest
+
+from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
+from alexnet_deploy.gate.compare import REGRESSED, Thresholds, compare_reports
+from alexnet_deploy.gate.reports import load_report
+
+RULES = MeasureRules(
+    warmup_iterations=2, warmup_seconds=0.05, min_iterations=30, min_seconds=0.2, max_seconds=0.5
+)
+
+
+@pytest.fixture(scope="module")
+def reports(digits, tmp_path_factory):
+    """Two real bench runs (ort fp32 and int8, batch 4, plus ort-direct)."""
+    from alexnet_deploy.models.variants import register_variant
+    from tests.digits import DIGITS
+
+    register_variant(DIGITS)
+    root = tmp_path_factory.mktemp("gate")
+    model = root / "digits-tiny.onnx"
+    shutil.copy(digits["onnx"], model)
+    config = BenchConfig(
+        Matrix(backends=("ort", "ort-direct"), precisions=("fp32", "int8"), batches=(4,)), RULES
+    )
+    request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
+    for name in ("a", "b"):
+        run_bench(request, config, root / "work", root / name, roofline=False, argv=["bench"])
+    return root
+
+
+def _slow_down(src, dst, factor: float, top1: float | None = None):
+    """A copy of a report whose samples are ``factor`` slower (and optionally less faithful)."""
+    shutil.copytree(src, dst)
+    frame = pl.read_parquet(dst / "bench-samples.parquet")
+    frame.with_columns((pl.col("latency_ns") * factor).cast(pl.Int64)).write_parquet(
+        dst / "bench-samples.parquet"
+    )
+    if top1 is not None:
+        data = json.loads((dst / "bench-summary.json").read_text())
+        for row in data["rows"]:
+            row["top1_agreement"] = top1
+        (dst / "bench-summary.json").write_text(json.dumps(data))
+    return dst
+
+
+def test_same_code_twice_passes(reports, cli):
+    # plumbing, not noise (scripts/gate-evaluation measures noise): sub-millisecond runs of
+    # 0.5 s on a loaded test machine, so generous thresholds
+    result = cli("gate", reports / "a", reports / "b", "--threshold", "0.5", "--threshold", "p99=5")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    assert "gate PASS" in result.stdout
+
+
+def test_slowdown_fails_with_exit_1_and_outputs(reports, cli, tmp_path, monkeypatch):
+    slow = _slow_down(reports / "a", tmp_path / "slow", 1.5)
+    summary = tmp_path / "step-summary.md"
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    result = cli(
+        "gate",
+        reports / "b",
+        slow,
+        "--json",
+        tmp_path / "g.json",
+        "--md",
+        tmp_path / "g.md",
+        "--junit",
+        tmp_path / "g.xml",
+    )
+    assert result.exit_code == 1 and "gate FAIL" in result.stdout
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert data["passed"] is False and data["exit_code"] == 1
+    regressed = {
+        (v["config"], v["metric"]) for v in data["verdicts"] if v["verdict"] == "regressed"
+    }
+    assert ("ort fp32 b4 latency", "p50") in regressed and (
+        "ort fp32 b4 latency",
+        "throughput",
+    ) in regressed
+    assert (
+        "❌ alexnet-deploy gate" in summary.read_text()
+        and (tmp_path / "g.md").read_text() == summary.read_text()
+    )
+    suite = ET.parse(tmp_path / "g.xml").getroot()
+    assert int(suite.get("failures")) == len(regressed)
+
+
+def test_result_object_is_truthy_on_pass(reports, tmp_path):
+    a = load_report(reports / "a")
+    same = compare_reports(a, a, Thresholds())
+    assert same and same.passed and same.exit_code == 0
+    slower = compare_reports(
+        a, load_report(_slow_down(reports / "a", tmp_path / "s", 1.5)), Thresholds()
+    )
+    assert not slower and slower.exit_code == 1
+
+
+def test_fidelity_regression_fails_whatever_the_speed(reports, tmp_path):
+    faster_but_wrong = _slow_down(reports / "a", tmp_path / "wrong", 0.5, top1=0.5)
+    result = compare_reports(
+        load_report(reports / "a"), load_report(faster_but_wrong), Thresholds()
+    )
+    fidelity = [v for v in result.verdicts if v.metric == "fidelity"]
+    assert fidelity and all(v.verdict == REGRESSED for v in fidelity)
+    assert any(v.verdict == "improved" for v in result.verdicts if v.metric == "p50")
+    assert not result and result.exit_code == 1
+
+
+def test_directory_of_past_reports_is_pooled(reports, tmp_path):
+    history = tmp_path / "history"
+    history.mkdir()
+    shutil.copytree(reports / "a", history / "run1")
+    shutil.copytree(reports / "b", history / "run2")
+    pooled = load_report(history)
+    single = load_report(reports / "a")
+    key = next(iter(single.samples))
+    assert len(pooled.samples[key]) == len(single.samples[key]) + len(
+        load_report(reports / "b").samples[key]
+    )
+
+
+def test_ratio_mode_catches_int8_no_faster_than_fp32(reports, cli, tmp_path):
+    baseline = tmp_path / "ratio-baseline.json"
+    assert cli("gate", baseline, reports / "a", "--ratios", "--update-baseline").exit_code == 0
+    data = json.loads(baseline.read_text())
+    assert data["schema"] == "alexnet-deploy/ratio-baseline/1"
+    name = "int8_speedup ort int8 b4 latency"
+    assert name in data["ratios"] and "vs_direct ort fp32 b4 latency" in data["ratios"]
+    # a committed baseline that says INT8 is twice as fast as FP32 on this backend
+    committed = {"schema": data["schema"], "ratios": {name: {"value": 2.0, "threshold": 0.3}}}
+    baseline.write_text(json.dumps(committed))
+    # a change that makes INT8 exactly as slow as FP32: its samples become the FP32 ones
+    broken = tmp_path / "broken"
+    shutil.copytree(reports / "b", broken)
+    frame = pl.read_parquet(broken / "bench-samples.parquet")
+    is_ort = pl.col("backend") == "ort"
+    fp32 = frame.filter(is_ort & (pl.col("precision") == "fp32"))
+    rest = frame.filter(~(is_ort & (pl.col("precision") == "int8")))
+    pl.concat([rest, fp32.with_columns(pl.lit("int8").alias("precision"))]).write_parquet(
+        broken / "bench-samples.parquet"
+    )
+    result = cli("gate", baseline, broken)
+    assert result.exit_code == 1 and "regressed" in result.stdout
+    # the same baseline with the value really measured here passes on the unbroken report
+    committed["ratios"][name]["value"] = data["ratios"][name]["value"]
+    baseline.write_text(json.dumps(committed))
+    assert cli("gate", baseline, reports / "a").exit_code == 0
+
+
+def test_update_baseline_replaces_atomically(reports, cli, tmp_path):
+    baseline = tmp_path / "baseline"
+    shutil.copytree(reports / "a", baseline)
+    result = cli(
+        "gate",
+        baseline,
+        reports / "b",
+        "--threshold",
+        "0.5",
+        "--threshold",
+        "p99=5",
+        "--update-baseline",
+    )
+    assert result.exit_code == 0
+    assert (baseline / "bench-samples.parquet").read_bytes() == (
+        reports / "b" / "bench-samples.parquet"
+    ).read_bytes()
+    assert not list(tmp_path.glob(".baseline*"))
+
+
+def test_mismatched_environments_are_refused_or_flagged(reports, cli, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(reports / "b", other)
+    data = json.loads((other / "bench-summary.json").read_text())
+    data["environment_key"] = "another-machine"
+    (other / "bench-summary.json").write_text(json.dumps(data))
+    result = cli("gate", reports / "a", other)
+    assert (
+        result.exit_code == 2
+        and "different environments" in result.stderr
+        and "--ratios" in result.stderr
+    )
+    result = cli("gate", reports / "a", other, "--allow-env-mismatch", "--threshold", "0.5")
+    assert "ENVIRONMENTS DIFFER" in result.stdout + result.stderr
+
+
+def test_no_overlapping_configurations(reports, cli, tmp_path):
+    other = tmp_path / "other"
+    shutil.copytree(reports / "b", other)
+    data = json.loads((other / "bench-summary.json").read_text())
+    for row in data["rows"]:
+        row["batch"] = 99
+    (other / "bench-summary.json").write_text(json.dumps(data))
+    result = cli("gate", reports / "a", other)
+    assert result.exit_code == 2 and "NOTHING COMPARABLE" in result.stdout
+    assert "missing in current" in result.stdout
+
+
+def test_too_few_samples_is_said_and_not_a_silent_pass(reports, cli, tmp_path):
+    few = tmp_path / "few"
+    shutil.copytree(reports / "b", few)
+    frame = pl.read_parquet(few / "bench-samples.parquet")
+    frame.filter(pl.col("index") < 3).write_parquet(few / "bench-samples.parquet")
+    result = cli("gate", reports / "a", few)
+    assert "too few samples for the test (current has 3; need 10)" in result.stdout
+    assert result.exit_code == 0  # fidelity still compared...
+    assert cli("gate", reports / "a", few, "--strict").exit_code == 2  # ...and --strict refuses
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        ("{not json", "is corrupt"),
+        ('{"schema": "alexnet-deploy/bench/0", "rows": []}', "has schema 'alexnet-deploy/bench/0'"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
+def test_corrupt_or_old_baseline(reports, cli, tmp_path, content, message):
+    bad = tmp_path / "bench-summary.json"
+    bad.write_text(content)
+    result = cli("gate", bad, reports / "b")
+    assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.stderr
+
+
+def test_missing_baseline_and_bad_threshold(reports, cli, tmp_path):
+    assert "not found" in cli("gate", tmp_path / "nope.json", reports / "b").stderr
+    result = cli("gate", reports / "a", reports / "b", "--threshold", "p42=0.1")
+    assert result.exit_code == 2 and "unknown metric 'p42'" in result.stderr
+    assert cli("gate").exit_code == 2
+
+
+def test_samples_are_real_measurements(reports):
+    """Guard: the reports hold real timings, not constants."""
+    samples = load_report(reports / "a").samples
+    assert all(len(v) >= 30 and np.ptp(v) > 0 for v in samples.values())
