@@ -4,6 +4,7 @@ on; Ctrl-C stops the matrix with every finished row kept."""
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 import traceback
@@ -110,6 +111,72 @@ def _measure(
     return measure_server(workers, batch, config.rules, config.matrix.server_latency_bound_ms, seed)
 
 
+class CaseRun:
+    """One configuration across rounds: its engine is prepared once, each round activates a
+    runner, measures, and frees it again."""
+
+    def __init__(self, case: Case, model: Path, work_dir: Path) -> None:
+        self.case, self.model, self.work_dir = case, model, work_dir
+        self.measurements: list[Measurement] = []
+        self.info: dict = {}
+        self.prepared = False
+
+    def prepare(self) -> None:
+        from alexnet_deploy.engines.build import build_engine, resolve_artifact
+        from alexnet_deploy.engines.options import BuildOptions
+        from alexnet_deploy.fileio import sha256_file
+
+        case = self.case
+        if case.backend in DIRECT_BACKENDS:
+            runtime = "ort" if case.backend == "ort-direct" else "openvino"
+            self.artifact = resolve_artifact(self.model, case.precision, runtime)
+            self.max_batch = C.DEFAULT_MAX_BATCH
+            self.info["engine"] = "(runtime used directly)"
+        else:
+            hint = "latency" if case.mode == "latency" else "throughput"
+            self.options = BuildOptions(
+                precision=case.precision,
+                threads=case.threads,
+                streams=case.streams,
+                hint=hint,
+                max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
+            )
+            self.engine, reused = build_engine(
+                self.model, case.backend, self.options, self.work_dir
+            )
+            self.artifact = Path(self.engine.sidecar.artifact)
+            self.max_batch = self.options.max_batch
+            self.info.update(
+                engine=str(self.engine.path),
+                engine_reused=reused,
+                build_seconds=self.engine.sidecar.build_seconds,
+            )
+        self.info["artifact_sha256"] = sha256_file(self.artifact)
+        self.info["weight_bytes"] = weight_bytes(self.artifact)
+        self.prepared = True
+
+    @contextlib.contextmanager
+    def workers(self):
+        if self.case.backend in DIRECT_BACKENDS:
+            with direct_infer(self.case.backend, self.artifact, self.case.concurrency) as infer:
+                yield infer
+            return
+        from alexnet_deploy.engines.registry import get_backend
+
+        with get_backend(self.case.backend).runner(self.engine) as runner:
+            yield runner.workers(self.case.concurrency)
+
+
+def _failure(err: BaseException) -> dict:
+    if isinstance(err, AlexnetDeployError):
+        return {"status": "failed", "reason": err.message}
+    return {
+        "status": "failed",
+        "reason": f"{type(err).__name__}: {err}",
+        "traceback": traceback.format_exc(limit=3),
+    }
+
+
 def run_matrix(
     model: Path,
     config: BenchConfig,
@@ -122,8 +189,9 @@ def run_matrix(
     on_row: Callable[[dict], None] = lambda r: None,
     progress=None,
 ) -> BenchResult:
-    from alexnet_deploy.engines.build import build_engine, resolve_artifact
-    from alexnet_deploy.engines.options import BuildOptions
+    """Measure every case; with ``repeat`` > 1 the whole matrix runs in rounds (case 1..N,
+    then again), so slow drift of a shared machine spreads over every case instead of biasing
+    whichever ran last."""
     from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
 
     backends = list(config.matrix.backends) or [
@@ -132,140 +200,91 @@ def run_matrix(
     if direct and not config.matrix.backends:
         backends += [b for b in DIRECT_BACKENDS if direct_available(b)]
     cases = [c for c in expand(config, backends) if supported(c) is None]
+    runs = {case: CaseRun(case, model, work_dir) for case in cases}
+    failures: dict[Case, dict] = {}
     result = BenchResult()
     macs = macs_per_image(model)
-    task = progress.add_task("bench", total=len(cases) * config.rules.repeat) if progress else None
+    rounds = config.rules.repeat
+    task = progress.add_task("bench", total=len(cases) * rounds) if progress else None
+    rng = np.random.default_rng(seed)
+    batches = {
+        b: rng.standard_normal((b, *probe.images.shape[1:])).astype(np.float32)
+        for b in config.matrix.batches
+    }
+
+    def finish(case: Case) -> None:
+        row = {**case.key(), "status": "ok", "reason": ""}
+        run = runs[case]
+        if case in failures:
+            row.update(failures[case])
+        elif run.measurements:
+            row.update(_row(case, run, config, ceilings, macs))
+        else:
+            return
+        result.rows.append(row)
+        on_row(row)
+
     try:
-        for case in cases:
-            if progress:
-                progress.update(
-                    task, description=f"{case.backend} {case.precision} b{case.batch} {case.mode}"
-                )
-            row = {**case.key(), "status": "ok", "reason": ""}
-            try:
-                row.update(
-                    _run_case(
-                        case,
-                        model,
-                        config,
-                        work_dir,
-                        probe,
-                        ceilings,
-                        macs,
-                        seed,
-                        result,
-                        build_engine,
-                        resolve_artifact,
-                        BuildOptions,
-                        get_backend,
-                        progress,
+        for round_index in range(rounds):
+            for case in cases:
+                if case in failures:
+                    continue
+                if progress:
+                    progress.update(
                         task,
+                        description=f"{case.backend} {case.precision} b{case.batch} {case.mode}"
+                        + (f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""),
                     )
-                )
-            except KeyboardInterrupt:
-                raise
-            except AlexnetDeployError as err:
-                row.update(status="failed", reason=err.message)
-            except Exception as err:  # a backend crashing mid-matrix must not stop the others
-                row.update(
-                    status="failed",
-                    reason=f"{type(err).__name__}: {err}",
-                    traceback=traceback.format_exc(limit=3),
-                )
-            result.rows.append(row)
-            on_row(row)
+                run = runs[case]
+                try:
+                    if not run.prepared:
+                        run.prepare()
+                    with run.workers() as workers:
+                        if "top1_agreement" not in run.info:  # fidelity: outside the timed region
+                            run.info.update(probe.of(workers[0], run.max_batch))
+                        m = _measure(case, workers, batches[case.batch], config, seed + round_index)
+                    run.measurements.append(m)
+                    result.samples.extend(
+                        {**case.key(), "repeat": round_index, "index": i, "latency_ns": int(v)}
+                        for i, v in enumerate(m.samples_ns)
+                    )
+                except KeyboardInterrupt:
+                    raise
+                except Exception as err:  # a backend failing mid-matrix must not stop the others
+                    failures[case] = _failure(err)
+                if progress:
+                    progress.advance(task)
+                if round_index == rounds - 1 or case in failures:
+                    finish(case)
     except KeyboardInterrupt:
         result.interrupted = True
+        done = {
+            tuple(r[k] for k in ("backend", "precision", "batch", "mode", "threads", "streams"))
+            for r in result.rows
+        }
+        for case in cases:
+            if tuple(case.key().values()) not in done:
+                finish(case)
     return result
 
 
-def _run_case(
-    case,
-    model,
-    config,
-    work_dir,
-    probe,
-    ceilings,
-    macs,
-    seed,
-    result,
-    build_engine,
-    resolve_artifact,
-    BuildOptions,
-    get_backend,
-    progress,
-    task,
+def _row(
+    case: Case, run: CaseRun, config: BenchConfig, ceilings: Ceilings | None, macs: int
 ) -> dict:
-    rng = np.random.default_rng(seed)
-    info: dict = {}
-    if case.backend in DIRECT_BACKENDS:
-        artifact = resolve_artifact(
-            model, case.precision, "ort" if case.backend == "ort-direct" else "openvino"
-        )
-        context = direct_infer(case.backend, artifact, case.concurrency)
-        max_batch = C.DEFAULT_MAX_BATCH
-        info["engine"] = "(runtime used directly)"
-    else:
-        hint = "latency" if case.mode == "latency" else "throughput"
-        options = BuildOptions(
-            precision=case.precision,
-            threads=case.threads,
-            streams=case.streams,
-            hint=hint,
-            max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
-        )
-        engine, reused = build_engine(model, case.backend, options, work_dir)
-        artifact = Path(engine.sidecar.artifact)
-        backend = get_backend(case.backend)
-        runner = backend.runner(engine)
-        max_batch = options.max_batch
-
-        class _Ctx:
-            def __enter__(self_inner):
-                runner.__enter__()
-                return runner.workers(case.concurrency)
-
-            def __exit__(self_inner, *exc):
-                runner.__exit__(*exc)
-
-        context = _Ctx()
-        info.update(
-            engine=str(engine.path),
-            engine_reused=reused,
-            build_seconds=engine.sidecar.build_seconds,
-        )
-    from alexnet_deploy.fileio import sha256_file
-
-    info["artifact_sha256"] = sha256_file(artifact)
-    wbytes = weight_bytes(artifact)
-    with context as workers:
-        info.update(probe.of(workers[0], max_batch))  # fidelity: outside the timed region
-        shape = probe.images.shape[1:]
-        batch = rng.standard_normal((case.batch, *shape)).astype(np.float32)
-        measurements = []
-        for repeat in range(config.rules.repeat):
-            m = _measure(case, workers, batch, config, seed + repeat)
-            measurements.append(m)
-            for i, value in enumerate(m.samples_ns):
-                result.samples.append(
-                    {**case.key(), "repeat": repeat, "index": i, "latency_ns": int(value)}
-                )
-            if progress:
-                progress.advance(task)
+    measurements = run.measurements
     pooled = np.concatenate([m.samples_ns for m in measurements])
     stats = latency_stats(pooled, config.rules.percentiles)
     wall = sum(m.wall_seconds for m in measurements)
-    requests = sum(m.requests for m in measurements)
-    inferences = requests / wall
+    inferences = sum(m.requests for m in measurements) / wall
     row = {
         **stats.as_columns(),
         "inferences_per_s": inferences,
         "images_per_s": inferences * case.batch,
         "wall_seconds": wall,
+        "rounds": len(measurements),
         "stop_reason": ",".join(sorted({m.stop_reason for m in measurements})),
         "macs_per_image": macs,
-        "weight_bytes": wbytes,
-        **info,
+        **run.info,
     }
     if len(measurements) > 1:
         p50s = [float(np.median(m.samples_ns)) for m in measurements]
@@ -281,7 +300,13 @@ def _run_case(
     if ceilings is not None:
         row.update(
             roofline_columns(
-                row["images_per_s"], inferences, macs, wbytes, case.batch, case.precision, ceilings
+                row["images_per_s"],
+                inferences,
+                macs,
+                run.info["weight_bytes"],
+                case.batch,
+                case.precision,
+                ceilings,
             )
         )
     row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
