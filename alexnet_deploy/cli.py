@@ -992,7 +992,6 @@ def _gate_aa(
 ) -> None:
     import numpy as np
 
-    from alexnet_deploy.bench.config import MeasureRules
     from alexnet_deploy.bench.pipeline import ModelRequest, ensure_artifacts
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
@@ -1005,7 +1004,6 @@ def _gate_aa(
     with err_console.status("preparing") as status:
         path, _ = ensure_artifacts(ModelRequest(model=model), work_dir, status.update)
         engine, _ = build_engine(path, backend, BuildOptions(precision=precision), work_dir)
-    rules = MeasureRules()
     shape = engine.sidecar.image_shape
     data = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
     with get_backend(backend).runner(engine) as runner, err_console.status("A/A trials") as status:
@@ -1013,7 +1011,6 @@ def _gate_aa(
             runner.infer,
             runner.infer,
             data,
-            rules,
             trials,
             thresholds.values["p50"],
             on_trial=lambda i, o: status.update(

@@ -121,3 +121,7 @@ GATE_BOOTSTRAP_RESAMPLES = 2000
 GATE_MIN_SAMPLES = 10
 # Fidelity budget: top-1 agreement may fall this many points before the gate fails.
 GATE_TOP1_BUDGET_POINTS = 1.0
+# A/A and evaluation trials: pairs of interleaved blocks (A then B, B then A, ...), each block
+# this many calls (~0.1 s for AlexNet INT8 at batch 1 here).
+AA_PAIRS = 20
+AA_BLOCK_CALLS = 30

@@ -118,10 +118,12 @@ class GateResult:
 
 
 def _speed_verdict(
-    name: str, metric: str, base: np.ndarray, cur: np.ndarray, threshold: float, seed: int
+    name: str, metric: str, base_rounds, cur_rounds, threshold: float, seed: int
 ) -> Verdict:
+    """Each side: a flat sample array, or a list of per-round arrays (bench --repeat)."""
     statistic = {"p50": "median", "p99": "p99", "throughput": "mean"}[metric]
-    est = bootstrap_ratio(base, cur, statistic, seed=seed)
+    est = bootstrap_ratio(base_rounds, cur_rounds, statistic, seed=seed)
+    base, cur = _flat(base_rounds), _flat(cur_rounds)
     if metric == "throughput":
         # throughput ~ 1 / mean latency: report the throughput ratio; worse is a drop
         ratio, low, high = 1 / est.ratio, 1 / est.high, 1 / est.low
@@ -160,6 +162,12 @@ def _speed_verdict(
     )
 
 
+def _flat(samples) -> np.ndarray:
+    if isinstance(samples, np.ndarray):
+        return samples
+    return np.concatenate([np.asarray(g) for g in samples])
+
+
 def compare_reports(
     baseline: LoadedReport,
     current: LoadedReport,
@@ -189,11 +197,11 @@ def compare_reports(
             result.verdicts.append(Verdict(name, "all", NOT_COMPARABLE, note=f"missing in {where}"))
             continue
         base, cur = baseline.samples.get(key), current.samples.get(key)
-        short = [
-            (label, len(s) if s is not None else 0)
-            for label, s in (("baseline", base), ("current", cur))
-            if s is None or len(s) < C.GATE_MIN_SAMPLES
-        ]
+        counts = {
+            "baseline": len(_flat(base)) if base else 0,
+            "current": len(_flat(cur)) if cur else 0,
+        }
+        short = [(label, n) for label, n in counts.items() if n < C.GATE_MIN_SAMPLES]
         if short:
             text = ", ".join(f"{label} has {n}" for label, n in short)
             result.verdicts.append(

@@ -31,7 +31,8 @@ class LoadedReport:
     paths: list[Path]
     environment_keys: set[str]
     rows: dict[tuple, dict] = field(default_factory=dict)
-    samples: dict[tuple, np.ndarray] = field(default_factory=dict)
+    # raw latency samples per configuration, one array per measured round (bench --repeat)
+    samples: dict[tuple, list[np.ndarray]] = field(default_factory=dict)
     ratios: dict[str, dict] = field(default_factory=dict)  # in-run ratio baselines only
 
 
@@ -102,9 +103,12 @@ def load_report(path: Path) -> LoadedReport:
                     selected = selected.filter(
                         pl.col(column).is_null() if value is None else pl.col(column) == value
                     )
-                values = selected["latency_ns"].to_numpy()
-                previous = loaded.samples.get(key)
-                loaded.samples[key] = (
-                    values if previous is None else np.concatenate([previous, values])
-                )
+                if "repeat" in selected.columns:
+                    rounds = [
+                        part["latency_ns"].to_numpy()
+                        for _, part in selected.group_by("repeat", maintain_order=True)
+                    ]
+                else:
+                    rounds = [selected["latency_ns"].to_numpy()]
+                loaded.samples.setdefault(key, []).extend(r for r in rounds if len(r))
     return loaded

@@ -39,33 +39,62 @@ def _stat(samples: np.ndarray, statistic: str, axis=-1) -> np.ndarray:
     raise ValueError(statistic)
 
 
+def _as_groups(samples) -> list[np.ndarray]:
+    """Samples as rounds: a list of arrays (one per measured round) or one flat array."""
+    if isinstance(samples, np.ndarray) and samples.ndim == 1:
+        return [samples.astype(np.float64)]
+    return [np.asarray(g, dtype=np.float64) for g in samples if len(g)]
+
+
+def _resample(
+    groups: list[np.ndarray], rng: np.random.Generator, n: int, statistic: str
+) -> np.ndarray:
+    """``n`` bootstrap replicates of the statistic. With several rounds the resampling is
+    hierarchical: draw rounds with replacement, then samples within each drawn round, so the
+    interval carries the run-to-run variation (a stall that hit one round) and not only the
+    call-to-call variation inside a run."""
+    if len(groups) == 1:
+        data = groups[0]
+        return _stat(data[rng.integers(0, len(data), (n, len(data)))], statistic)
+    out = np.empty(n)
+    for i in range(n):
+        picks = rng.integers(0, len(groups), len(groups))
+        drawn = [groups[p][rng.integers(0, len(groups[p]), len(groups[p]))] for p in picks]
+        out[i] = _stat(np.concatenate(drawn), statistic)
+    return out
+
+
 def bootstrap_ratio(
-    baseline: np.ndarray,
-    current: np.ndarray,
+    baseline,
+    current,
     statistic: str = "median",
     resamples: int = C.GATE_BOOTSTRAP_RESAMPLES,
     seed: int = C.DEFAULT_SEED,
     confidence: float = 0.95,
 ) -> RatioEstimate:
-    """Percentile-bootstrap interval of stat(current) / stat(baseline)."""
+    """Percentile-bootstrap interval of stat(current) / stat(baseline). Each side is a flat
+    array of samples or a list of per-round arrays (then resampled hierarchically)."""
     rng = np.random.default_rng(seed)
-    base = np.asarray(baseline, dtype=np.float64)
-    cur = np.asarray(current, dtype=np.float64)
+    base_groups, cur_groups = _as_groups(baseline), _as_groups(current)
+    base, cur = np.concatenate(base_groups), np.concatenate(cur_groups)
     point = float(_stat(cur, statistic) / _stat(base, statistic))
     if np.ptp(base) == 0 and np.ptp(cur) == 0:
         return RatioEstimate(point, point, point)  # zero variance: the ratio is exact
-    chunk = max(1, min(resamples, 2_000_000 // max(len(base), len(cur))))
-    ratios = []
-    done = 0
-    while done < resamples:
-        n = min(chunk, resamples - done)
-        b = _stat(base[rng.integers(0, len(base), (n, len(base)))], statistic)
-        c = _stat(cur[rng.integers(0, len(cur), (n, len(cur)))], statistic)
-        ratios.append(c / b)
-        done += n
-    all_ratios = np.concatenate(ratios)
+    if len(base_groups) == 1 and len(cur_groups) == 1:
+        n = max(1, min(resamples, 2_000_000 // max(len(base), len(cur))))
+        chunks = []
+        for done in range(0, resamples, n):
+            k = min(n, resamples - done)
+            chunks.append(
+                _resample(cur_groups, rng, k, statistic) / _resample(base_groups, rng, k, statistic)
+            )
+        ratios = np.concatenate(chunks)
+    else:
+        ratios = _resample(cur_groups, rng, resamples, statistic) / _resample(
+            base_groups, rng, resamples, statistic
+        )
     alpha = (1 - confidence) / 2
-    low, high = np.quantile(all_ratios, [alpha, 1 - alpha])
+    low, high = np.quantile(ratios, [alpha, 1 - alpha])
     return RatioEstimate(point, float(low), float(high))
 
 

@@ -74,3 +74,27 @@ def test_zero_variance_samples():
 def test_bootstrap_is_seeded():
     a, b = lognormal(0), lognormal(1)
     assert bootstrap_ratio(a, b, seed=3) == bootstrap_ratio(a, b, seed=3)
+
+
+def test_rounds_widen_the_interval_when_they_disagree():
+    """One stalled round out of three: pooled samples look like a clear 10% slowdown, the
+    hierarchical bootstrap over rounds does not call it significant."""
+    base = [lognormal(i) for i in range(3)]
+    cur = [lognormal(10), lognormal(11), lognormal(12) * 1.35]
+    flat = bootstrap_ratio(np.concatenate(base), np.concatenate(cur), "mean")
+    rounds = bootstrap_ratio(base, cur, "mean")
+    assert flat.low > 1.0  # within-run bootstrap: "significant"
+    assert rounds.low <= 1.0 < rounds.high  # across rounds: not established
+    consistent = bootstrap_ratio(base, [lognormal(20 + i) * 1.2 for i in range(3)])
+    assert consistent.low > 1.1  # a shift seen in every round stays significant
+
+
+def test_paired_ratio_rule():
+    from alexnet_deploy.gate.noise import judge_ratios
+
+    rng = np.random.default_rng(0)
+    same = 1 + rng.normal(0, 0.02, 20)
+    assert not judge_ratios(same, 0.05).flagged
+    slower = 1.10 + rng.normal(0, 0.02, 20)
+    outcome = judge_ratios(slower, 0.05)
+    assert outcome.flagged and 0.08 < outcome.change < 0.12 and outcome.ci_low > 0
