@@ -521,11 +521,22 @@ def build(
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Build even if a matching engine exists.")
     ] = False,
+    tuned: Annotated[
+        Path | None,
+        typer.Option("--tuned", help="Use the configuration saved by 'alexnet-deploy tune'."),
+    ] = None,
 ) -> None:
     """Build an engine for a backend and precision (cached by content in the work directory)."""
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
 
+    if tuned is not None:
+        from alexnet_deploy.bench.tune import load_tuned
+
+        choice = load_tuned(tuned)["choice"]
+        backend, precision = BackendChoice(choice["backend"]), PrecisionChoice(choice["precision"])
+        threads, streams, hint = choice["threads"], choice["streams"], HintChoice.throughput
+        max_batch = max(max_batch, choice["batch"])
     options = BuildOptions(
         precision=precision.value,
         max_batch=max_batch,
@@ -680,6 +691,13 @@ def bench(
     out: Annotated[
         Path | None, typer.Option("--out", help="Report directory (default: WORK_DIR/reports).")
     ] = None,
+    tuned: Annotated[
+        Path | None,
+        typer.Option(
+            "--tuned",
+            help="Bench the configuration saved by 'tune', beside the runtimes used directly.",
+        ),
+    ] = None,
 ) -> None:
     """Benchmark every backend x precision (the main job with no arguments) and write reports."""
     from rich.progress import (
@@ -694,6 +712,19 @@ def bench(
     from alexnet_deploy.bench.report import terminal_frame
     from alexnet_deploy.render import rich_table
 
+    if tuned is not None:
+        from alexnet_deploy.bench.tune import load_tuned
+
+        choice = load_tuned(tuned)["choice"]
+        backend = [
+            BenchBackendChoice(choice["backend"]),
+            BenchBackendChoice.ort_direct,
+            BenchBackendChoice.openvino_direct,
+        ]
+        precision = [PrecisionChoice(choice["precision"])]
+        batch, mode = str(choice["batch"]), [ModeChoice(choice["mode"])]
+        streams = None if choice["streams"] is None else str(choice["streams"])
+        threads = None if choice["threads"] is None else str(choice["threads"])
     config = _bench_config(
         config_file,
         backend,
@@ -773,6 +804,110 @@ def bench(
         raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+@app.command()
+def tune(
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="An FP32 export (default: the main job's, cached)."),
+    ] = None,
+    data: DataOpt = "shipped",
+    backend: Annotated[
+        list[BenchBackendChoice] | None,
+        typer.Option("--backend", help="Runtimes to search (default: ort, openvino)."),
+    ] = None,
+    precision: Annotated[
+        list[PrecisionChoice] | None,
+        typer.Option("--precision", help="Precisions to search (default: int8)."),
+    ] = None,
+    batch: Annotated[str, typer.Option("--batch", help="Batch sizes to search.")] = "1,8,32,64",
+    streams: Annotated[
+        str, typer.Option("--streams", help="Concurrent requests / streams to search.")
+    ] = "1,2",
+    threads: Annotated[
+        str | None,
+        typer.Option("--threads", help="Thread counts to search (default: the runtime's)."),
+    ] = None,
+    max_p99_ms: Annotated[
+        float | None, typer.Option("--max-p99-ms", help="Constraint: p99 latency bound.")
+    ] = None,
+    max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+    min_seconds: Annotated[float, typer.Option("--min-seconds")] = 1.0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds")] = 4.0,
+    repeat: Annotated[int, typer.Option("--repeat", help="Rounds over the whole space.")] = 1,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="Where to save the choice (default: WORK_DIR/tuned.json)."
+        ),
+    ] = None,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+) -> None:
+    """Search runtime x batch x concurrency x threads for the fastest engine meeting a constraint; save the choice."""
+    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules, parse_int_list
+    from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
+    from alexnet_deploy.bench.tune import Constraint, choose, save_tuned, tuned_record
+    from alexnet_deploy.render import rich_table
+
+    constraint = Constraint(max_p99_ms=max_p99_ms, min_top1_agreement=1 - max_top1_drop / 100)
+    matrix = Matrix(
+        backends=tuple(b.value for b in backend) if backend else ("ort", "openvino"),
+        precisions=tuple(p.value for p in precision) if precision else ("int8",),
+        batches=parse_int_list(batch, "batch"),
+        modes=("throughput",),
+        streams=parse_int_list(streams, "streams"),
+        threads=parse_int_list(threads, "threads") if threads else (None,),
+    )
+    rules = MeasureRules(
+        min_seconds=min_seconds, max_seconds=max(max_seconds, min_seconds), repeat=repeat
+    )
+    out = Path(work_dir) / "reports" / "tune"
+    with err_console.status("tuning") as status:
+        report, result, paths = run_bench(
+            ModelRequest(model=model, data=data),
+            BenchConfig(matrix, rules),
+            work_dir,
+            out,
+            direct=False,
+            roofline=False,
+            progress=status.update,
+        )
+    tuned = choose(result.rows, constraint)
+    import polars as pl
+
+    front = pl.DataFrame(
+        [
+            {
+                k: r.get(k)
+                for k in (
+                    "backend",
+                    "precision",
+                    "batch",
+                    "streams",
+                    "threads",
+                    "images_per_s",
+                    "p50_ms",
+                    "p99_ms",
+                    "top1_agreement",
+                )
+            }
+            for r in tuned.front
+        ]
+    )
+    out_console.print(rich_table(front, title="Pareto front: throughput against p99"))
+    path = save_tuned(
+        tuned_record(tuned, constraint, Path(report["model"]["path"]), paths["json"]),
+        output or Path(work_dir) / "tuned.json",
+    )
+    c = tuned.chosen
+    out_console.print(
+        f"chosen: {c['backend']} {c['precision']} batch {c['batch']} streams {c.get('streams')} threads "
+        f"{c.get('threads')}: {c['images_per_s']:.1f} images/s, p99 {c['p99_ms']:.1f} ms; saved {path}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out_console.print(f"full table: {paths['md']}", highlight=False)
 
 
 @app.command()

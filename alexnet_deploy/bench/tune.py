@@ -1,0 +1,138 @@
+"""tune: find the fastest engine this machine can run, under a constraint, with the tool's own
+bench; save the choice so build and bench can reuse it.
+
+The search space is a bench matrix (runtime x precision x batch x concurrent requests x
+threads) measured in throughput mode; every candidate keeps its fidelity against FP32 (computed
+as in bench). The constraint filters (p99 bound, top-1 agreement floor); the Pareto front of
+throughput against p99 is reported; the chosen configuration is the highest-throughput one that
+meets the constraint.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.bench.report import pareto_front
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.fileio import write_json_atomic
+
+TUNED_SCHEMA = "alexnet-deploy/tuned/1"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    max_p99_ms: float | None = None
+    min_top1_agreement: float = 1 - C.DEFAULT_MAX_TOP1_DROP / 100
+
+    def __post_init__(self) -> None:
+        if self.max_p99_ms is not None and self.max_p99_ms <= 0:
+            raise UsageError(f"--max-p99-ms must be > 0, got {self.max_p99_ms}")
+        if not 0 <= self.min_top1_agreement <= 1:
+            raise UsageError(
+                f"top-1 agreement floor must be in [0, 1], got {self.min_top1_agreement}"
+            )
+
+    def why_not(self, row: dict) -> str | None:
+        if row["status"] != "ok":
+            return row.get("reason") or "failed"
+        if self.max_p99_ms is not None and row["p99_ms"] > self.max_p99_ms:
+            return f"p99 {row['p99_ms']:.1f} ms > {self.max_p99_ms:g} ms"
+        if row.get("top1_agreement", 0) < self.min_top1_agreement:
+            return f"top-1 agreement {row['top1_agreement']:.3f} < {self.min_top1_agreement:.3f}"
+        return None
+
+
+@dataclass
+class TuneResult:
+    rows: list[dict]
+    front: list[dict]
+    chosen: dict
+    rejected: dict[str, str]
+
+
+def choose(rows: list[dict], constraint: Constraint) -> TuneResult:
+    """Pareto front (all successful rows) and the fastest row meeting the constraint."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    points = [(r["images_per_s"], r["p99_ms"]) for r in ok]
+    front = sorted((ok[i] for i in pareto_front(points)), key=lambda r: r["p99_ms"])
+    rejected, feasible = {}, []
+    for row in rows:
+        reason = constraint.why_not(row)
+        label = f"{row['backend']} {row['precision']} b{row['batch']} s{row.get('streams')} t{row.get('threads')}"
+        if reason:
+            rejected[label] = reason
+        else:
+            feasible.append(row)
+    if not feasible:
+        raise AlexnetDeployError(
+            f"no configuration meets the constraint ({len(rows)} measured)",
+            hint="relax --max-p99-ms or --max-top1-drop, or widen the search (--batch, --streams)",
+        )
+    chosen = max(feasible, key=lambda r: r["images_per_s"])
+    return TuneResult(rows, front, chosen, rejected)
+
+
+def tuned_record(
+    result: TuneResult, constraint: Constraint, model: Path, report_path: Path | None
+) -> dict:
+    c = result.chosen
+    return {
+        "schema": TUNED_SCHEMA,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "model": str(model),
+        "constraint": asdict(constraint),
+        "choice": {
+            "backend": c["backend"],
+            "precision": c["precision"],
+            "batch": c["batch"],
+            "streams": c.get("streams"),
+            "threads": c.get("threads"),
+            "mode": c["mode"],
+        },
+        "measured": {
+            k: c.get(k)
+            for k in ("images_per_s", "p50_ms", "p99_ms", "top1_agreement", "centered_cosine")
+        },
+        "front": [
+            {
+                k: r.get(k)
+                for k in (
+                    "backend",
+                    "precision",
+                    "batch",
+                    "streams",
+                    "threads",
+                    "images_per_s",
+                    "p99_ms",
+                )
+            }
+            for r in result.front
+        ],
+        "report": None if report_path is None else str(report_path),
+    }
+
+
+def save_tuned(record: dict, path: Path) -> Path:
+    return write_json_atomic(path, record)
+
+
+def load_tuned(path: Path) -> dict:
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise AlexnetDeployError(
+            f"tuned configuration {path} not found", hint="run 'alexnet-deploy tune' first"
+        ) from None
+    except ValueError as err:
+        raise AlexnetDeployError(
+            f"tuned configuration {path} is corrupt ({err})", hint="run 'alexnet-deploy tune' again"
+        ) from None
+    if data.get("schema") != TUNED_SCHEMA:
+        raise AlexnetDeployError(
+            f"{path} is not a tuned configuration (schema {data.get('schema')!r})"
+        )
+    return data

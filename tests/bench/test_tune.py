@@ -1,0 +1,134 @@
+"""tune on a small space of the trained test network: the search, the constraint, the saved
+choice reused by build and bench."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from alexnet_deploy.bench.tune import Constraint, choose, load_tuned
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+
+FAST = ["--min-seconds", "0.1", "--max-seconds", "0.3"]
+
+
+@pytest.fixture(scope="module")
+def model(digits, tmp_path_factory):
+    from alexnet_deploy.models.variants import register_variant
+    from tests.digits import DIGITS
+
+    register_variant(DIGITS)
+    root = tmp_path_factory.mktemp("tune")
+    path = root / "digits-tiny.onnx"
+    shutil.copy(digits["onnx"], path)
+    return path
+
+
+def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
+    tuned = tmp_path / "tuned.json"
+    result = cli(
+        "tune",
+        "--model",
+        model,
+        "--data",
+        digits["heldout_dir"],
+        "--backend",
+        "ort",
+        "--precision",
+        "fp32",
+        "--precision",
+        "int8",
+        "--batch",
+        "1,4",
+        "--streams",
+        "1,2",
+        *FAST,
+        "-o",
+        tuned,
+        "--work-dir",
+        tmp_path / "work",
+    )
+    assert result.exit_code == 0, result.stderr
+    assert "Pareto front" in result.stdout and "chosen:" in result.stdout
+    record = load_tuned(tuned)
+    report = json.loads((tmp_path / "work" / "reports" / "tune" / "bench-summary.json").read_text())
+    rows = [r for r in report["rows"] if r["status"] == "ok"]
+    assert len(rows) == 8  # 2 precisions x 2 batches x 2 stream counts
+    best = max((r for r in rows if r["top1_agreement"] >= 0.99), key=lambda r: r["images_per_s"])
+    assert (
+        record["choice"]["batch"] == best["batch"]
+        and record["choice"]["precision"] == best["precision"]
+    )
+    assert record["measured"]["images_per_s"] == pytest.approx(best["images_per_s"])
+    # build and bench reuse the choice
+    built = cli("build", model, "--tuned", tuned, "--work-dir", tmp_path / "work")
+    assert built.exit_code == 0, built.stderr
+    assert f"ort {record['choice']['precision']} engine" in built.stdout
+    benched = cli(
+        "bench",
+        "--model",
+        model,
+        "--data",
+        digits["heldout_dir"],
+        "--tuned",
+        tuned,
+        *FAST,
+        "--work-dir",
+        tmp_path / "work",
+        "--out",
+        tmp_path / "again",
+        "--no-roofline",
+    )
+    assert benched.exit_code == 0, benched.stderr
+    again = json.loads((tmp_path / "again" / "bench-summary.json").read_text())
+    ours = [r for r in again["rows"] if r["backend"] == "ort"]
+    assert len(ours) == 1 and ours[0]["batch"] == record["choice"]["batch"]
+    assert ours[0]["streams"] == record["choice"]["streams"] and ours[0]["mode"] == "throughput"
+    assert {r["backend"] for r in again["rows"]} >= {"ort", "ort-direct"}
+
+
+def _row(backend="ort", batch=1, ips=100.0, p99=10.0, top1=1.0, status="ok"):
+    return {
+        "backend": backend,
+        "precision": "int8",
+        "batch": batch,
+        "streams": 1,
+        "threads": None,
+        "mode": "throughput",
+        "status": status,
+        "images_per_s": ips,
+        "p99_ms": p99,
+        "top1_agreement": top1,
+    }
+
+
+def test_constraint_handling():
+    rows = [
+        _row(batch=1, ips=100, p99=5),
+        _row(batch=32, ips=500, p99=80),
+        _row(batch=64, ips=520, p99=160),
+        _row(batch=8, ips=900, p99=20, top1=0.9),
+        _row(batch=16, status="failed"),
+    ]
+    unconstrained = choose(rows, Constraint())
+    assert unconstrained.chosen["batch"] == 64
+    assert "top-1 agreement 0.900 < 0.990" in unconstrained.rejected["ort int8 b8 s1 tNone"]
+    assert choose(rows, Constraint(max_p99_ms=100)).chosen["batch"] == 32
+    result = choose(rows, Constraint(max_p99_ms=10))
+    assert result.chosen["batch"] == 1
+    assert "p99 20.0 ms > 10 ms" in result.rejected["ort int8 b8 s1 tNone"]
+    assert [r["batch"] for r in result.front] == [1, 8]  # b8 dominates b32 and b64; failed rows are off it
+    with pytest.raises(AlexnetDeployError, match="no configuration meets the constraint"):
+        choose(rows, Constraint(max_p99_ms=1))
+    with pytest.raises(UsageError, match="must be > 0"):
+        Constraint(max_p99_ms=0)
+
+
+def test_tuned_file_errors(tmp_path, cli, model):
+    assert "not found" in cli("build", model, "--tuned", tmp_path / "missing.json").stderr
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"schema": "something-else"}')
+    result = cli("bench", "--tuned", bad, "--work-dir", tmp_path)
+    assert result.exit_code == 1 and "is not a tuned configuration" in result.stderr
