@@ -698,6 +698,15 @@ def bench(
             help="Bench the configuration saved by 'tune', beside the runtimes used directly.",
         ),
     ] = None,
+    triton: Annotated[
+        str | None,
+        typer.Option(
+            "--triton", help="Bench a model served by Triton: http://HOST:PORT or grpc://HOST:PORT."
+        ),
+    ] = None,
+    triton_model: Annotated[
+        str | None, typer.Option("--triton-model", help="The served model's name (with --triton).")
+    ] = None,
 ) -> None:
     """Benchmark every backend x precision (the main job with no arguments) and write reports."""
     from rich.progress import (
@@ -748,6 +757,22 @@ def bench(
     request = ModelRequest(
         model=model, variant=variant.value, weights=weights, seed=seed, data=data
     )
+    served = None
+    if triton is not None:
+        from alexnet_deploy.errors import UsageError
+        from alexnet_deploy.serve.triton_client import connect, perf_analyzer_command
+
+        if not triton_model:
+            raise UsageError("--triton needs --triton-model NAME")
+        served = connect(triton, triton_model)
+        direct, roofline = False, False
+        for size in config.matrix.batches:
+            for concurrency in config.matrix.streams:
+                out_console.print(
+                    f"perf_analyzer equivalent: {perf_analyzer_command(served, size, concurrency or 1)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
     extra = None
     if self_check:
         from alexnet_deploy.bench.selfcheck import self_check_comparisons
@@ -777,6 +802,7 @@ def bench(
             progress_bar=bar,
             progress=stage,
             extra_comparisons=extra,
+            served=served,
         )
         bar.remove_task(status_task)
     out_console.print(
@@ -908,6 +934,63 @@ def tune(
         soft_wrap=True,
     )
     out_console.print(f"full table: {paths['md']}", highlight=False)
+
+
+@app.command()
+def package(
+    triton: Annotated[
+        Path, typer.Option("--triton", help="Output directory: a Triton model repository.")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="FP32 export whose artifacts to package (default: the main job's)."
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch",
+            help="max_batch_size for ONNX models (TensorRT: from the engine profile).",
+        ),
+    ] = C.DEFAULT_MAX_BATCH,
+    instances: Annotated[
+        int, typer.Option("--instances", help="Instances per model (instance_group count).")
+    ] = 1,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="ONNX Runtime intra-op threads per instance.")
+    ] = None,
+    openvino: Annotated[
+        bool, typer.Option("--openvino/--no-openvino", help="Also package OpenVINO IR models.")
+    ] = True,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    force: ForceOpt = False,
+) -> None:
+    """Write a Triton Inference Server model repository from the built artifacts."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.serve.package import package_triton
+    from alexnet_deploy.serve.triton_config import ServingOptions
+
+    if max_batch < 1 or instances < 1:
+        raise UsageError("--max-batch and --instances must be at least 1")
+    if model is None:
+        from alexnet_deploy.bench.pipeline import ModelRequest, ensure_artifacts
+
+        with err_console.status("preparing artifacts") as status:
+            model, _ = ensure_artifacts(ModelRequest(), work_dir, status.update)
+    options = ServingOptions(max_batch_size=max_batch, instances=instances, threads=threads)
+    with err_console.status("packaging"):
+        repo = package_triton(
+            model, triton, work_dir=work_dir, options=options, force=force, openvino=openvino
+        )
+    for m in repo.models:
+        out_console.print(f"{m.name}: {m.kind} {m.precision} ({m.config_path})", highlight=False)
+    for what, why in repo.skipped.items():
+        err_console.print(f"skipped {what}: {why}", highlight=False)
+    out_console.print(
+        f"repository: {repo.path} (start: tritonserver --model-repository {repo.path})",
+        highlight=False,
+    )
 
 
 @app.command()

@@ -125,3 +125,9 @@ GATE_TOP1_BUDGET_POINTS = 1.0
 # this many calls (~0.1 s for AlexNet INT8 at batch 1 here).
 AA_PAIRS = 20
 AA_BLOCK_CALLS = 30
+
+# Triton: dynamic batching prefers these batch sizes and waits at most this long to form one.
+TRITON_PREFERRED_BATCHES = (8, 32)
+TRITON_QUEUE_DELAY_US = 500
+# Client timeouts: an unreachable server fails within this many seconds.
+TRITON_TIMEOUT_S = 5.0

@@ -52,9 +52,12 @@ def _export_key(request: ModelRequest) -> str:
 
 
 def ensure_artifacts(
-    request: ModelRequest, work_dir: Path, progress: Progress
+    request: ModelRequest,
+    work_dir: Path,
+    progress: Progress,
+    need: frozenset = frozenset({"fp16", "int8"}),
 ) -> tuple[Path, dict]:
-    """FP32 model plus its FP16 and INT8 artifacts, reusing whatever is already there."""
+    """FP32 model plus the FP16 and INT8 artifacts in ``need``, reusing whatever is there."""
     from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
     from alexnet_deploy.exporter.pipeline import export_onnx
     from alexnet_deploy.models.variants import get_variant
@@ -86,7 +89,9 @@ def ensure_artifacts(
     model_sha = sha256_file(model)
 
     fp16 = model.with_name(f"{model.stem}.fp16.onnx")
-    if fp16.is_file() and read_artifact(fp16).metadata.get("source_sha256") == model_sha:
+    if "fp16" not in need:
+        done["fp16"] = "not needed"
+    elif fp16.is_file() and read_artifact(fp16).metadata.get("source_sha256") == model_sha:
         done["fp16"] = "cached"
     else:
         progress("converting to FP16")
@@ -95,7 +100,9 @@ def ensure_artifacts(
 
     int8 = [model.with_name(f"{model.stem}.int8-{t}.onnx") for t in ("cpu", "tensorrt")]
     data_request = DataRequest(data=request.data, seed=request.seed)
-    if all(
+    if "int8" not in need:
+        done["int8"] = "not needed"
+    elif all(
         p.is_file() and read_artifact(p).metadata.get("source_sha256") == model_sha for p in int8
     ):
         done["int8"] = "cached"
@@ -183,13 +190,15 @@ def run_bench(
     progress: Progress = lambda m: None,
     argv: list[str] | None = None,
     extra_comparisons: Callable[[Path, list[dict]], dict] | None = None,
+    served=None,
 ) -> tuple[dict, BenchResult, dict[str, Path]]:
     from alexnet_deploy.bench.roofline import measure_ceilings
     from alexnet_deploy.fileio import prepare_output
 
     prepare_output(Path(out_dir) / "bench-summary.json", force=True, what="report")
     started = time.time()
-    model, stages = ensure_artifacts(request, work_dir, progress)
+    need = frozenset() if served is not None else frozenset(config.matrix.precisions) - {"fp32"}
+    model, stages = ensure_artifacts(request, work_dir, progress, need)
     probe = fidelity_probe(model, request.data, request.seed)
     ceilings = None
     if roofline:
@@ -204,6 +213,7 @@ def run_bench(
         seed=request.seed,
         direct=direct,
         progress=progress_bar,
+        served=served,
     )
     env = environment()
     meta = read_artifact(model).metadata

@@ -29,6 +29,8 @@ from alexnet_deploy.bench.stats import latency_stats
 from alexnet_deploy.calib.fidelity import compare_logits
 from alexnet_deploy.errors import AlexnetDeployError
 
+TRITON = "triton"  # a model served by Triton Inference Server, driven over HTTP or gRPC
+
 
 @dataclass(frozen=True)
 class Case:
@@ -115,8 +117,8 @@ class CaseRun:
     """One configuration across rounds: its engine is prepared once, each round activates a
     runner, measures, and frees it again."""
 
-    def __init__(self, case: Case, model: Path, work_dir: Path) -> None:
-        self.case, self.model, self.work_dir = case, model, work_dir
+    def __init__(self, case: Case, model: Path, work_dir: Path, served=None) -> None:
+        self.case, self.model, self.work_dir, self.served = case, model, work_dir, served
         self.measurements: list[Measurement] = []
         self.info: dict = {}
         self.prepared = False
@@ -127,6 +129,13 @@ class CaseRun:
         from alexnet_deploy.fileio import sha256_file
 
         case = self.case
+        if case.backend == TRITON:
+            self.max_batch = self.served.max_batch_size or C.DEFAULT_MAX_BATCH
+            self.info["engine"] = (
+                f"triton {self.served.endpoint.protocol}://{self.served.endpoint.address} model {self.served.name}"
+            )
+            self.prepared = True
+            return
         if case.backend in DIRECT_BACKENDS:
             runtime = "ort" if case.backend == "ort-direct" else "openvino"
             self.artifact = resolve_artifact(self.model, case.precision, runtime)
@@ -157,6 +166,11 @@ class CaseRun:
 
     @contextlib.contextmanager
     def workers(self):
+        if self.case.backend == TRITON:
+            from alexnet_deploy.serve.triton_client import infer_callable
+
+            yield [infer_callable(self.served) for _ in range(self.case.concurrency)]
+            return
         if self.case.backend in DIRECT_BACKENDS:
             with direct_infer(self.case.backend, self.artifact, self.case.concurrency) as infer:
                 yield infer
@@ -188,19 +202,31 @@ def run_matrix(
     direct: bool = True,
     on_row: Callable[[dict], None] = lambda r: None,
     progress=None,
+    served=None,
 ) -> BenchResult:
     """Measure every case; with ``repeat`` > 1 the whole matrix runs in rounds (case 1..N,
     then again), so slow drift of a shared machine spreads over every case instead of biasing
     whichever ran last."""
     from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
 
-    backends = list(config.matrix.backends) or [
-        b for b in BACKEND_NAMES if get_backend(b).capability().available
-    ]
+    backends = (
+        [TRITON]
+        if served is not None
+        else list(config.matrix.backends)
+        or [b for b in BACKEND_NAMES if get_backend(b).capability().available]
+    )
     if direct and not config.matrix.backends:
         backends += [b for b in DIRECT_BACKENDS if direct_available(b)]
     cases = [c for c in expand(config, backends) if supported(c) is None]
-    runs = {case: CaseRun(case, model, work_dir) for case in cases}
+    if (
+        served is not None
+    ):  # the server decides the precision; one case per batch/mode/threads/streams
+        cases = list(
+            dict.fromkeys(
+                Case(TRITON, "served", c.batch, c.mode, c.threads, c.streams) for c in cases
+            )
+        )
+    runs = {case: CaseRun(case, model, work_dir, served) for case in cases}
     failures: dict[Case, dict] = {}
     result = BenchResult()
     macs = macs_per_image(model)
@@ -297,7 +323,7 @@ def _row(
             server_meets_bound=last["meets_bound"],
             server_bound_ms=last["latency_bound_ms"],
         )
-    if ceilings is not None:
+    if ceilings is not None and "weight_bytes" in run.info:
         row.update(
             roofline_columns(
                 row["images_per_s"],

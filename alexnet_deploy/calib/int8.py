@@ -66,6 +66,45 @@ RECIPES = {
 }
 TARGETS = tuple(RECIPES)
 
+# The CPU-form alternatives that were measured against each other (docs/calibration.md,
+# scripts/int8-cpu-forms); RECIPES["cpu"] is the one that won.
+CPU_FORM_CANDIDATES = {
+    "u8 asym act, s8 sym per-channel": RECIPES["cpu"],
+    "s8 sym act, s8 sym per-channel": Int8Recipe(
+        target="cpu",
+        activation_type="QInt8",
+        weight_type="QInt8",
+        per_channel=True,
+        reduce_range=False,
+        activation_symmetric=True,
+        weight_symmetric=True,
+        quantize_bias=True,
+        op_types=None,
+    ),
+    "u8 asym act, s8 per-channel, reduce-range": Int8Recipe(
+        target="cpu",
+        activation_type="QUInt8",
+        weight_type="QInt8",
+        per_channel=True,
+        reduce_range=True,
+        activation_symmetric=False,
+        weight_symmetric=True,
+        quantize_bias=True,
+        op_types=None,
+    ),
+    "u8 asym act, s8 sym per-tensor": Int8Recipe(
+        target="cpu",
+        activation_type="QUInt8",
+        weight_type="QInt8",
+        per_channel=False,
+        reduce_range=False,
+        activation_symmetric=False,
+        weight_symmetric=True,
+        quantize_bias=True,
+        op_types=None,
+    ),
+}
+
 
 def quantize_to_file(model_path: Path, ranges: Ranges, recipe: Int8Recipe, out: Path) -> Path:
     """Write the Q/DQ model for ``recipe`` from the cached ``ranges`` (no new calibration)."""

@@ -119,7 +119,10 @@ def test_constraint_handling():
     result = choose(rows, Constraint(max_p99_ms=10))
     assert result.chosen["batch"] == 1
     assert "p99 20.0 ms > 10 ms" in result.rejected["ort int8 b8 s1 tNone"]
-    assert [r["batch"] for r in result.front] == [1, 8]  # b8 dominates b32 and b64; failed rows are off it
+    assert [r["batch"] for r in result.front] == [
+        1,
+        8,
+    ]  # b8 dominates b32 and b64; failed rows are off it
     with pytest.raises(AlexnetDeployError, match="no configuration meets the constraint"):
         choose(rows, Constraint(max_p99_ms=1))
     with pytest.raises(UsageError, match="must be > 0"):

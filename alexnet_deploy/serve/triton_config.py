@@ -1,0 +1,134 @@
+"""config.pbtxt for each packaged model, built as Triton's own protobuf message
+(``tritonclient``'s ``model_config_pb2``) and checked by parsing it back: a field Triton does
+not know fails here, not on the server. Names, types and dims come from the artifact."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.artifact import ArtifactInfo
+from alexnet_deploy.errors import AlexnetDeployError
+
+PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
+_TYPES = {
+    "float32": "TYPE_FP32",
+    "float16": "TYPE_FP16",
+    "int8": "TYPE_INT8",
+    "uint8": "TYPE_UINT8",
+    "int64": "TYPE_INT64",
+}
+
+
+def model_config_pb2():
+    try:
+        from tritonclient.grpc import model_config_pb2
+    except ImportError:
+        raise AlexnetDeployError(
+            "tritonclient is not installed (its model_config_pb2 validates every config.pbtxt)",
+            hint="pip install 'alexnet-deploy[triton]'",
+        ) from None
+    return model_config_pb2
+
+
+@dataclass(frozen=True)
+class ServingOptions:
+    max_batch_size: int = C.DEFAULT_MAX_BATCH
+    preferred_batch_sizes: tuple[int, ...] = C.TRITON_PREFERRED_BATCHES
+    max_queue_delay_us: int = C.TRITON_QUEUE_DELAY_US
+    instances: int = 1
+    threads: int | None = None  # ONNX Runtime intra-op threads per instance
+
+
+def build_config(
+    name: str,
+    kind: str,
+    info: ArtifactInfo,
+    options: ServingOptions,
+    *,
+    gpu: bool = False,
+    trt_precision: str | None = None,
+    backend: str | None = None,
+):
+    """The ModelConfig message. ``kind``: 'onnx', 'plan' or 'openvino'."""
+    pb = model_config_pb2()
+    spec = info.input
+    if not spec.batch_dynamic:
+        raise AlexnetDeployError(
+            f"{info.path}: input {spec.name!r} has a fixed batch {spec.dims[0]}, but max_batch_size "
+            f"{options.max_batch_size} > 0 needs a dynamic batch axis",
+            hint="re-export with 'alexnet-deploy export' (dynamic batch)",
+        )
+    config = pb.ModelConfig(name=name, max_batch_size=options.max_batch_size)
+    if kind == "openvino":
+        config.backend = "openvino"
+    else:
+        config.platform = PLATFORMS[kind]
+    if backend:
+        config.backend = backend
+    config.input.append(
+        pb.ModelInput(
+            name=spec.name, data_type=getattr(pb, _TYPES[spec.dtype]), dims=list(info.image_shape)
+        )
+    )
+    for out in info.outputs:
+        config.output.append(
+            pb.ModelOutput(
+                name=out.name,
+                data_type=getattr(pb, _TYPES[out.dtype]),
+                dims=[int(d) for d in out.dims[1:]],
+            )
+        )
+    preferred = [b for b in options.preferred_batch_sizes if b <= options.max_batch_size]
+    config.dynamic_batching.CopyFrom(
+        pb.ModelDynamicBatching(
+            preferred_batch_size=preferred, max_queue_delay_microseconds=options.max_queue_delay_us
+        )
+    )
+    group_kind = pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU
+    config.instance_group.append(pb.ModelInstanceGroup(kind=group_kind, count=options.instances))
+    if kind == "onnx":
+        if options.threads is not None:
+            config.parameters["intra_op_thread_count"].string_value = str(options.threads)
+        if gpu and trt_precision:
+            accel = config.optimization.execution_accelerators.gpu_execution_accelerator.add()
+            accel.name = "tensorrt"
+            accel.parameters["precision_mode"] = trt_precision
+            accel.parameters["max_workspace_size_bytes"] = str(C.TRT_WORKSPACE_MB << 20)
+            accel.parameters["trt_engine_cache_enable"] = "1"
+            accel.parameters["trt_engine_cache_path"] = "/tmp/triton_trt_cache"
+    return config
+
+
+def config_text(config) -> str:
+    from google.protobuf import text_format
+
+    return text_format.MessageToString(config)
+
+
+def parse_config(text: str):
+    """Parse with Triton's schema; an unknown field or a bad value raises, naming it."""
+    from google.protobuf import text_format
+
+    pb = model_config_pb2()
+    try:
+        return text_format.Parse(text, pb.ModelConfig())
+    except text_format.ParseError as err:
+        raise AlexnetDeployError(f"config.pbtxt does not match Triton's schema: {err}") from None
+
+
+def check_dims(config, info: ArtifactInfo) -> None:
+    """The config's tensors against the artifact's."""
+    spec = info.input
+    got = {(i.name, tuple(i.dims)) for i in config.input}
+    want = {(spec.name, tuple(info.image_shape))}
+    if got != want:
+        raise AlexnetDeployError(
+            f"config inputs {sorted(got)} do not match the artifact's {sorted(want)}"
+        )
+    got_out = {(o.name, tuple(o.dims)) for o in config.output}
+    want_out = {(o.name, tuple(int(d) for d in o.dims[1:])) for o in info.outputs}
+    if got_out != want_out:
+        raise AlexnetDeployError(
+            f"config outputs {sorted(got_out)} do not match the artifact's {sorted(want_out)}"
+        )

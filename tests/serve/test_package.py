@@ -1,0 +1,173 @@
+"""package --triton: configs from the artifacts, validated with Triton's own protobuf schema."""
+
+from __future__ import annotations
+
+import shutil
+
+import onnx
+import pytest
+
+pytest.importorskip(
+    "tritonclient.grpc",
+    reason="tritonclient is not installed (pip install 'alexnet-deploy[triton]')",
+)
+
+from alexnet_deploy.errors import AlexnetDeployError  # noqa: E402
+from alexnet_deploy.serve.triton_config import model_config_pb2, parse_config  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def artifacts(digits, tmp_path_factory):
+    from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
+
+    root = tmp_path_factory.mktemp("package")
+    model = root / "digits-tiny.onnx"
+    shutil.copy(digits["onnx"], model)
+    convert_fp16(model, DataRequest(data=str(digits["heldout_dir"]), eval_size=32))
+    calibrate(
+        model,
+        DataRequest(
+            data=str(digits["train_dir"]),
+            calib_size=32,
+            eval_data=str(digits["heldout_dir"]),
+            eval_size=32,
+        ),
+        targets=("cpu",),
+    )
+    return model
+
+
+def test_repository_layout_and_configs(artifacts, cli, tmp_path):
+    repo = tmp_path / "repo"
+    result = cli(
+        "package",
+        "--triton",
+        repo,
+        "--model",
+        artifacts,
+        "--work-dir",
+        tmp_path / "work",
+        "--max-batch",
+        "16",
+        "--instances",
+        "2",
+        "--threads",
+        "1",
+    )
+    assert result.exit_code == 0, result.stderr
+    names = sorted(p.name for p in repo.iterdir())
+    assert (
+        "digits_tiny_fp32_onnx" in names
+        and "digits_tiny_int8_onnx" in names
+        and "digits_tiny_fp16_onnx" in names
+    )
+    pb = model_config_pb2()
+    for name in names:
+        config = parse_config((repo / name / "config.pbtxt").read_text())
+        assert config.name == name and config.max_batch_size == 16
+        assert list(config.input[0].dims) == [3, 32, 32] and config.input[0].name == "input"
+        assert list(config.output[0].dims) == [10] and config.output[0].name == "logits"
+        assert list(config.dynamic_batching.preferred_batch_size) == [8]
+        assert (
+            config.instance_group[0].kind == pb.ModelInstanceGroup.KIND_CPU
+            and config.instance_group[0].count == 2
+        )
+        files = sorted(p.name for p in (repo / name / "1").iterdir())
+        if name.endswith("_onnx"):
+            assert config.platform == "onnxruntime_onnx" and files == ["model.onnx"]
+            assert config.parameters["intra_op_thread_count"].string_value == "1"
+        else:
+            assert config.backend == "openvino" and files == ["model.bin", "model.xml"]
+
+
+def test_an_invalid_field_fails_the_schema():
+    with pytest.raises(AlexnetDeployError, match="does not match Triton's schema"):
+        parse_config('name: "m"\nmax_batch_sizes: 4\n')
+    with pytest.raises(AlexnetDeployError, match="does not match Triton's schema"):
+        parse_config('name: "m"\ninstance_group [{ kind: KIND_TPU }]\n')
+
+
+def test_tensorrt_engine_is_packaged_from_its_sidecar(artifacts, cli, tmp_path):
+    from alexnet_deploy.engines.options import BuildOptions
+    from alexnet_deploy.engines.sidecar import Sidecar
+    from alexnet_deploy.fileio import sha256_file
+
+    engine_dir = tmp_path / "work" / "engines" / "tensorrt-fp16-abc"
+    engine_dir.mkdir(parents=True)
+    (engine_dir / "model.plan").write_bytes(b"plan bytes (config generation needs no GPU)")
+    Sidecar(
+        backend="tensorrt",
+        runtime="tensorrt",
+        runtime_version="10.16.0",
+        precision="fp16",
+        artifact=str(artifacts.with_name("digits-tiny.fp16.onnx")),
+        artifact_sha256="0" * 64,
+        engine_file="model.plan",
+        engine_sha256=sha256_file(engine_dir / "model.plan"),
+        input_name="input",
+        image_shape=[3, 32, 32],
+        num_classes=10,
+        options=BuildOptions(precision="fp16").as_dict(),
+        details={"gpu": {"name": "NVIDIA H200"}, "profile": "1:4:32"},
+    ).write(engine_dir / "engine.json")
+    repo = tmp_path / "repo"
+    assert (
+        cli(
+            "package",
+            "--triton",
+            repo,
+            "--model",
+            artifacts,
+            "--work-dir",
+            tmp_path / "work",
+            "--no-openvino",
+        ).exit_code
+        == 0
+    )
+    config = parse_config((repo / "digits_tiny_fp16_trt" / "config.pbtxt").read_text())
+    assert config.platform == "tensorrt_plan" and config.max_batch_size == 32
+    assert config.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_GPU
+    # the same engine without its sidecar is refused, and nothing is written
+    (engine_dir / "engine.json").unlink()
+    result = cli(
+        "package",
+        "--triton",
+        tmp_path / "repo2",
+        "--model",
+        artifacts,
+        "--work-dir",
+        tmp_path / "work",
+        "--no-openvino",
+    )
+    assert result.exit_code == 1 and "has no sidecar" in result.stderr
+    assert not (tmp_path / "repo2").exists()
+
+
+def test_existing_output_is_refused_without_force(artifacts, cli, tmp_path):
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    (repo / "keep.txt").write_text("mine")
+    result = cli("package", "--triton", repo, "--model", artifacts, "--work-dir", tmp_path / "w")
+    assert (
+        result.exit_code == 1 and "already exists" in result.stderr and (repo / "keep.txt").exists()
+    )
+
+
+def test_missing_artifact(cli, tmp_path):
+    result = cli("package", "--triton", tmp_path / "repo", "--model", tmp_path / "missing.onnx")
+    assert result.exit_code == 1 and "not found" in result.stderr
+
+
+def test_fixed_batch_artifact_is_refused(artifacts, cli, tmp_path):
+    model = onnx.load(str(artifacts))
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    fixed = tmp_path / "fixed.onnx"
+    onnx.save(model, str(fixed))
+    result = cli(
+        "package", "--triton", tmp_path / "repo", "--model", fixed, "--work-dir", tmp_path / "w"
+    )
+    assert (
+        result.exit_code == 1
+        and "max_batch_size 64 > 0 needs a dynamic batch axis" in result.stderr
+    )
+    assert not (tmp_path / "repo").exists()
