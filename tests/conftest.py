@@ -82,3 +82,16 @@ def digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("digits")
     yield build(root)
     shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def digits_model(digits, tmp_path_factory):
+    """A private copy of the trained network's FP32 model (tests write artifacts and engines
+    beside it), with its variant registered so the torch backend can rebuild it."""
+    from alexnet_deploy.models.variants import register_variant
+    from tests.digits import DIGITS
+
+    register_variant(DIGITS)
+    path = tmp_path_factory.mktemp("digits-model") / "digits-tiny.onnx"
+    shutil.copy(digits["onnx"], path)
+    return path

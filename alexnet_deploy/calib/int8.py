@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from alexnet_deploy.calib.ranges import Ranges
@@ -70,39 +70,11 @@ TARGETS = tuple(RECIPES)
 # scripts/int8-cpu-forms); RECIPES["cpu"] is the one that won.
 CPU_FORM_CANDIDATES = {
     "u8 asym act, s8 sym per-channel": RECIPES["cpu"],
-    "s8 sym act, s8 sym per-channel": Int8Recipe(
-        target="cpu",
-        activation_type="QInt8",
-        weight_type="QInt8",
-        per_channel=True,
-        reduce_range=False,
-        activation_symmetric=True,
-        weight_symmetric=True,
-        quantize_bias=True,
-        op_types=None,
+    "s8 sym act, s8 sym per-channel": replace(
+        RECIPES["cpu"], activation_type="QInt8", activation_symmetric=True
     ),
-    "u8 asym act, s8 per-channel, reduce-range": Int8Recipe(
-        target="cpu",
-        activation_type="QUInt8",
-        weight_type="QInt8",
-        per_channel=True,
-        reduce_range=True,
-        activation_symmetric=False,
-        weight_symmetric=True,
-        quantize_bias=True,
-        op_types=None,
-    ),
-    "u8 asym act, s8 sym per-tensor": Int8Recipe(
-        target="cpu",
-        activation_type="QUInt8",
-        weight_type="QInt8",
-        per_channel=False,
-        reduce_range=False,
-        activation_symmetric=False,
-        weight_symmetric=True,
-        quantize_bias=True,
-        op_types=None,
-    ),
+    "u8 asym act, s8 per-channel, reduce-range": replace(RECIPES["cpu"], reduce_range=True),
+    "u8 asym act, s8 sym per-tensor": replace(RECIPES["cpu"], per_channel=False),
 }
 
 

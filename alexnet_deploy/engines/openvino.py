@@ -19,7 +19,7 @@ from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import atomic_path, sha256_file
+from alexnet_deploy.fileio import atomic_path
 
 DEVICE = "CPU"
 
@@ -96,19 +96,14 @@ class OpenVINOBackend(Backend):
             "streams": str(compiled.get_property("NUM_STREAMS")),
             "inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
         }
-        sidecar = Sidecar(
+        sidecar = Sidecar.describe(
             backend=self.name,
             runtime="openvino",
             runtime_version=ov.__version__,
-            precision=options.precision,
-            artifact=str(artifact),
-            artifact_sha256=sha256_file(artifact),
-            engine_file=engine_path.name,
-            engine_sha256=sha256_file(engine_path),
-            input_name=info.input.name,
-            image_shape=list(info.image_shape),
-            num_classes=int(info.outputs[0].dims[-1]),
-            options=options.as_dict(),
+            options=options,
+            artifact=artifact,
+            info=info,
+            engine_path=engine_path,
             build_seconds=time.perf_counter() - start,
             details=details,
         )

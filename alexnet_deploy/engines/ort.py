@@ -14,7 +14,7 @@ from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import atomic_path, sha256_file
+from alexnet_deploy.fileio import atomic_path
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
@@ -102,19 +102,14 @@ class OrtBackend(Backend):
                 artifact, self._providers(), _session_options(options.threads, True, tmp)
             )
             del session
-        sidecar = Sidecar(
+        sidecar = Sidecar.describe(
             backend=self.name,
             runtime="onnxruntime",
             runtime_version=ort.__version__,
-            precision=options.precision,
-            artifact=str(artifact),
-            artifact_sha256=sha256_file(artifact),
-            engine_file=engine_path.name,
-            engine_sha256=sha256_file(engine_path),
-            input_name=info.input.name,
-            image_shape=list(info.image_shape),
-            num_classes=int(info.outputs[0].dims[-1]),
-            options=options.as_dict(),
+            options=options,
+            artifact=artifact,
+            info=info,
+            engine_path=engine_path,
             build_seconds=time.perf_counter() - start,
             details={
                 "providers": self._providers(),

@@ -41,6 +41,42 @@ class Sidecar:
     details: dict = field(default_factory=dict)  # backend-specific facts (providers, hints, ...)
     schema: str = SCHEMA
 
+    @classmethod
+    def describe(
+        cls,
+        *,
+        backend: str,
+        runtime: str,
+        runtime_version: str,
+        options,
+        artifact: Path,
+        info,
+        engine_path: Path,
+        build_seconds: float,
+        details: dict,
+        relative: bool = True,
+    ) -> Sidecar:
+        """The sidecar of an engine just built from ``artifact`` (``info``: its ArtifactInfo).
+        ``relative``: the engine file sits beside the sidecar (else its absolute path is kept)."""
+        artifact_sha = sha256_file(artifact)
+        same = Path(engine_path).resolve() == Path(artifact).resolve()
+        return cls(
+            backend=backend,
+            runtime=runtime,
+            runtime_version=runtime_version,
+            precision=options.precision,
+            artifact=str(artifact),
+            artifact_sha256=artifact_sha,
+            engine_file=engine_path.name if relative else str(Path(engine_path).resolve()),
+            engine_sha256=artifact_sha if same else sha256_file(engine_path),
+            input_name=info.input.name,
+            image_shape=list(info.image_shape),
+            num_classes=int(info.outputs[0].dims[-1]),
+            options=options.as_dict(),
+            build_seconds=build_seconds,
+            details=details,
+        )
+
     def write(self, path: Path) -> Path:
         return write_json_atomic(path, asdict(self))
 

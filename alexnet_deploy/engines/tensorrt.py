@@ -151,19 +151,14 @@ class TensorRTBackend(Backend):
             tmp.write_bytes(bytes(serialized))
         with atomic_path(cache_path) as tmp:
             tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
-        sidecar = Sidecar(
+        sidecar = Sidecar.describe(
             backend=self.name,
             runtime="tensorrt",
             runtime_version=trt.__version__,
-            precision=options.precision,
-            artifact=str(artifact),
-            artifact_sha256=sha256_file(artifact),
-            engine_file=plan.name,
-            engine_sha256=sha256_file(plan),
-            input_name=info.input.name,
-            image_shape=list(info.image_shape),
-            num_classes=int(info.outputs[0].dims[-1]),
-            options=options.as_dict(),
+            options=options,
+            artifact=artifact,
+            info=info,
+            engine_path=plan,
             build_seconds=time.perf_counter() - start,
             details={
                 "gpu": current_gpu(),

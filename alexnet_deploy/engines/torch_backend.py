@@ -17,7 +17,6 @@ from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import sha256_file
 
 
 def state_dict_from_onnx(path: Path, expected: dict) -> dict:
@@ -62,26 +61,21 @@ class TorchBackend(Backend):
         variant = get_variant(info.metadata["variant"])
         start = time.perf_counter()
         state_dict_from_onnx(artifact, variant.build().state_dict())  # fails now, not at load
-        digest = sha256_file(artifact)
-        sidecar = Sidecar(
+        sidecar = Sidecar.describe(
             backend=self.name,
             runtime="torch",
             runtime_version=torch.__version__,
-            precision=options.precision,
-            artifact=str(artifact),
-            artifact_sha256=digest,
-            engine_file=str(Path(artifact).resolve()),
-            engine_sha256=digest,
-            input_name=info.input.name,
-            image_shape=list(info.image_shape),
-            num_classes=int(info.outputs[0].dims[-1]),
-            options=options.as_dict(),
+            options=options,
+            artifact=artifact,
+            info=info,
+            engine_path=Path(artifact),
             build_seconds=time.perf_counter() - start,
             details={
                 "variant": variant.name,
                 "channels_last": options.channels_last,
                 "threads": torch.get_num_threads() if options.threads is None else options.threads,
             },
+            relative=False,
         )
         sidecar_path = sidecar.write(out_dir / "engine.json")
         return Engine(self.name, Path(artifact).resolve(), sidecar, sidecar_path)

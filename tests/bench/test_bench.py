@@ -20,15 +20,8 @@ FAST = MeasureRules(
 
 
 @pytest.fixture(scope="module")
-def model(digits, tmp_path_factory):
-    from alexnet_deploy.models.variants import register_variant
-    from tests.digits import DIGITS
-
-    register_variant(DIGITS)
-    root = tmp_path_factory.mktemp("bench")
-    path = root / "digits-tiny.onnx"
-    shutil.copy(digits["onnx"], path)
-    return path
+def model(digits_model):
+    return digits_model
 
 
 def test_cli_bench_writes_every_report(model, digits, cli, tmp_path):

@@ -4,7 +4,6 @@ choice reused by build and bench."""
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -15,15 +14,8 @@ FAST = ["--min-seconds", "0.1", "--max-seconds", "0.3"]
 
 
 @pytest.fixture(scope="module")
-def model(digits, tmp_path_factory):
-    from alexnet_deploy.models.variants import register_variant
-    from tests.digits import DIGITS
-
-    register_variant(DIGITS)
-    root = tmp_path_factory.mktemp("tune")
-    path = root / "digits-tiny.onnx"
-    shutil.copy(digits["onnx"], path)
-    return path
+def model(digits_model):
+    return digits_model
 
 
 def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
