@@ -442,6 +442,7 @@ def fp16(
 class BackendChoice(str, Enum):
     ort = "ort"
     ort_cuda = "ort-cuda"
+    ort_trt = "ort-trt"
     openvino = "openvino"
     torch = "torch"
     tensorrt = "tensorrt"
@@ -450,6 +451,7 @@ class BackendChoice(str, Enum):
 class BenchBackendChoice(str, Enum):
     ort = "ort"
     ort_cuda = "ort-cuda"
+    ort_trt = "ort-trt"
     openvino = "openvino"
     torch = "torch"
     tensorrt = "tensorrt"
@@ -898,6 +900,13 @@ def tune(
             direct=False,
             roofline=False,
             progress=status.update,
+        )
+    if report["model"]["weights"] == "untrained":
+        from dataclasses import replace
+
+        constraint = replace(constraint, min_top1_agreement=0.0)
+        err_console.print(
+            "Note: untrained weights: the top-1 constraint is not enforced (fidelity is uninformative)."
         )
     tuned = choose(result.rows, constraint)
     import polars as pl

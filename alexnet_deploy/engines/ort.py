@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_deploy import constants as C
 from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
@@ -18,6 +19,12 @@ from alexnet_deploy.fileio import atomic_path
 
 CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
+TENSORRT_EP = "TensorrtExecutionProvider"
+NAMES = {CPU: "ort", CUDA: "ort-cuda", TENSORRT_EP: "ort-trt"}
+
+
+def _provider_name(provider) -> str:
+    return provider[0] if isinstance(provider, tuple) else provider
 
 
 def _session_options(threads: int | None, optimize: bool, save_to: Path | None = None):
@@ -49,9 +56,10 @@ def create_session(path: Path, providers: list[str], so):
         raise AlexnetDeployError(
             f"ONNX Runtime cannot load {path}: {str(err).splitlines()[0]}"
         ) from None
-    if session.get_providers()[0] != providers[0]:
+    wanted = _provider_name(providers[0])
+    if session.get_providers()[0] != wanted:
         raise AlexnetDeployError(
-            f"ONNX Runtime did not use {providers[0]} (it fell back to {session.get_providers()})",
+            f"ONNX Runtime did not use {wanted} (it fell back to {session.get_providers()})",
             hint="check the GPU driver and that onnxruntime-gpu, not onnxruntime, is installed",
         )
     return session
@@ -63,8 +71,7 @@ class OrtBackend(Backend):
 
     def __init__(self, provider: str = CPU) -> None:
         self.provider = provider
-        if provider != CPU:
-            self.name = "ort-cuda"
+        self.name = NAMES[provider]
 
     def capability(self) -> Capability:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -75,7 +82,7 @@ class OrtBackend(Backend):
             return Capability(
                 False, f"{self.provider} is not in this onnxruntime build", ort.__version__, "gpu"
             )
-        if self.provider == CUDA:
+        if self.provider != CPU:
             from alexnet_deploy.sysinfo import gpu_info
 
             if not gpu_info():
@@ -86,8 +93,21 @@ class OrtBackend(Backend):
                 )
         return Capability(True, version=ort.__version__)
 
-    def _providers(self) -> list[str]:
-        return [self.provider] if self.provider == CPU else [self.provider, CPU]
+    def _providers(self, engine_dir: Path | None = None) -> list:
+        """The provider list; the TensorRT EP keeps its engine and timing caches under the
+        engine directory (the timing cache is shared by every build in the work directory)."""
+        if self.provider == CPU:
+            return [CPU]
+        if self.provider == CUDA:
+            return [CUDA, CPU]
+        options = {
+            "trt_engine_cache_enable": True,
+            "trt_engine_cache_path": str(engine_dir / "trt-engine-cache") if engine_dir else "",
+            "trt_timing_cache_enable": True,
+            "trt_timing_cache_path": str(engine_dir.parent) if engine_dir else "",
+            "trt_max_workspace_size": C.TRT_WORKSPACE_MB << 20,
+        }
+        return [(TENSORRT_EP, options), CUDA, CPU]
 
     def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine:
         import onnxruntime as ort
@@ -95,11 +115,20 @@ class OrtBackend(Backend):
         from alexnet_deploy.artifact import read_artifact
 
         info = read_artifact(artifact)
-        engine_path = out_dir / "model.ort.onnx"
         start = time.perf_counter()
-        with atomic_path(engine_path) as tmp:
+        if self.provider == CPU:
+            engine_path = out_dir / "model.ort.onnx"
+            with atomic_path(engine_path) as tmp:
+                session = create_session(
+                    artifact, self._providers(), _session_options(options.threads, True, tmp)
+                )
+                del session
+        else:
+            # GPU providers compile at session creation and cannot save the compiled graph:
+            # the engine is the artifact (plus, for the TensorRT EP, its engine cache, filled now)
+            engine_path = Path(artifact)
             session = create_session(
-                artifact, self._providers(), _session_options(options.threads, True, tmp)
+                artifact, self._providers(out_dir), _session_options(options.threads, True)
             )
             del session
         sidecar = Sidecar.describe(
@@ -112,9 +141,11 @@ class OrtBackend(Backend):
             engine_path=engine_path,
             build_seconds=time.perf_counter() - start,
             details={
-                "providers": self._providers(),
-                "graph_optimization": "ORT_ENABLE_ALL (saved)",
+                "providers": [_provider_name(p) for p in self._providers(out_dir)],
+                "graph_optimization": "ORT_ENABLE_ALL"
+                + (" (saved)" if self.provider == CPU else " (at load)"),
             },
+            relative=self.provider == CPU,
         )
         sidecar_path = sidecar.write(out_dir / "engine.json")
         return Engine(self.name, engine_path, sidecar, sidecar_path)
@@ -124,20 +155,23 @@ class OrtBackend(Backend):
 
         # the optimized model may hold CPU-specific fused ops: machine-specific
         engine.sidecar.check_compatible(ort.__version__, engine.path, machine_specific=True)
-        return OrtRunner(engine, self._providers())
+        return OrtRunner(
+            engine, self._providers(engine.sidecar_path.parent), optimize=self.provider != CPU
+        )
 
 
 class OrtRunner(Runner):
-    def __init__(self, engine: Engine, providers: list[str]) -> None:
+    def __init__(self, engine: Engine, providers: list, optimize: bool = False) -> None:
         super().__init__(engine)
         self.providers = providers
+        self.optimize = optimize
         self.session = None
         self.output_name = None
 
     def activate(self) -> None:
         threads = self.engine.sidecar.options.get("threads")
         self.session = create_session(
-            self.engine.path, self.providers, _session_options(threads, False)
+            self.engine.path, self.providers, _session_options(threads, self.optimize)
         )
         self.output_name = self.session.get_outputs()[0].name
 

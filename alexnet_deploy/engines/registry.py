@@ -22,7 +22,7 @@ def _backends() -> dict[str, Backend]:
     return {b.name: b for b in backends}
 
 
-BACKEND_NAMES = ("ort", "ort-cuda", "openvino", "torch", "tensorrt")
+BACKEND_NAMES = ("ort", "ort-cuda", "ort-trt", "openvino", "torch", "tensorrt")
 
 
 def get_backend(name: str) -> Backend:

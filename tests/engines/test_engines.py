@@ -174,3 +174,23 @@ def test_tensorrt_build_without_tensorrt_says_why(digits_artifacts):
             digits_artifacts["model"], "tensorrt", BuildOptions(), digits_artifacts["work"]
         )
     assert "alexnet-deploy[tensorrt]" in err.value.hint
+
+
+def test_gpu_providers_say_why_they_are_unavailable_and_keep_caches_in_the_work_dir(tmp_path):
+    import onnxruntime as ort
+
+    from alexnet_deploy.engines.ort import CUDA, TENSORRT_EP, OrtBackend
+
+    for provider, name in ((CUDA, "ort-cuda"), (TENSORRT_EP, "ort-trt")):
+        backend = OrtBackend(provider)
+        assert backend.name == name
+        capability = backend.capability()
+        if provider not in ort.get_available_providers():
+            assert not capability.available and f"{provider} is not in this onnxruntime build" in capability.reason
+            assert capability.extra == "gpu"
+    trt, cuda, cpu = OrtBackend(TENSORRT_EP)._providers(tmp_path / "engines" / "ort-trt-x")
+    name, options = trt
+    assert name == TENSORRT_EP and (cuda, cpu) == (CUDA, "CPUExecutionProvider")
+    assert options["trt_engine_cache_path"] == str(tmp_path / "engines" / "ort-trt-x" / "trt-engine-cache")
+    assert options["trt_timing_cache_path"] == str(tmp_path / "engines")
+    assert options["trt_engine_cache_enable"] and options["trt_timing_cache_enable"]

@@ -24,6 +24,9 @@ CASES = [
     pytest.param("tensorrt", "fp32", marks=pytest.mark.tensorrt),
     pytest.param("tensorrt", "fp16", marks=pytest.mark.tensorrt),
     pytest.param("ort-cuda", "fp32", marks=pytest.mark.cuda),
+    pytest.param("ort-cuda", "fp16", marks=pytest.mark.cuda),
+    pytest.param("ort-trt", "fp32", marks=pytest.mark.tensorrt),
+    pytest.param("ort-trt", "fp16", marks=pytest.mark.tensorrt),
 ]
 
 
