@@ -8,13 +8,14 @@ from alexnet_deploy.errors import UsageError
 
 def _backends() -> dict[str, Backend]:
     from alexnet_deploy.engines.openvino import OpenVINOBackend
-    from alexnet_deploy.engines.ort import CUDA, OrtBackend
+    from alexnet_deploy.engines.ort import CUDA, TENSORRT_EP, OrtBackend
     from alexnet_deploy.engines.tensorrt import TensorRTBackend
     from alexnet_deploy.engines.torch_backend import TorchBackend
 
     backends = [
         OrtBackend(),
         OrtBackend(CUDA),
+        OrtBackend(TENSORRT_EP),
         OpenVINOBackend(),
         TorchBackend(),
         TensorRTBackend(),

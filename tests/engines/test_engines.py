@@ -186,11 +186,23 @@ def test_gpu_providers_say_why_they_are_unavailable_and_keep_caches_in_the_work_
         assert backend.name == name
         capability = backend.capability()
         if provider not in ort.get_available_providers():
-            assert not capability.available and f"{provider} is not in this onnxruntime build" in capability.reason
+            assert (
+                not capability.available
+                and f"{provider} is not in this onnxruntime build" in capability.reason
+            )
             assert capability.extra == "gpu"
     trt, cuda, cpu = OrtBackend(TENSORRT_EP)._providers(tmp_path / "engines" / "ort-trt-x")
     name, options = trt
     assert name == TENSORRT_EP and (cuda, cpu) == (CUDA, "CPUExecutionProvider")
-    assert options["trt_engine_cache_path"] == str(tmp_path / "engines" / "ort-trt-x" / "trt-engine-cache")
+    assert options["trt_engine_cache_path"] == str(
+        tmp_path / "engines" / "ort-trt-x" / "trt-engine-cache"
+    )
     assert options["trt_timing_cache_path"] == str(tmp_path / "engines")
     assert options["trt_engine_cache_enable"] and options["trt_timing_cache_enable"]
+
+
+def test_every_declared_backend_is_registered():
+    from alexnet_deploy.engines.registry import BACKEND_NAMES, _backends, capabilities
+
+    assert tuple(_backends()) == BACKEND_NAMES
+    assert set(capabilities()) == set(BACKEND_NAMES)
