@@ -118,8 +118,8 @@ class OpenVINOBackend(Backend):
 
 
 class OpenVINORunner(Runner):
-    """Latency path: one infer request. Throughput path: :meth:`infer_queue`, OpenVINO's own
-    asynchronous pool of infer requests (one per stream by default)."""
+    """Latency path: one infer request. Throughput path: :meth:`workers`, one infer request
+    per concurrent worker on the one compiled model, so OpenVINO spreads them over its streams."""
 
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
@@ -163,11 +163,3 @@ class OpenVINORunner(Runner):
             return run
 
         return [make(self.compiled.create_infer_request()) for _ in range(count)]
-
-    def infer_queue(self, jobs: int | None = None):
-        """An ``AsyncInferQueue`` of ``jobs`` requests (default: the compiled model's optimum)."""
-        import openvino as ov
-
-        if jobs is None:
-            jobs = int(self.compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
-        return ov.AsyncInferQueue(self.compiled, jobs)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.exporter.config import ExportConfig
 from alexnet_deploy.models.variants import Variant
 from alexnet_deploy.models.weights import WeightsInfo
@@ -43,20 +42,9 @@ def export_metadata(variant: Variant, weights: WeightsInfo, config: ExportConfig
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """Our metadata of an ONNX file (prefix stripped); empty when the file is not one of ours."""
-    import onnx
+    from alexnet_deploy.artifact import read_artifact
 
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as err:  # onnx raises DecodeError, OSError, ... for non-ONNX input
-        raise AlexnetDeployError(
-            f"{path} is not a readable ONNX file ({type(err).__name__})",
-            hint="pass a model written by 'alexnet-deploy export'",
-        ) from None
-    return {
-        prop.key[len(PREFIX) :]: prop.value
-        for prop in model.metadata_props
-        if prop.key.startswith(PREFIX)
-    }
+    return read_artifact(path).metadata
 
 
 def manifest_path(model_path: str | Path) -> Path:
