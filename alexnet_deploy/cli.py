@@ -1094,6 +1094,7 @@ def gate(
             "gate needs a BASELINE report",
             hint="alexnet-deploy gate BASELINE CURRENT, or --run, or --aa",
         )
+    from alexnet_deploy.gate.baseline import accept_baseline, bench_baseline_now
     from alexnet_deploy.gate.compare import compare_reports
     from alexnet_deploy.gate.output import result_frame, write_outputs
     from alexnet_deploy.gate.ratios import compare_ratios
@@ -1101,12 +1102,13 @@ def gate(
     from alexnet_deploy.render import rich_table
 
     if update_baseline and not baseline.exists() and current is not None:
-        _accept_baseline(baseline, current, load_report(current), ratios)  # a first baseline
+        accept_baseline(baseline, load_report(current), ratios)  # a first baseline
         out_console.print(f"baseline {baseline} created from {current}", highlight=False)
         return
     base = load_report(baseline)
     if run_now:
-        current = _gate_run(base, work_dir)
+        with err_console.status("benching the baseline's configurations"):
+            current = bench_baseline_now(base, work_dir)
     if current is None:
         raise UsageError(
             "gate needs a CURRENT report",
@@ -1138,7 +1140,7 @@ def gate(
     out_console.print(result.summary(), highlight=False, soft_wrap=True)
     write_outputs(result, json_out, md_out, junit_out)
     if update_baseline:
-        _accept_baseline(baseline, current, cur, ratios or bool(base.ratios))
+        accept_baseline(baseline, cur, ratios or bool(base.ratios))
         out_console.print(f"baseline {baseline} updated from {current}", highlight=False)
         return
     code = result.exit_code
@@ -1148,110 +1150,35 @@ def gate(
         raise typer.Exit(code)
 
 
-def _gate_run(base, work_dir: Path) -> Path:
-    """Bench the baseline's configurations now; return the new report's directory."""
-    import json
-
-    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
-    from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
-    from alexnet_deploy.errors import AlexnetDeployError
-
-    data = json.loads(base.paths[0].read_text())
-    keys = list(base.rows)
-    if not keys:
-        raise AlexnetDeployError(f"baseline {base.paths[0]} has no successful rows to re-run")
-    model = Path(data["model"]["path"])
-    if not model.is_file():
-        raise AlexnetDeployError(
-            f"the baseline's model {model} is not on this machine",
-            hint="run bench yourself and pass CURRENT",
-        )
-    matrix = Matrix(
-        backends=tuple(dict.fromkeys(k[0] for k in keys)),
-        precisions=tuple(dict.fromkeys(k[1] for k in keys)),
-        batches=tuple(dict.fromkeys(k[2] for k in keys)),
-        modes=tuple(dict.fromkeys(k[3] for k in keys)),
-    )
-    rules = MeasureRules(
-        **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}
-    )
-    out = Path(work_dir) / "reports" / "gate-run"
-    with err_console.status("benching the baseline's configurations"):
-        run_bench(
-            ModelRequest(model=model),
-            BenchConfig(matrix, rules),
-            work_dir,
-            out,
-            direct=False,
-            roofline=False,
-        )
-    return out
-
-
-def _accept_baseline(baseline: Path, current: Path, cur, ratio_mode: bool) -> None:
-    import shutil
-    import tempfile
-
-    from alexnet_deploy.fileio import write_json_atomic
-    from alexnet_deploy.gate.ratios import ratio_baseline
-    from alexnet_deploy.gate.reports import SAMPLES, SUMMARY
-
-    if ratio_mode:
-        target = baseline if baseline.suffix == ".json" else baseline / "ratio-baseline.json"
-        write_json_atomic(target, ratio_baseline(cur))
-        return
-    source = cur.paths[0].parent
-    target = baseline if baseline.is_dir() or baseline.suffix != ".json" else baseline.parent
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
-    for name in (SUMMARY, SAMPLES):
-        if (source / name).is_file():
-            shutil.copy2(source / name, staging / name)
-    backup = target.with_name(f".{target.name}.old")
-    if target.exists():
-        target.rename(backup)
-    staging.rename(target)
-    shutil.rmtree(backup, ignore_errors=True)
-
-
 def _gate_aa(
     model, backend: str, precision: str, batch: int, trials: int, thresholds, work_dir: Path
 ) -> None:
     import numpy as np
 
-    from alexnet_deploy.bench.pipeline import ModelRequest, ensure_artifacts
-    from alexnet_deploy.engines.build import build_engine
-    from alexnet_deploy.engines.options import BuildOptions
-    from alexnet_deploy.engines.registry import get_backend
-    from alexnet_deploy.errors import UsageError
-    from alexnet_deploy.gate.noise import derive_threshold, paired_trials
+    from alexnet_deploy.gate.noise import aa_on_engine, derive_threshold
 
-    if trials < 2:
-        raise UsageError(f"--trials must be at least 2, got {trials}")
-    with err_console.status("preparing") as status:
-        path, _ = ensure_artifacts(ModelRequest(model=model), work_dir, status.update)
-        engine, _ = build_engine(path, backend, BuildOptions(precision=precision), work_dir)
-    shape = engine.sidecar.image_shape
-    data = np.random.default_rng(0).standard_normal((batch, *shape)).astype(np.float32)
-    with get_backend(backend).runner(engine) as runner, err_console.status("A/A trials") as status:
-        outcomes = paired_trials(
-            runner.infer,
-            runner.infer,
-            data,
+    threshold = thresholds.values["p50"]
+    with err_console.status("A/A trials") as status:
+        outcomes = aa_on_engine(
+            model,
+            backend,
+            precision,
+            batch,
             trials,
-            thresholds.values["p50"],
+            threshold,
+            work_dir,
             on_trial=lambda i, o: status.update(
                 f"A/A trial {i + 1}/{trials}: {100 * o.change:+.2f}%"
             ),
         )
-    changes = np.array([o.change for o in outcomes])
-    false_alarms = sum(o.flagged for o in outcomes)
+    changes = np.abs([o.change for o in outcomes])
     out_console.print(
-        f"A/A {backend} {precision} batch {batch}, {trials} paired trials: p50 change "
-        f"median {100 * np.median(np.abs(changes)):.2f}%, max {100 * np.abs(changes).max():.2f}%; "
-        f"false alarms at the {thresholds.values['p50']:.0%} threshold: {false_alarms}/{trials}; "
-        f"derived threshold: {derive_threshold(outcomes):.1%}",
+        f"A/A {backend} {precision} batch {batch}, {trials} paired trials: p50 change median "
+        f"{100 * np.median(changes):.2f}%, max {100 * changes.max():.2f}%; false alarms at the "
+        f"{threshold:.0%} threshold: {sum(o.flagged for o in outcomes)}/{trials}; derived threshold: "
+        f"{derive_threshold(outcomes):.1%}",
         highlight=False,
+        soft_wrap=True,
     )
 
 

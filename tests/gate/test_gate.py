@@ -245,3 +245,44 @@ def test_samples_are_real_measurements(reports):
     for rounds in samples.values():
         flat = np.concatenate(rounds)
         assert len(flat) >= 30 and np.ptp(flat) > 0
+
+
+def test_run_benches_the_baselines_configurations_now(reports, cli, tmp_path):
+    result = cli(
+        "gate",
+        reports / "a",
+        "--run",
+        "--work-dir",
+        tmp_path / "w",
+        "--threshold",
+        "0.5",
+        "--threshold",
+        "p99=5",
+    )
+    assert result.exit_code == 0, result.stdout + result.stderr
+    rerun = json.loads((tmp_path / "w" / "reports" / "gate-run" / "bench-summary.json").read_text())
+    assert sorted((r["backend"], r["precision"]) for r in rerun["rows"]) == sorted(
+        (r["backend"], r["precision"])
+        for r in json.loads((reports / "a" / "bench-summary.json").read_text())["rows"]
+    )
+
+
+def test_aa_mode_reports_noise_and_a_derived_threshold(digits_model, cli, tmp_path):
+    result = cli(
+        "gate",
+        "--aa",
+        "--model",
+        digits_model,
+        "--trials",
+        "2",
+        "--batch",
+        "4",
+        "--work-dir",
+        tmp_path,
+    )
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "A/A ort fp32 batch 4, 2 paired trials" in result.stdout
+        and "derived threshold" in result.stdout
+    )
+    assert cli("gate", "--aa", "--trials", "1", "--model", digits_model).exit_code == 2

@@ -1,0 +1,67 @@
+"""Baselines: accepting the current results atomically, and re-benching a baseline's
+configurations now (``gate --run``)."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+
+from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.fileio import write_json_atomic
+from alexnet_deploy.gate.ratios import ratio_baseline
+from alexnet_deploy.gate.reports import SAMPLES, SUMMARY, LoadedReport
+
+
+def accept_baseline(baseline: Path, current: LoadedReport, ratio_mode: bool) -> Path:
+    """Make ``current`` the baseline: a ratio-baseline file in ratio mode, else the report's
+    files copied to a staging directory and renamed over the baseline directory."""
+    if ratio_mode:
+        target = baseline if baseline.suffix == ".json" else baseline / "ratio-baseline.json"
+        return write_json_atomic(target, ratio_baseline(current))
+    source = current.paths[0].parent
+    target = baseline if baseline.is_dir() or baseline.suffix != ".json" else baseline.parent
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    for name in (SUMMARY, SAMPLES):
+        if (source / name).is_file():
+            shutil.copy2(source / name, staging / name)
+    backup = target.with_name(f".{target.name}.old")
+    if target.exists():
+        target.rename(backup)
+    staging.rename(target)
+    shutil.rmtree(backup, ignore_errors=True)
+    return target
+
+
+def bench_baseline_now(base: LoadedReport, work_dir: Path) -> Path:
+    """Bench the baseline's configurations on this machine now; return the report directory."""
+    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+    from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
+
+    data = json.loads(base.paths[0].read_text())
+    keys = list(base.rows)
+    if not keys:
+        raise AlexnetDeployError(f"baseline {base.paths[0]} has no successful rows to re-run")
+    model = Path(data["model"]["path"])
+    if not model.is_file():
+        raise AlexnetDeployError(
+            f"the baseline's model {model} is not on this machine",
+            hint="run bench yourself and pass CURRENT",
+        )
+    unique = lambda i: tuple(dict.fromkeys(k[i] for k in keys))  # noqa: E731
+    matrix = Matrix(backends=unique(0), precisions=unique(1), batches=unique(2), modes=unique(3))
+    rules = MeasureRules(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}
+    )
+    out = Path(work_dir) / "reports" / "gate-run"
+    run_bench(
+        ModelRequest(model=model),
+        BenchConfig(matrix, rules),
+        work_dir,
+        out,
+        direct=False,
+        roofline=False,
+    )
+    return out
