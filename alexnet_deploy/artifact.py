@@ -106,7 +106,7 @@ def load_model_proto(path: str | Path, *, what: str = "model"):
         ) from None
 
 
-def _info_from_proto(path: Path, model) -> ArtifactInfo:
+def info_from_proto(path: Path, model) -> ArtifactInfo:
     initializers = {init.name for init in model.graph.initializer}
     inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
     if len(inputs) != 1:
@@ -128,4 +128,4 @@ def _info_from_proto(path: Path, model) -> ArtifactInfo:
 
 def read_artifact(path: str | Path) -> ArtifactInfo:
     path = Path(path)
-    return _info_from_proto(path, load_model_proto(path))
+    return info_from_proto(path, load_model_proto(path))

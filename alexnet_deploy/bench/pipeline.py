@@ -117,21 +117,22 @@ def ensure_artifacts(
 
 def fidelity_probe(model: Path, data: str, seed: int) -> FidelityProbe:
     """The fixed fidelity inputs (real images) and their FP32 logits from ONNX Runtime."""
-    from alexnet_deploy.calib.data import load_calibration_data
+    from alexnet_deploy.calib.data import load_held_out
     from alexnet_deploy.calib.fidelity import ort_logits
 
     info = read_artifact(model)
-    loaded = load_calibration_data(
+    loaded = load_held_out(
         data,
         image_shape=info.image_shape,
         preprocessing=info.preprocessing(),
-        calib_size=C.BENCH_FIDELITY_SAMPLES,
+        count=C.BENCH_FIDELITY_SAMPLES,
         seed=seed,
-        eval_data=data,
     )
-    images = loaded.eval.images[: C.BENCH_FIDELITY_SAMPLES]
+    images = loaded.eval.images
     reference = ort_logits(model, info.input.name, images, batch_size=8)
-    label = f"{len(images)} {'synthetic' if loaded.synthetic else 'real'} images from {loaded.source.split(' (')[0]}"
+    label = (
+        f"{len(images)} {'synthetic' if loaded.synthetic else 'real'} images from {loaded.source}"
+    )
     return FidelityProbe(images, reference, label)
 
 

@@ -417,3 +417,30 @@ def load_calibration_data(
     calib.source = f"{calib.source} (held out: {held_out.source})"
     calib.skipped += held_out.skipped
     return calib
+
+
+def load_held_out(
+    data: str,
+    *,
+    image_shape,
+    preprocessing: Preprocessing | None,
+    count: int | None = None,
+    seed: int = C.DEFAULT_SEED,
+    labels_file=None,
+) -> CalibrationData:
+    """Every sample of ``data`` (up to ``count``, default MAX_EVAL_SIZE) as the held-out set,
+    decoded once: for work that needs no calibration (FP16 fidelity, bench's fidelity inputs)."""
+    loaded = _load_source(
+        data,
+        image_shape=image_shape,
+        preprocessing=preprocessing,
+        calib_size=count,
+        eval_size=None,
+        seed=seed,
+        labels_file=labels_file,
+        holdout=False,
+        cap=C.MAX_EVAL_SIZE,
+    )
+    empty = Split(np.zeros((0, *image_shape), np.float32), [], [])
+    loaded.eval, loaded.calib = loaded.calib, empty
+    return loaded

@@ -17,7 +17,7 @@ from pathlib import Path
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import ArtifactInfo, read_artifact
 from alexnet_deploy.calib.config import CalibrationConfig
-from alexnet_deploy.calib.data import CalibrationData, load_calibration_data
+from alexnet_deploy.calib.data import CalibrationData, load_calibration_data, load_held_out
 from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
 from alexnet_deploy.calib.int8 import RECIPES, TARGETS, quantize_to_file
 from alexnet_deploy.calib.ranges import Ranges, collect_ranges
@@ -373,14 +373,13 @@ def convert_fp16(
         )
     prepare_output(out, force=force, what="FP16 model")
     progress("loading evaluation data")
-    data = load_calibration_data(
+    data = load_held_out(
         request.data,
         image_shape=info.image_shape,
         preprocessing=request.preprocessing or info.preprocessing(),
-        calib_size=request.eval_size,
+        count=request.eval_size,
         seed=request.seed,
         labels_file=request.labels,
-        eval_data=request.data,
     )
     progress("converting to FP16")
     start = time.perf_counter()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_deploy.artifact import info_from_proto
 from alexnet_deploy.errors import AlexnetDeployError, ToleranceError
 from alexnet_deploy.exporter.config import ExportConfig
 from alexnet_deploy.inputs import seeded_images
@@ -37,23 +38,23 @@ def check_structure(path: Path, variant: Variant, config: ExportConfig) -> None:
 
     onnx.checker.check_model(str(path), full_check=True)
     model = onnx.shape_inference.infer_shapes(onnx.load(str(path)), strict_mode=True)
-    dims = lambda value: [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]  # noqa: E731
-    inputs = {v.name: v for v in model.graph.input}
-    outputs = {v.name: v for v in model.graph.output}
+    info = info_from_proto(path, model)
     expected_in = {config.input_name: [config.batch_axis, *variant.input_shape]}
     expected_out = {name: [config.batch_axis, variant.num_classes] for name in config.output_names}
-    for kind, actual, expected in (
-        ("input", inputs, expected_in),
-        ("output", outputs, expected_out),
+    for kind, specs, expected in (
+        ("input", info.inputs, expected_in),
+        ("output", info.outputs, expected_out),
     ):
+        actual = {spec.name: spec for spec in specs}
         if sorted(actual) != sorted(expected):
             raise ShapeError(f"exported {kind}s are {sorted(actual)}, expected {sorted(expected)}")
         for name, shape in expected.items():
-            value = actual[name]
-            if value.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+            if actual[name].dtype != "float32":
                 raise ShapeError(f"{kind} {name!r} is not float32")
-            if dims(value) != shape:
-                raise ShapeError(f"{kind} {name!r} has dims {dims(value)}, expected {shape}")
+            if list(actual[name].dims) != shape:
+                raise ShapeError(
+                    f"{kind} {name!r} has dims {list(actual[name].dims)}, expected {shape}"
+                )
 
 
 def compare_with_torch(

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import onnx
 import pytest
 
@@ -17,24 +15,9 @@ from alexnet_deploy.serve.triton_config import model_config_pb2, parse_config  #
 
 
 @pytest.fixture(scope="module")
-def artifacts(digits, tmp_path_factory):
-    from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
-
-    root = tmp_path_factory.mktemp("package")
-    model = root / "digits-tiny.onnx"
-    shutil.copy(digits["onnx"], model)
-    convert_fp16(model, DataRequest(data=str(digits["heldout_dir"]), eval_size=32))
-    calibrate(
-        model,
-        DataRequest(
-            data=str(digits["train_dir"]),
-            calib_size=32,
-            eval_data=str(digits["heldout_dir"]),
-            eval_size=32,
-        ),
-        targets=("cpu",),
-    )
-    return model
+def artifacts(digits_artifacts):
+    """The trained network's FP32 model with FP16 and INT8 (cpu form) artifacts beside it."""
+    return digits_artifacts["model"]
 
 
 def test_repository_layout_and_configs(artifacts, cli, tmp_path):
