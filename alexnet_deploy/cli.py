@@ -157,6 +157,20 @@ def _print_export_result(result) -> None:
     )
 
 
+class QuantizerChoice(str, Enum):
+    qdq = "qdq"
+    nncf = "nncf"
+
+
+QuantizerOpt = Annotated[
+    QuantizerChoice,
+    typer.Option(
+        "--quantizer",
+        help="INT8 route: qdq (this tool's calibration, Q/DQ per target) or nncf (NNCF's quantize, CPU form).",
+    ),
+]
+
+
 class MethodChoice(str, Enum):
     minmax = "minmax"
     entropy = "entropy"
@@ -290,6 +304,7 @@ def calibrate(
             "--trt-cache/--no-trt-cache", help="Also write a legacy TensorRT calibration cache."
         ),
     ] = True,
+    quantizer: QuantizerOpt = QuantizerChoice.qdq,
     force: ForceOpt = False,
 ) -> None:
     """Calibrate once on real images and write INT8 Q/DQ models for TensorRT and for CPUs."""
@@ -308,6 +323,9 @@ def calibrate(
         preprocessing=_preprocessing(input_size, resize_size, mean, std),
         batch_size=batch_size,
     )
+    if quantizer is QuantizerChoice.nncf:
+        _calibrate_nncf(model, request, target, method, output, max_top1_drop, force)
+        return
     methods = METHODS if method is MethodChoice.auto else (method.value,)
     targets = tuple(t.value for t in target) if target else TARGETS
     with err_console.status("calibrating") as status:
@@ -328,6 +346,37 @@ def calibrate(
             "; ".join(report.failures),
             hint="calibrate on more representative data (--data), try --method auto, or raise --max-top1-drop",
         )
+
+
+def _calibrate_nncf(model, request, target, method, output, max_top1_drop, force) -> None:
+    from alexnet_deploy.calib.nncf_quant import quantize_nncf
+    from alexnet_deploy.errors import UsageError
+
+    if target and [t.value for t in target] != ["cpu"]:
+        raise UsageError("--quantizer nncf writes the CPU form only", hint="drop --target")
+    if method is not MethodChoice.minmax:
+        raise UsageError("--method applies to --quantizer qdq; NNCF picks its own ranges")
+    with err_console.status("quantizing with NNCF") as status:
+        report = quantize_nncf(
+            model,
+            request,
+            output=Path(output) if output else None,
+            max_top1_drop=max_top1_drop,
+            force=force,
+            progress=lambda msg: status.update(msg),
+        )
+    f = report.fidelity
+    out_console.print(
+        f"NNCF {report.nncf_version} INT8 against FP32 on {f.samples} held-out samples: top-1 agreement "
+        f"{f.top1_agreement:.4f}, centered cosine {f.centered_cosine:.5f}, top-1 drop "
+        f"{f.top1_drop_points():.2f} points (quantized in {report.seconds:.1f} s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out_console.print(_data_label(report.data), highlight=False)
+    if report.budget_note:
+        err_console.print(f"Note: {report.budget_note}", highlight=False)
+    out_console.print(f"wrote nncf: {report.path}", highlight=False)
 
 
 def _data_label(data) -> str:
@@ -519,6 +568,27 @@ def build(
             "--legacy-int8", help="LEGACY, TensorRT 10 only: INT8 builder flag + calibration cache."
         ),
     ] = False,
+    quantizer: QuantizerOpt = QuantizerChoice.qdq,
+    spinning: Annotated[
+        bool | None,
+        typer.Option(
+            "--spinning/--no-spinning",
+            help="ONNX Runtime: intra-op threads spin while waiting (default: the runtime's).",
+        ),
+    ] = None,
+    mem_arena: Annotated[
+        bool | None,
+        typer.Option(
+            "--mem-arena/--no-mem-arena", help="ONNX Runtime: CPU memory arena (default: on)."
+        ),
+    ] = None,
+    cpu_pinning: Annotated[
+        bool | None,
+        typer.Option(
+            "--cpu-pinning/--no-cpu-pinning",
+            help="OpenVINO: pin inference threads to cores (default: the runtime's).",
+        ),
+    ] = None,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     rebuild: Annotated[
         bool, typer.Option("--rebuild", help="Build even if a matching engine exists.")
@@ -538,6 +608,7 @@ def build(
         choice = load_tuned(tuned)["choice"]
         backend, precision = BackendChoice(choice["backend"]), PrecisionChoice(choice["precision"])
         threads, streams, hint = choice["threads"], choice["streams"], HintChoice.throughput
+        quantizer = QuantizerChoice(choice.get("quantizer", "qdq"))
         max_batch = max(max_batch, choice["batch"])
     options = BuildOptions(
         precision=precision.value,
@@ -549,6 +620,10 @@ def build(
         batch_profile=batch,
         workspace_mb=workspace_mb,
         legacy_int8=legacy_int8,
+        quantizer=quantizer.value,
+        spinning=spinning,
+        mem_arena=mem_arena,
+        cpu_pinning=cpu_pinning,
     )
     with err_console.status(f"building {backend.value} {precision.value}"):
         engine, reused = build_engine(model, backend.value, options, work_dir, rebuild=rebuild)
@@ -572,7 +647,16 @@ EXIT_PARTIAL = 3
 
 
 def _bench_config(
-    config_file, backend, precision, batch, mode, threads, streams, rules: dict, server_bound_ms
+    config_file,
+    backend,
+    precision,
+    batch,
+    mode,
+    threads,
+    streams,
+    rules: dict,
+    server_bound_ms,
+    quantizers=None,
 ):
     from dataclasses import replace
 
@@ -599,6 +683,8 @@ def _bench_config(
         matrix_over["streams"] = parse_int_list(streams, "streams")
     if server_bound_ms is not None:
         matrix_over["server_latency_bound_ms"] = server_bound_ms
+    if quantizers:
+        matrix_over["quantizers"] = tuple(q.value for q in quantizers)
     rules_over = {k: v for k, v in rules.items() if v is not None}
     if "percentiles" in rules_over:
         try:
@@ -645,6 +731,12 @@ def bench(
     mode: Annotated[
         list[ModeChoice] | None,
         typer.Option("--mode", help="latency, throughput, server (default: latency)."),
+    ] = None,
+    quantizer: Annotated[
+        list[QuantizerChoice] | None,
+        typer.Option(
+            "--quantizer", help="INT8 routes: qdq (this tool's), nncf (NNCF's) (default: qdq)."
+        ),
     ] = None,
     threads: Annotated[
         str | None, typer.Option("--threads", help="Intra-op thread counts to sweep.")
@@ -724,7 +816,7 @@ def bench(
     from alexnet_deploy.render import rich_table
 
     if tuned is not None:
-        from alexnet_deploy.bench.tune import load_tuned
+        from alexnet_deploy.bench.tune import load_tuned, tuned_quantizers
 
         choice = load_tuned(tuned)["choice"]
         backend = [
@@ -736,6 +828,7 @@ def bench(
         batch, mode = str(choice["batch"]), [ModeChoice(choice["mode"])]
         streams = None if choice["streams"] is None else str(choice["streams"])
         threads = None if choice["threads"] is None else str(choice["threads"])
+        quantizer = [QuantizerChoice(q) for q in tuned_quantizers(choice)]
     config = _bench_config(
         config_file,
         backend,
@@ -755,6 +848,7 @@ def bench(
             "repeat": repeat,
         },
         server_bound_ms,
+        quantizer,
     )
     request = ModelRequest(
         model=model, variant=variant.value, weights=weights, seed=seed, data=data
@@ -775,11 +869,22 @@ def bench(
                     highlight=False,
                     soft_wrap=True,
                 )
-    extra = None
+    extras = []
     if self_check:
         from alexnet_deploy.bench.selfcheck import self_check_comparisons
 
-        extra = self_check_comparisons
+        extras.append(self_check_comparisons)
+    if tuned is not None:
+        from alexnet_deploy.bench.tune import tuned_comparison
+
+        extras.append(lambda _model, rows: tuned_comparison(choice, rows))
+
+    def extra(model_path, rows) -> dict:
+        found = {}
+        for compare in extras:
+            found.update(compare(model_path, rows))
+        return found
+
     with Progress(
         TextColumn("{task.description}"),
         BarColumn(),
@@ -857,6 +962,12 @@ def tune(
         str | None,
         typer.Option("--threads", help="Thread counts to search (default: the runtime's)."),
     ] = None,
+    quantizer: Annotated[
+        list[QuantizerChoice] | None,
+        typer.Option(
+            "--quantizer", help="INT8 routes to search (default: qdq, and nncf where installed)."
+        ),
+    ] = None,
     max_p99_ms: Annotated[
         float | None, typer.Option("--max-p99-ms", help="Constraint: p99 latency bound.")
     ] = None,
@@ -875,7 +986,13 @@ def tune(
     """Search runtime x batch x concurrency x threads for the fastest engine meeting a constraint; save the choice."""
     from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules, parse_int_list
     from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
-    from alexnet_deploy.bench.tune import Constraint, choose, save_tuned, tuned_record
+    from alexnet_deploy.bench.tune import (
+        Constraint,
+        choose,
+        default_quantizers,
+        save_tuned,
+        tuned_record,
+    )
     from alexnet_deploy.render import rich_table
 
     constraint = Constraint(max_p99_ms=max_p99_ms, min_top1_agreement=1 - max_top1_drop / 100)
@@ -886,6 +1003,7 @@ def tune(
         modes=("throughput",),
         streams=parse_int_list(streams, "streams"),
         threads=parse_int_list(threads, "threads") if threads else (None,),
+        quantizers=tuple(q.value for q in quantizer) if quantizer else default_quantizers(),
     )
     rules = MeasureRules(
         min_seconds=min_seconds, max_seconds=max(max_seconds, min_seconds), repeat=repeat
@@ -921,6 +1039,7 @@ def tune(
                     "batch",
                     "streams",
                     "threads",
+                    "quantizer",
                     "images_per_s",
                     "p50_ms",
                     "p99_ms",
@@ -937,7 +1056,7 @@ def tune(
     )
     c = tuned.chosen
     out_console.print(
-        f"chosen: {c['backend']} {c['precision']} batch {c['batch']} streams {c.get('streams')} threads "
+        f"chosen: {c['backend']} {c['precision']} ({c.get('quantizer', 'qdq')}) batch {c['batch']} streams {c.get('streams')} threads "
         f"{c.get('threads')}: {c['images_per_s']:.1f} images/s, p99 {c['p99_ms']:.1f} ms; saved {path}",
         highlight=False,
         soft_wrap=True,

@@ -131,3 +131,6 @@ TRITON_PREFERRED_BATCHES = (8, 32)
 TRITON_QUEUE_DELAY_US = 500
 # Client timeouts: an unreachable server fails within this many seconds.
 TRITON_TIMEOUT_S = 5.0
+
+# tune: the tuned engine's throughput over the best peer row of the same run (issue target)
+TUNED_OVER_PEER_TARGET = 1.2

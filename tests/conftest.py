@@ -29,6 +29,9 @@ def pytest_collection_modifyitems(config, items):
         "openvino": None
         if importlib.util.find_spec("openvino")
         else "openvino is not installed (pip install 'alexnet-deploy[openvino]')",
+        "nncf": None
+        if importlib.util.find_spec("nncf")
+        else "nncf is not installed (pip install 'alexnet-deploy[nncf]')",
     }
     for item in items:
         for marker, reason in reasons.items():

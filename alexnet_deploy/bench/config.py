@@ -55,11 +55,12 @@ class Matrix:
     modes: tuple[str, ...] = ("latency",)
     threads: tuple[int | None, ...] = (None,)
     streams: tuple[int | None, ...] = (None,)  # throughput concurrency / OpenVINO streams
+    quantizers: tuple[str, ...] = ("qdq",)  # INT8 routes (qdq: this tool's, nncf: NNCF's)
     server_latency_bound_ms: float = C.BENCH_SERVER_BOUND_MS
 
     def __post_init__(self) -> None:
         from alexnet_deploy.bench.direct import DIRECT_BACKENDS
-        from alexnet_deploy.engines.options import PRECISIONS
+        from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
         from alexnet_deploy.engines.registry import BACKEND_NAMES
 
         known = (*BACKEND_NAMES, *DIRECT_BACKENDS)
@@ -73,6 +74,15 @@ class Matrix:
                 raise UsageError(
                     f"unknown precision {precision!r}", hint=f"choose from: {', '.join(PRECISIONS)}"
                 )
+        for quantizer in self.quantizers:
+            if quantizer not in QUANTIZERS:
+                raise UsageError(
+                    f"unknown quantizer {quantizer!r}", hint=f"choose from: {', '.join(QUANTIZERS)}"
+                )
+        if not self.quantizers or len(set(self.quantizers)) != len(self.quantizers):
+            raise UsageError(
+                f"quantizers must be a non-empty list without duplicates, got {list(self.quantizers)}"
+            )
         for mode in self.modes:
             if mode not in MODES:
                 raise UsageError(f"unknown mode {mode!r}", hint=f"choose from: {', '.join(MODES)}")

@@ -57,7 +57,8 @@ def ensure_artifacts(
     progress: Progress,
     need: frozenset = frozenset({"fp16", "int8"}),
 ) -> tuple[Path, dict]:
-    """FP32 model plus the FP16 and INT8 artifacts in ``need``, reusing whatever is there."""
+    """FP32 model plus the FP16, INT8 and NNCF INT8 ("int8-nncf") artifacts in ``need``,
+    reusing whatever is there."""
     from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
     from alexnet_deploy.exporter.pipeline import export_onnx
     from alexnet_deploy.models.variants import get_variant
@@ -112,6 +113,20 @@ def ensure_artifacts(
         if report.failures:
             raise AlexnetDeployError("; ".join(report.failures))
         done["int8"] = "built"
+
+    if "int8-nncf" in need:
+        from alexnet_deploy.calib.nncf_quant import nncf_output, quantize_nncf
+
+        nncf_file = nncf_output(model)
+        if (
+            nncf_file.is_file()
+            and read_artifact(nncf_file).metadata.get("source_sha256") == model_sha
+        ):
+            done["int8-nncf"] = "cached"
+        else:
+            progress("quantizing INT8 with NNCF")
+            quantize_nncf(model, data_request, max_top1_drop=C.DEFAULT_MAX_TOP1_DROP, force=True)
+            done["int8-nncf"] = "built"
     return model, done
 
 
@@ -199,6 +214,8 @@ def run_bench(
     prepare_output(Path(out_dir) / "bench-summary.json", force=True, what="report")
     started = time.time()
     need = frozenset() if served is not None else frozenset(config.matrix.precisions) - {"fp32"}
+    if "int8" in need and "nncf" in config.matrix.quantizers:
+        need |= {"int8-nncf"}
     model, stages = ensure_artifacts(request, work_dir, progress, need)
     probe = fidelity_probe(model, request.data, request.seed)
     ceilings = None

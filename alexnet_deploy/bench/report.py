@@ -11,10 +11,11 @@ from pathlib import Path
 from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
 
 SCHEMA = "alexnet-deploy/bench/1"
-KEY_COLUMNS = ("backend", "precision", "batch", "mode", "threads", "streams")
+KEY_COLUMNS = ("backend", "precision", "quantizer", "batch", "mode", "threads", "streams")
 TERMINAL_COLUMNS = {
     "backend": "backend",
     "precision": "prec",
+    "quantizer": "int8 by",
     "batch": "batch",
     "mode": "mode",
     "status": "status",
@@ -167,7 +168,10 @@ def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | Non
     if not ok:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
-    label = lambda r: f"{r['backend']} {r['precision']} b{r['batch']} {r['mode']}"  # noqa: E731
+    label = lambda r: (  # noqa: E731
+        f"{r['backend']} {r['precision']}{' nncf' if r.get('quantizer') == 'nncf' else ''} "
+        f"b{r['batch']} {r['mode']}"
+    )
     latency_rows = [r for r in ok if r["mode"] == "latency"]
     data = []
     for r in latency_rows:
@@ -182,7 +186,8 @@ def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | Non
     axes[0].set_title("latency distribution (ms, log)")
     series: dict[tuple, list] = {}
     for r in ok:
-        series.setdefault((r["backend"], r["precision"], r["mode"]), []).append(
+        precision = r["precision"] + (" nncf" if r.get("quantizer") == "nncf" else "")
+        series.setdefault((r["backend"], precision, r["mode"]), []).append(
             (r["batch"], r["images_per_s"])
         )
     for (backend, precision, mode), pts in sorted(series.items()):

@@ -9,7 +9,7 @@ import itertools
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ class Case:
     mode: str
     threads: int | None
     streams: int | None
+    quantizer: str = "qdq"  # INT8 route; "qdq" for every other precision
 
     @property
     def concurrency(self) -> int:
@@ -53,6 +54,7 @@ class Case:
             "mode": self.mode,
             "threads": self.threads,
             "streams": self.streams,
+            "quantizer": self.quantizer,
         }
 
 
@@ -68,13 +70,17 @@ class BenchResult:
 
 
 def expand(config: BenchConfig, backends: list[str]) -> list[Case]:
+    """Every combination; the INT8 route only multiplies INT8 cases."""
     m = config.matrix
-    return [
+    cases = [
         Case(*values)
         for values in itertools.product(
-            backends, m.precisions, m.batches, m.modes, m.threads, m.streams
+            backends, m.precisions, m.batches, m.modes, m.threads, m.streams, m.quantizers
         )
     ]
+    return list(
+        dict.fromkeys(c if c.precision == "int8" else replace(c, quantizer="qdq") for c in cases)
+    )
 
 
 def supported(case: Case) -> str | None:
@@ -138,7 +144,7 @@ class CaseRun:
             return
         if case.backend in DIRECT_BACKENDS:
             runtime = "ort" if case.backend == "ort-direct" else "openvino"
-            self.artifact = resolve_artifact(self.model, case.precision, runtime)
+            self.artifact = resolve_artifact(self.model, case.precision, runtime, case.quantizer)
             self.max_batch = C.DEFAULT_MAX_BATCH
             self.info["engine"] = "(runtime used directly)"
         else:
@@ -149,6 +155,7 @@ class CaseRun:
                 streams=case.streams,
                 hint=hint,
                 max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
+                quantizer=case.quantizer,
             )
             self.engine, reused = build_engine(
                 self.model, case.backend, self.options, self.work_dir
@@ -223,7 +230,8 @@ def run_matrix(
     ):  # the server decides the precision; one case per batch/mode/threads/streams
         cases = list(
             dict.fromkeys(
-                Case(TRITON, "served", c.batch, c.mode, c.threads, c.streams) for c in cases
+                Case(TRITON, "served", c.batch, c.mode, c.threads, c.streams, "served")
+                for c in cases
             )
         )
     runs = {case: CaseRun(case, model, work_dir, served) for case in cases}
@@ -258,7 +266,9 @@ def run_matrix(
                 if progress:
                     progress.update(
                         task,
-                        description=f"{case.backend} {case.precision} b{case.batch} {case.mode}"
+                        description=f"{case.backend} {case.precision}"
+                        + (" (nncf)" if case.quantizer == "nncf" else "")
+                        + f" b{case.batch} {case.mode}"
                         + (f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""),
                     )
                 run = runs[case]
@@ -284,10 +294,8 @@ def run_matrix(
                     finish(case)
     except KeyboardInterrupt:
         result.interrupted = True
-        done = {
-            tuple(r[k] for k in ("backend", "precision", "batch", "mode", "threads", "streams"))
-            for r in result.rows
-        }
+        case_keys = tuple(Case("", "", 0, "", None, None).key())
+        done = {tuple(r[k] for k in case_keys) for r in result.rows}
         for case in cases:
             if tuple(case.key().values()) not in done:
                 finish(case)

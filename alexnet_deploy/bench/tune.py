@@ -62,7 +62,8 @@ def choose(rows: list[dict], constraint: Constraint) -> TuneResult:
     rejected, feasible = {}, []
     for row in rows:
         reason = constraint.why_not(row)
-        label = f"{row['backend']} {row['precision']} b{row['batch']} s{row.get('streams')} t{row.get('threads')}"
+        route = " nncf" if row.get("quantizer") == "nncf" else ""
+        label = f"{row['backend']} {row['precision']}{route} b{row['batch']} s{row.get('streams')} t{row.get('threads')}"
         if reason:
             rejected[label] = reason
         else:
@@ -92,6 +93,7 @@ def tuned_record(
             "streams": c.get("streams"),
             "threads": c.get("threads"),
             "mode": c["mode"],
+            "quantizer": c.get("quantizer", "qdq"),
         },
         "measured": {
             k: c.get(k)
@@ -106,6 +108,7 @@ def tuned_record(
                     "batch",
                     "streams",
                     "threads",
+                    "quantizer",
                     "images_per_s",
                     "p99_ms",
                 )
@@ -113,6 +116,52 @@ def tuned_record(
             for r in result.front
         ],
         "report": None if report_path is None else str(report_path),
+    }
+
+
+def default_quantizers() -> tuple[str, ...]:
+    """The INT8 routes a search covers: NNCF's too where it is installed."""
+    from alexnet_deploy.calib.nncf_quant import nncf_missing
+
+    return ("qdq",) if nncf_missing() else ("qdq", "nncf")
+
+
+def tuned_quantizers(choice: dict) -> tuple[str, ...]:
+    """Bench the tuned engine's route, and NNCF's beside it where installed (the peer a user of
+    OpenVINO's documentation would build)."""
+    return tuple(dict.fromkeys((choice.get("quantizer", "qdq"), *default_quantizers())))
+
+
+def tuned_comparison(choice: dict, rows: list[dict]) -> dict:
+    """The tuned engine's row against the best row of a runtime used directly, same run."""
+    from alexnet_deploy.bench.direct import DIRECT_BACKENDS
+
+    ok = [r for r in rows if r["status"] == "ok"]
+    mine = [
+        r
+        for r in ok
+        if r["backend"] == choice["backend"]
+        and r.get("quantizer", "qdq") == choice.get("quantizer", "qdq")
+    ]
+    peers = [r for r in ok if r["backend"] in DIRECT_BACKENDS]
+    if not mine or not peers:
+        return {}
+    tuned, best = mine[0], max(peers, key=lambda r: r["images_per_s"])
+    ratio = tuned["images_per_s"] / best["images_per_s"]
+    return {
+        "tuned_vs_best_peer": {
+            "ratio": ratio,
+            "tuned_images_per_s": tuned["images_per_s"],
+            "peer": {
+                k: best.get(k) for k in ("backend", "precision", "quantizer", "batch", "streams")
+            },
+            "peer_images_per_s": best["images_per_s"],
+            "target": C.TUNED_OVER_PEER_TARGET,
+            "met": ratio >= C.TUNED_OVER_PEER_TARGET,
+            "text": f"tuned {choice['backend']} ({tuned['images_per_s']:.1f} images/s) vs the best peer row, "
+            f"{best['backend']} {best['precision']} ({best.get('quantizer', 'qdq')}) "
+            f"({best['images_per_s']:.1f} images/s): {ratio:.2f}x (target >= {C.TUNED_OVER_PEER_TARGET}x)",
+        }
     }
 
 

@@ -50,6 +50,8 @@ class Engine:
 class Backend(abc.ABC):
     name: str
     precisions: tuple[str, ...]
+    knobs: tuple[str, ...] = ()  # the BuildOptions.RUNTIME_KNOBS this backend honours
+    quantizers: tuple[str, ...] = ("qdq",)  # INT8 routes whose artifacts it can run
 
     @abc.abstractmethod
     def capability(self) -> Capability: ...

@@ -24,6 +24,7 @@ from alexnet_deploy.fileio import sha256_file
 MAKES = {
     "fp16": "alexnet-deploy fp16 {model}",
     "int8": "alexnet-deploy calibrate {model}",
+    "int8-nncf": "alexnet-deploy calibrate {model} --quantizer nncf",
 }
 
 
@@ -31,11 +32,25 @@ def int8_form(backend: str) -> str:
     return "tensorrt" if backend == "tensorrt" else "cpu"
 
 
-def resolve_artifact(model: Path, precision: str, backend: str) -> Path:
+def int8_artifact(model: Path, backend: str, quantizer: str = "qdq") -> Path:
+    """Where the INT8 artifact of ``model`` for ``backend`` lives (beside the FP32 export)."""
+    model = Path(model)
+    form = "nncf" if quantizer == "nncf" else int8_form(backend)
+    return model.with_name(f"{model.stem}.int8-{form}.onnx")
+
+
+def resolve_artifact(model: Path, precision: str, backend: str, quantizer: str = "qdq") -> Path:
     """The file that carries ``precision`` for ``backend``, or an error naming the command
     that makes it."""
     model = Path(model)
     info = read_artifact(model)
+    if info.precision == precision and precision == "int8":
+        made_by = info.metadata.get("int8_quantizer", "qdq")
+        if made_by != quantizer:
+            raise UsageError(
+                f"{model} was quantized by {made_by}, not {quantizer}",
+                hint=f"pass --quantizer {made_by}, or the FP32 model",
+            )
     if info.precision == precision:
         if precision == "int8" and info.metadata.get(
             "int8_target", int8_form(backend)
@@ -53,12 +68,13 @@ def resolve_artifact(model: Path, precision: str, backend: str) -> Path:
         )
     sibling = {
         "fp16": model.with_name(f"{model.stem}.fp16.onnx"),
-        "int8": model.with_name(f"{model.stem}.int8-{int8_form(backend)}.onnx"),
+        "int8": int8_artifact(model, backend, quantizer),
     }[precision]
     if not sibling.is_file():
+        make = "int8-nncf" if precision == "int8" and quantizer == "nncf" else precision
         raise AlexnetDeployError(
             f"no {precision} artifact for {model} (looked for {sibling})",
-            hint=f"make it with '{MAKES[precision].format(model=model)}'",
+            hint=f"make it with '{MAKES[make].format(model=model)}'",
         )
     return sibling
 
@@ -103,11 +119,21 @@ def build_engine(
         raise UsageError(
             f"backend {backend_name!r} runs {', '.join(backend.precisions)}, not {options.precision}"
         )
+    for knob in options.knobs_set():
+        if knob not in backend.knobs:
+            raise UsageError(
+                f"--{knob.replace('_', '-')} is not a setting of backend {backend_name!r}",
+                hint=f"{backend_name} takes: {', '.join('--' + k.replace('_', '-') for k in backend.knobs) or 'none of these settings'}",
+            )
+    if options.quantizer not in backend.quantizers:
+        raise UsageError(
+            f"backend {backend_name!r} runs INT8 from {', '.join(backend.quantizers)}, not {options.quantizer}"
+        )
     # the legacy TensorRT 10 path quantizes the FP32 network itself, from the calibration cache
     artifact = (
         Path(model)
         if options.legacy_int8
-        else resolve_artifact(model, options.precision, backend_name)
+        else resolve_artifact(model, options.precision, backend_name, options.quantizer)
     )
     info = read_artifact(artifact)
     check_artifact_contract(info)

@@ -34,12 +34,16 @@ def _compile_config(options: BuildOptions, capabilities: list[str]) -> dict:
         config["NUM_STREAMS"] = str(options.streams)
     if options.threads is not None:
         config["INFERENCE_NUM_THREADS"] = str(options.threads)
+    if options.cpu_pinning is not None:
+        config["ENABLE_CPU_PINNING"] = "YES" if options.cpu_pinning else "NO"
     return config
 
 
 class OpenVINOBackend(Backend):
     name = "openvino"
     precisions = ("fp32", "fp16", "int8")
+    knobs = ("cpu_pinning",)
+    quantizers = ("qdq", "nncf")
 
     def capability(self) -> Capability:
         try:

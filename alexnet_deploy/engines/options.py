@@ -11,6 +11,9 @@ from alexnet_deploy.errors import UsageError
 
 PRECISIONS = ("fp32", "fp16", "int8")
 HINTS = ("latency", "throughput")
+QUANTIZERS = ("qdq", "nncf")  # INT8 route: this tool's calibrate (Q/DQ) or NNCF's quantize
+# runtime settings measured in docs/tuning-experiments.md; None: the runtime's default
+RUNTIME_KNOBS = ("spinning", "mem_arena", "cpu_pinning")
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,10 @@ class BuildOptions:
     batch_profile: str | None = None  # TensorRT MIN:OPT:MAX; None: 1:max_batch/8:max_batch
     workspace_mb: int = C.TRT_WORKSPACE_MB  # TensorRT workspace memory-pool limit
     legacy_int8: bool = False  # TensorRT 10 only: deprecated INT8 flag + calibration cache
+    quantizer: str = "qdq"  # int8 only: which INT8 artifact (STEM.int8-cpu or STEM.int8-nncf)
+    spinning: bool | None = None  # ONNX Runtime: intra-op threads spin while waiting for work
+    mem_arena: bool | None = None  # ONNX Runtime: CPU memory arena
+    cpu_pinning: bool | None = None  # OpenVINO: ENABLE_CPU_PINNING
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -41,6 +48,13 @@ class BuildOptions:
             raise UsageError(f"--workspace-mb must be at least 1, got {self.workspace_mb}")
         if self.legacy_int8 and self.precision != "int8":
             raise UsageError("--legacy-int8 only applies to --precision int8")
+        if self.quantizer not in QUANTIZERS:
+            raise UsageError(
+                f"unknown quantizer {self.quantizer!r}",
+                hint=f"choose one of: {', '.join(QUANTIZERS)}",
+            )
+        if self.quantizer != "qdq" and self.precision != "int8":
+            raise UsageError(f"--quantizer {self.quantizer} only applies to --precision int8")
         if self.hint not in HINTS:
             raise UsageError(
                 f"unknown hint {self.hint!r}", hint=f"choose one of: {', '.join(HINTS)}"
@@ -48,6 +62,9 @@ class BuildOptions:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    def knobs_set(self) -> dict[str, bool]:
+        return {k: getattr(self, k) for k in RUNTIME_KNOBS if getattr(self, k) is not None}
 
     def key(self) -> str:
         return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]

@@ -27,10 +27,19 @@ def _provider_name(provider) -> str:
     return provider[0] if isinstance(provider, tuple) else provider
 
 
-def _session_options(threads: int | None, optimize: bool, save_to: Path | None = None):
+def _session_options(
+    threads: int | None, optimize: bool, save_to: Path | None = None, knobs: dict | None = None
+):
     import onnxruntime as ort
 
+    knobs = knobs or {}
     so = ort.SessionOptions()
+    if knobs.get("spinning") is not None:
+        so.add_session_config_entry(
+            "session.intra_op.allow_spinning", "1" if knobs["spinning"] else "0"
+        )
+    if knobs.get("mem_arena") is not None:
+        so.enable_cpu_mem_arena = bool(knobs["mem_arena"])
     so.graph_optimization_level = (
         ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         if optimize
@@ -68,6 +77,8 @@ def create_session(path: Path, providers: list[str], so):
 class OrtBackend(Backend):
     name = "ort"
     precisions = ("fp32", "fp16", "int8")
+    knobs = ("spinning", "mem_arena")
+    quantizers = ("qdq", "nncf")
 
     def __init__(self, provider: str = CPU) -> None:
         self.provider = provider
@@ -169,9 +180,11 @@ class OrtRunner(Runner):
         self.output_name = None
 
     def activate(self) -> None:
-        threads = self.engine.sidecar.options.get("threads")
+        options = self.engine.sidecar.options
         self.session = create_session(
-            self.engine.path, self.providers, _session_options(threads, self.optimize)
+            self.engine.path,
+            self.providers,
+            _session_options(options.get("threads"), self.optimize, knobs=options),
         )
         self.output_name = self.session.get_outputs()[0].name
 

@@ -51,7 +51,13 @@ def bench_baseline_now(base: LoadedReport, work_dir: Path) -> Path:
             hint="run bench yourself and pass CURRENT",
         )
     unique = lambda i: tuple(dict.fromkeys(k[i] for k in keys))  # noqa: E731
-    matrix = Matrix(backends=unique(0), precisions=unique(1), batches=unique(2), modes=unique(3))
+    matrix = Matrix(
+        backends=unique(0),
+        precisions=unique(1),
+        quantizers=unique(2),
+        batches=unique(3),
+        modes=unique(4),
+    )
     rules = MeasureRules(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}
     )

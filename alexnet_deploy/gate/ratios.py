@@ -30,18 +30,18 @@ def in_run_ratios(report: LoadedReport, seed: int = C.DEFAULT_SEED) -> dict[str,
     """Speed-ups (> 1 is faster) from one report's raw samples."""
     out: dict[str, RatioEstimate] = {}
     for key in sorted(report.rows, key=lambda k: tuple(str(x) for x in k)):
-        backend, precision, batch, mode, threads, streams = key
+        backend, precision, quantizer, batch, mode, threads, streams = key
         if key not in report.samples:
             continue
         if precision == "int8" and backend not in DIRECT.values():
-            fp32 = (backend, "fp32", batch, mode, threads, streams)
+            fp32 = (backend, "fp32", "qdq", batch, mode, threads, streams)
             if fp32 in report.samples:
                 # bootstrap_ratio gives stat(current)/stat(baseline): fp32 latency / int8 latency
                 out[f"int8_speedup {describe(key)}"] = bootstrap_ratio(
                     report.samples[key], report.samples[fp32], seed=seed
                 )
         if backend in DIRECT:
-            direct = (DIRECT[backend], precision, batch, mode, threads, streams)
+            direct = (DIRECT[backend], precision, quantizer, batch, mode, threads, streams)
             if direct in report.samples:
                 out[f"vs_direct {describe(key)}"] = bootstrap_ratio(
                     report.samples[key], report.samples[direct], seed=seed

@@ -17,13 +17,15 @@ SAMPLES = "bench-samples.parquet"
 
 
 def config_key(row: dict) -> tuple:
-    return tuple(row.get(k) for k in KEY_COLUMNS)
+    # "quantizer" came later: a report without it measured the tool's own Q/DQ route
+    return tuple(row.get(k, "qdq" if k == "quantizer" else None) for k in KEY_COLUMNS)
 
 
 def describe(key: tuple) -> str:
-    backend, precision, batch, mode, threads, streams = key
+    backend, precision, quantizer, batch, mode, threads, streams = key
     extra = "".join([f" t{threads}" if threads else "", f" s{streams}" if streams else ""])
-    return f"{backend} {precision} b{batch} {mode}{extra}"
+    route = " (nncf)" if quantizer == "nncf" else ""
+    return f"{backend} {precision}{route} b{batch} {mode}{extra}"
 
 
 @dataclass
@@ -100,6 +102,8 @@ def load_report(path: Path) -> LoadedReport:
             if frame is not None and frame.height:
                 selected = frame
                 for column, value in zip(KEY_COLUMNS, key, strict=True):
+                    if column not in selected.columns:  # an older report: no quantizer column
+                        continue
                     selected = selected.filter(
                         pl.col(column).is_null() if value is None else pl.col(column) == value
                     )

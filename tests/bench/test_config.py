@@ -16,6 +16,9 @@ from alexnet_deploy.errors import AlexnetDeployError, UsageError
         ({"batches": (8, 8)}, r"batch list has duplicates: \[8\]"),
         ({"batches": ()}, "the batch list is empty"),
         ({"modes": ("offline",)}, "unknown mode 'offline'"),
+        ({"quantizers": ("awq",)}, "unknown quantizer 'awq'"),
+        ({"quantizers": ("qdq", "qdq")}, "quantizers must be a non-empty list without duplicates"),
+        ({"quantizers": ()}, "quantizers must be a non-empty list without duplicates"),
     ],
 )
 def test_bad_matrix(kwargs, message):
@@ -65,3 +68,16 @@ def test_int_list_parsing():
     assert parse_int_list("1,8,32", "batch") == (1, 8, 32)
     with pytest.raises(UsageError, match="comma-separated integers"):
         parse_int_list("1,x", "batch")
+
+
+def test_the_int8_route_only_multiplies_int8_cases():
+    from alexnet_deploy.bench.config import BenchConfig
+    from alexnet_deploy.bench.run import expand
+
+    matrix = Matrix(precisions=("fp32", "int8"), batches=(1,), quantizers=("qdq", "nncf"))
+    cases = expand(BenchConfig(matrix=matrix), ["ort"])
+    assert [(c.precision, c.quantizer) for c in cases] == [
+        ("fp32", "qdq"),
+        ("int8", "qdq"),
+        ("int8", "nncf"),
+    ]

@@ -18,6 +18,7 @@ def model(digits_model):
     return digits_model
 
 
+@pytest.mark.nncf
 def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
     tuned = tmp_path / "tuned.json"
     result = cli(
@@ -36,6 +37,10 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
         "1,4",
         "--streams",
         "1,2",
+        "--quantizer",
+        "qdq",
+        "--quantizer",
+        "nncf",
         *FAST,
         "-o",
         tuned,
@@ -47,11 +52,24 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
     record = load_tuned(tuned)
     report = json.loads((tmp_path / "work" / "reports" / "tune" / "bench-summary.json").read_text())
     rows = [r for r in report["rows"] if r["status"] == "ok"]
-    assert len(rows) == 8  # 2 precisions x 2 batches x 2 stream counts
+    # fp32 x 2 batches x 2 stream counts, and int8 from both routes (the tool's Q/DQ, NNCF's)
+    assert len(rows) == 12
+    assert sorted({(r["precision"], r["quantizer"]) for r in rows}) == [
+        ("fp32", "qdq"),
+        ("int8", "nncf"),
+        ("int8", "qdq"),
+    ]
+    nncf_rows = [r for r in rows if r["quantizer"] == "nncf"]
+    qdq_int8 = {r["artifact_sha256"] for r in rows if r["precision"] == "int8"} - {
+        r["artifact_sha256"] for r in nncf_rows
+    }
+    assert len(qdq_int8) == 1 and len({r["artifact_sha256"] for r in nncf_rows}) == 1
+    assert all(r["top1_agreement"] >= 0.95 for r in nncf_rows)
     best = max((r for r in rows if r["top1_agreement"] >= 0.99), key=lambda r: r["images_per_s"])
     assert (
         record["choice"]["batch"] == best["batch"]
         and record["choice"]["precision"] == best["precision"]
+        and record["choice"]["quantizer"] == best["quantizer"]
     )
     assert record["measured"]["images_per_s"] == pytest.approx(best["images_per_s"])
     # build and bench reuse the choice
@@ -75,10 +93,20 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
     )
     assert benched.exit_code == 0, benched.stderr
     again = json.loads((tmp_path / "again" / "bench-summary.json").read_text())
-    ours = [r for r in again["rows"] if r["backend"] == "ort"]
+    ours = [
+        r
+        for r in again["rows"]
+        if r["backend"] == "ort" and r["quantizer"] == record["choice"]["quantizer"]
+    ]
     assert len(ours) == 1 and ours[0]["batch"] == record["choice"]["batch"]
     assert ours[0]["streams"] == record["choice"]["streams"] and ours[0]["mode"] == "throughput"
     assert {r["backend"] for r in again["rows"]} >= {"ort", "ort-direct"}
+    # the tuned row against the best row of a runtime used directly, in the same run
+    versus = again["comparisons"]["tuned_vs_best_peer"]
+    peers = [r for r in again["rows"] if r["backend"].endswith("-direct") and r["status"] == "ok"]
+    best_peer = max(r["images_per_s"] for r in peers)
+    assert versus["ratio"] == pytest.approx(ours[0]["images_per_s"] / best_peer)
+    assert versus["met"] == (versus["ratio"] >= 1.2)
 
 
 def _row(backend="ort", batch=1, ips=100.0, p99=10.0, top1=1.0, status="ok"):

@@ -1,0 +1,131 @@
+"""A runtime's own post-training quantizer as a second INT8 route: NNCF (OpenVINO's).
+
+``nncf.quantize`` runs on the FP32 ONNX export with the same calibration images as
+``calibrate`` and its defaults (the route a user of OpenVINO's documentation takes), and the
+result is written as a Q/DQ ONNX artifact, ``STEM.int8-nncf.onnx``, with this tool's metadata:
+every CPU backend builds it like the tool's own form (``--quantizer nncf``), and it is held to
+the same fidelity budget against FP32 on the same held-out images.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_deploy.artifact import read_artifact
+from alexnet_deploy.calib.data import CalibrationData, load_calibration_data
+from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file
+
+Progress = Callable[[str], None]
+
+
+def nncf_missing() -> str | None:
+    """Why the NNCF route cannot run here (None when it can)."""
+    try:
+        found = importlib.util.find_spec("nncf") is not None
+    except (ImportError, ValueError):
+        found = False
+    return None if found else "nncf is not installed (pip install 'alexnet-deploy[nncf]')"
+
+
+@dataclass
+class NncfReport:
+    path: Path
+    data: CalibrationData
+    fidelity: Fidelity
+    seconds: float
+    nncf_version: str
+    budget_enforced: bool
+    budget_note: str
+
+
+def nncf_output(model: Path) -> Path:
+    return Path(model).with_name(f"{Path(model).stem}.int8-nncf.onnx")
+
+
+def quantize_nncf(
+    model_path: Path,
+    request,
+    *,
+    output: Path | None = None,
+    max_top1_drop: float,
+    force: bool = False,
+    progress: Progress = lambda _m: None,
+) -> NncfReport:
+    """FP32 ONNX -> NNCF-quantized Q/DQ ONNX beside it; refuses (writing nothing) when top-1
+    drops more than ``max_top1_drop`` points on real data with trained weights."""
+    import onnx
+
+    from alexnet_deploy.calib.pipeline import _artifact_metadata, _budget_policy, _check_input_model
+
+    reason = nncf_missing()
+    if reason:
+        raise AlexnetDeployError(reason, hint="or use the tool's own form: --quantizer qdq")
+    if max_top1_drop < 0:
+        raise UsageError(f"--max-top1-drop must be >= 0, got {max_top1_drop}")
+    model_path = Path(model_path)
+    info = read_artifact(model_path)
+    _check_input_model(info)
+    out = Path(output) if output else nncf_output(model_path)
+    prepare_output(out, force=force, what="INT8 model")
+
+    progress("loading calibration data")
+    data = load_calibration_data(
+        request.data,
+        image_shape=info.image_shape,
+        preprocessing=request.preprocessing or info.preprocessing(),
+        calib_size=request.calib_size,
+        eval_size=request.eval_size,
+        seed=request.seed,
+        labels_file=request.labels,
+        eval_data=request.eval_data,
+    )
+    reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
+
+    import nncf
+
+    logging.getLogger("nncf").setLevel(logging.ERROR)
+    progress(f"nncf.quantize on {len(data.calib)} samples")
+    start = time.perf_counter()
+    name = info.input.name
+    dataset = nncf.Dataset(list(data.calib.images), lambda image: {name: image[None]})
+    try:
+        quantized = nncf.quantize(onnx.load(str(model_path)), dataset, subset_size=len(data.calib))
+    except Exception as err:  # NNCF raises its own and onnx/ORT errors
+        raise AlexnetDeployError(
+            f"nncf.quantize failed on {model_path}: {str(err).splitlines()[0]}"
+        ) from None
+    seconds = time.perf_counter() - start
+    _artifact_metadata(
+        quantized,
+        {
+            "precision": "int8",
+            "int8_target": "cpu",
+            "int8_quantizer": "nncf",
+            "int8_recipe": f"nncf {nncf.__version__} quantize defaults",
+            "calibration_method": "nncf",
+            "calibration_data": data.kind,
+            "calibration_data_key": data.key(),
+            "synthetic_calibration": str(data.synthetic).lower(),
+            "source_sha256": sha256_file(model_path),
+        },
+    )
+    enforced, note = _budget_policy(info, data)
+    with atomic_path(out) as tmp:
+        onnx.save(quantized, str(tmp))
+        progress("fidelity against FP32")
+        logits = ort_logits(tmp, name, data.eval.images, request.batch_size)
+        fidelity = compare_logits(reference, logits, data.eval.labels)
+        if enforced and fidelity.top1_drop_points() > max_top1_drop:
+            raise AlexnetDeployError(
+                f"NNCF's INT8 model drops top-1 by {fidelity.top1_drop_points():.2f} points against "
+                f"FP32 (budget {max_top1_drop:g}); {out} not written",
+                hint="calibrate on more images (--calib-size) or use --quantizer qdq",
+            )
+    return NncfReport(out, data, fidelity, seconds, nncf.__version__, enforced, note)
