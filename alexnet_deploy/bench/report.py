@@ -96,8 +96,12 @@ def write_reports(
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = summary_frame(rows)
     paths = {}
+    nested = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
+    flat = frame.with_columns(  # CSV holds no lists: per-round values joined with ';'
+        [pl.col(c).cast(pl.List(pl.String)).list.join(";") for c in nested]
+    )
     with atomic_path(out_dir / "bench-summary.csv") as tmp:
-        frame.write_csv(tmp)
+        flat.write_csv(tmp)
     paths["csv"] = out_dir / "bench-summary.csv"
     paths["json"] = write_json_atomic(
         out_dir / "bench-summary.json",
@@ -108,6 +112,7 @@ def write_reports(
         for c in (
             "backend",
             "precision",
+            "quantizer",
             "batch",
             "mode",
             "status",

@@ -316,6 +316,9 @@ def _row(
         "images_per_s": inferences * case.batch,
         "wall_seconds": wall,
         "rounds": len(measurements),
+        # per round, in the order the rounds ran (round-robin over the matrix): pairs of rows
+        # compare round by round, with the machine's drift shared within each round
+        "round_images_per_s": [m.images_per_second for m in measurements],
         "stop_reason": ",".join(sorted({m.stop_reason for m in measurements})),
         "macs_per_image": macs,
         **run.info,

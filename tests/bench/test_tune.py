@@ -155,3 +155,32 @@ def test_tuned_file_errors(tmp_path, cli, model):
     bad.write_text('{"schema": "something-else"}')
     result = cli("bench", "--tuned", bad, "--work-dir", tmp_path)
     assert result.exit_code == 1 and "is not a tuned configuration" in result.stderr
+
+
+def test_tuned_against_the_best_peer_is_the_median_of_paired_rounds():
+    from alexnet_deploy.bench.tune import tuned_comparison
+
+    choice = {"backend": "openvino", "quantizer": "qdq"}
+    rows = [
+        {**_row("openvino", 32, 800.0), "quantizer": "qdq", "round_images_per_s": [700, 900, 800]},
+        {**_row("openvino", 32, 760.0), "quantizer": "nncf", "round_images_per_s": [1, 1, 1]},
+        {
+            **_row("openvino-direct", 32, 640.0),
+            "quantizer": "nncf",
+            "round_images_per_s": [500, 800, 620],
+        },
+        {
+            **_row("ort-direct", 32, 500.0),
+            "quantizer": "qdq",
+            "round_images_per_s": [500, 500, 500],
+        },
+        {**_row("openvino-direct", 32, 9999.0, status="failed"), "quantizer": "qdq"},
+    ]
+    found = tuned_comparison(choice, rows)["tuned_vs_best_peer"]
+    # the best peer by pooled images/s; the ratio is the median of the per-round ratios
+    assert found["peer"]["backend"] == "openvino-direct" and found["peer"]["quantizer"] == "nncf"
+    assert found["per_round"] == pytest.approx([1.4, 1.125, 800 / 620])
+    assert found["ratio"] == pytest.approx(800 / 620)
+    assert found["pooled_ratio"] == pytest.approx(800 / 640)
+    assert found["met"] is True and "median of 3 paired rounds" in found["text"]
+    assert tuned_comparison(choice, rows[:2]) == {}  # no peer measured: nothing to claim
