@@ -789,7 +789,7 @@ def bench(
         Path | None,
         typer.Option(
             "--tuned",
-            help="Bench the configuration saved by 'tune', beside the runtimes used directly.",
+            help="Bench the configuration saved by 'tune' beside the runtimes used directly (--batch adds batch sizes for both).",
         ),
     ] = None,
     triton: Annotated[
@@ -825,7 +825,10 @@ def bench(
             BenchBackendChoice.openvino_direct,
         ]
         precision = [PrecisionChoice(choice["precision"])]
-        batch, mode = str(choice["batch"]), [ModeChoice(choice["mode"])]
+        # the tuned batch, and any others asked for (peers at their own best batch too)
+        extra_batches = [] if batch is None else [b.strip() for b in batch.split(",") if b.strip()]
+        batch = ",".join(dict.fromkeys([str(choice["batch"]), *extra_batches]))
+        mode = [ModeChoice(choice["mode"])]
         streams = None if choice["streams"] is None else str(choice["streams"])
         threads = None if choice["threads"] is None else str(choice["threads"])
         quantizer = [QuantizerChoice(q) for q in tuned_quantizers(choice)]

@@ -144,6 +144,7 @@ def tuned_comparison(choice: dict, rows: list[dict]) -> dict:
         for r in ok
         if r["backend"] == choice["backend"]
         and r.get("quantizer", "qdq") == choice.get("quantizer", "qdq")
+        and r["batch"] == choice.get("batch", r["batch"])
     ]
     peers = [r for r in ok if r["backend"] in DIRECT_BACKENDS]
     if not mine or not peers:
