@@ -177,7 +177,8 @@ def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | Non
         f"{r['backend']} {r['precision']}{' nncf' if r.get('quantizer') == 'nncf' else ''} "
         f"b{r['batch']} {r['mode']}"
     )
-    latency_rows = [r for r in ok if r["mode"] == "latency"]
+    # per-request latency: one request at a time where measured so, else every row's requests
+    latency_rows = [r for r in ok if r["mode"] == "latency"] or ok
     data = []
     for r in latency_rows:
         key = {k: r[k] for k in KEY_COLUMNS}

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet_deploy.artifact import read_artifact
-from alexnet_deploy.calib.data import CalibrationData, load_calibration_data
+from alexnet_deploy.calib.data import CalibrationData
 from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file
@@ -76,16 +76,7 @@ def quantize_nncf(
     prepare_output(out, force=force, what="INT8 model")
 
     progress("loading calibration data")
-    data = load_calibration_data(
-        request.data,
-        image_shape=info.image_shape,
-        preprocessing=request.preprocessing or info.preprocessing(),
-        calib_size=request.calib_size,
-        eval_size=request.eval_size,
-        seed=request.seed,
-        labels_file=request.labels,
-        eval_data=request.eval_data,
-    )
+    data = request.load(info)
     reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
 
     import nncf

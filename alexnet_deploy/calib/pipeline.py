@@ -47,6 +47,19 @@ class DataRequest:
         if self.batch_size < 1:
             raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
 
+    def load(self, info: ArtifactInfo) -> CalibrationData:
+        """The calibration and held-out splits this request names, shaped for ``info``."""
+        return load_calibration_data(
+            self.data,
+            image_shape=info.image_shape,
+            preprocessing=self.preprocessing or info.preprocessing(),
+            calib_size=self.calib_size,
+            eval_size=self.eval_size,
+            seed=self.seed,
+            labels_file=self.labels,
+            eval_data=self.eval_data,
+        )
+
 
 @dataclass
 class Candidate:
@@ -205,16 +218,7 @@ def calibrate(
     cache_path = out_dir / f"{model_path.stem}.int8.trt-calibration.cache"
 
     progress("loading calibration data")
-    data = load_calibration_data(
-        request.data,
-        image_shape=info.image_shape,
-        preprocessing=request.preprocessing or info.preprocessing(),
-        calib_size=request.calib_size,
-        eval_size=request.eval_size,
-        seed=request.seed,
-        labels_file=request.labels,
-        eval_data=request.eval_data,
-    )
+    data = request.load(info)
     cache_dir = cache_dir or out_dir / ".cache" / "calibration"
     model_sha = sha256_file(model_path)
     progress(f"FP32 reference on {len(data.eval)} held-out samples")

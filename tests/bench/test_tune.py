@@ -84,6 +84,8 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
         digits["heldout_dir"],
         "--tuned",
         tuned,
+        "--batch",
+        "1,4",  # the peers (and the tuned engine) at other batch sizes too
         *FAST,
         "--work-dir",
         tmp_path / "work",
@@ -96,8 +98,11 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
     ours = [
         r
         for r in again["rows"]
-        if r["backend"] == "ort" and r["quantizer"] == record["choice"]["quantizer"]
+        if r["backend"] == "ort"
+        and r["quantizer"] == record["choice"]["quantizer"]
+        and r["batch"] == record["choice"]["batch"]
     ]
+    assert {r["batch"] for r in again["rows"]} == {1, 4}
     assert len(ours) == 1 and ours[0]["batch"] == record["choice"]["batch"]
     assert ours[0]["streams"] == record["choice"]["streams"] and ours[0]["mode"] == "throughput"
     assert {r["backend"] for r in again["rows"]} >= {"ort", "ort-direct"}
