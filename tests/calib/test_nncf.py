@@ -15,7 +15,7 @@ from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.registry import get_backend
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
-pytestmark = pytest.mark.nncf
+pytestmark = pytest.mark.nncf  # real nncf.quantize (the last test fakes its absence)
 
 
 @pytest.fixture(scope="module")
@@ -108,3 +108,14 @@ def test_route_mismatch_and_missing_artifact_are_clear(cli, digits, nncf_model, 
         BuildOptions(precision="fp16", quantizer="nncf")
     wrong = cli("calibrate", nncf_model, "--quantizer", "nncf", "--target", "tensorrt")
     assert wrong.exit_code == 2 and "CPU form only" in wrong.stderr
+
+
+def test_missing_nncf_names_the_extra_and_writes_nothing(cli, nncf_model, monkeypatch, tmp_path):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "nncf", None)  # what Python does when it is not installed
+    out = tmp_path / "never.onnx"
+    result = cli("calibrate", nncf_model, "--quantizer", "nncf", "-o", out)
+    assert result.exit_code == 1
+    assert "nncf is not installed" in result.stderr and "alexnet-deploy[nncf]" in result.stderr
+    assert not out.exists()
