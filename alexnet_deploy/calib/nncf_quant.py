@@ -73,6 +73,11 @@ def quantize_nncf(
     info = read_artifact(model_path)
     _check_input_model(info)
     out = Path(output) if output else nncf_output(model_path)
+    if out.resolve() == model_path.resolve():
+        raise UsageError(
+            f"output {out} is the input model",
+            hint="choose another -o; the FP32 model is never overwritten",
+        )
     prepare_output(out, force=force, what="INT8 model")
 
     progress("loading calibration data")

@@ -108,6 +108,10 @@ def test_route_mismatch_and_missing_artifact_are_clear(cli, digits, nncf_model, 
         BuildOptions(precision="fp16", quantizer="nncf")
     wrong = cli("calibrate", nncf_model, "--quantizer", "nncf", "--target", "tensorrt")
     assert wrong.exit_code == 2 and "CPU form only" in wrong.stderr
+    before = nncf_model.read_bytes()
+    onto = cli("calibrate", nncf_model, "--quantizer", "nncf", "-o", nncf_model, "--force")
+    assert onto.exit_code == 2 and "is the input model" in onto.stderr
+    assert nncf_model.read_bytes() == before
 
 
 def test_missing_nncf_names_the_extra_and_writes_nothing(cli, nncf_model, monkeypatch, tmp_path):
