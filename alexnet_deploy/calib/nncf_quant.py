@@ -9,8 +9,10 @@ the same fidelity budget against FP32 on the same held-out images.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import logging
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -92,7 +94,11 @@ def quantize_nncf(
     name = info.input.name
     dataset = nncf.Dataset(list(data.calib.images), lambda image: {name: image[None]})
     try:
-        quantized = nncf.quantize(onnx.load(str(model_path)), dataset, subset_size=len(data.calib))
+        # NNCF draws its progress bars on stdout; progress belongs on stderr (stdout is results)
+        with contextlib.redirect_stdout(sys.stderr):
+            quantized = nncf.quantize(
+                onnx.load(str(model_path)), dataset, subset_size=len(data.calib)
+            )
     except Exception as err:  # NNCF raises its own and onnx/ORT errors
         raise AlexnetDeployError(
             f"nncf.quantize failed on {model_path}: {str(err).splitlines()[0]}"
