@@ -22,7 +22,7 @@ from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.calib.data import CalibrationData
 from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
-from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file
+from alexnet_deploy.fileio import atomic_path, sha256_file
 
 Progress = Callable[[str], None]
 
@@ -64,7 +64,12 @@ def quantize_nncf(
     drops more than ``max_top1_drop`` points on real data with trained weights."""
     import onnx
 
-    from alexnet_deploy.calib.pipeline import _artifact_metadata, _budget_policy, _check_input_model
+    from alexnet_deploy.calib.pipeline import (
+        _artifact_metadata,
+        _budget_policy,
+        _check_input_model,
+        prepare_artifact_output,
+    )
 
     reason = nncf_missing()
     if reason:
@@ -75,12 +80,7 @@ def quantize_nncf(
     info = read_artifact(model_path)
     _check_input_model(info)
     out = Path(output) if output else nncf_output(model_path)
-    if out.resolve() == model_path.resolve():
-        raise UsageError(
-            f"output {out} is the input model",
-            hint="choose another -o; the FP32 model is never overwritten",
-        )
-    prepare_output(out, force=force, what="INT8 model")
+    prepare_artifact_output(out, model_path, force=force, what="INT8 model")
 
     progress("loading calibration data")
     data = request.load(info)

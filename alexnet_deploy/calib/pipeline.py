@@ -152,6 +152,16 @@ def resolve_outputs(
     return paths
 
 
+def prepare_artifact_output(out: Path, model_path: Path, *, force: bool, what: str) -> None:
+    """``prepare_output`` for an artifact made from ``model_path``: never the input itself."""
+    if Path(out).resolve() == Path(model_path).resolve():
+        raise UsageError(
+            f"output {out} is the input model",
+            hint="choose another -o; the FP32 model is never overwritten",
+        )
+    prepare_output(out, force=force, what=what)
+
+
 def _artifact_metadata(model, values: dict[str, str]) -> None:
     existing = {p.key: p for p in model.metadata_props}
     for key, value in values.items():
@@ -370,12 +380,7 @@ def convert_fp16(
     info = read_artifact(model_path)
     _check_input_model(info)
     out = Path(output) if output else model_path.with_name(f"{model_path.stem}.fp16.onnx")
-    if out.resolve() == model_path.resolve():
-        raise UsageError(
-            f"output {out} is the input model",
-            hint="choose another -o; the FP32 model is never overwritten",
-        )
-    prepare_output(out, force=force, what="FP16 model")
+    prepare_artifact_output(out, model_path, force=force, what="FP16 model")
     progress("loading evaluation data")
     data = load_held_out(
         request.data,
