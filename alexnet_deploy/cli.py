@@ -993,6 +993,7 @@ def tune(
         Constraint,
         choose,
         default_quantizers,
+        front_rows,
         save_tuned,
         tuned_record,
     )
@@ -1032,26 +1033,7 @@ def tune(
     tuned = choose(result.rows, constraint)
     import polars as pl
 
-    front = pl.DataFrame(
-        [
-            {
-                k: r.get(k)
-                for k in (
-                    "backend",
-                    "precision",
-                    "batch",
-                    "streams",
-                    "threads",
-                    "quantizer",
-                    "images_per_s",
-                    "p50_ms",
-                    "p99_ms",
-                    "top1_agreement",
-                )
-            }
-            for r in tuned.front
-        ]
-    )
+    front = pl.DataFrame(front_rows(tuned))
     out_console.print(rich_table(front, title="Pareto front: throughput against p99"))
     path = save_tuned(
         tuned_record(tuned, constraint, Path(report["model"]["path"]), paths["json"]),

@@ -246,7 +246,10 @@ def run_matrix(
         for b in config.matrix.batches
     }
 
+    finished: set[Case] = set()
+
     def finish(case: Case) -> None:
+        finished.add(case)
         row = {**case.key(), "status": "ok", "reason": ""}
         run = runs[case]
         if case in failures:
@@ -294,10 +297,8 @@ def run_matrix(
                     finish(case)
     except KeyboardInterrupt:
         result.interrupted = True
-        case_keys = tuple(Case("", "", 0, "", None, None).key())
-        done = {tuple(r[k] for k in case_keys) for r in result.rows}
         for case in cases:
-            if tuple(case.key().values()) not in done:
+            if case not in finished:
                 finish(case)
     return result
 

@@ -79,6 +79,25 @@ def choose(rows: list[dict], constraint: Constraint) -> TuneResult:
     return TuneResult(rows, front, chosen, rejected)
 
 
+# what a point of the Pareto front shows, in the terminal and in the saved choice
+FRONT_COLUMNS = (
+    "backend",
+    "precision",
+    "batch",
+    "streams",
+    "threads",
+    "quantizer",
+    "images_per_s",
+    "p50_ms",
+    "p99_ms",
+    "top1_agreement",
+)
+
+
+def front_rows(result: TuneResult) -> list[dict]:
+    return [{k: r.get(k) for k in FRONT_COLUMNS} for r in result.front]
+
+
 def tuned_record(
     result: TuneResult, constraint: Constraint, model: Path, report_path: Path | None
 ) -> dict:
@@ -101,22 +120,7 @@ def tuned_record(
             k: c.get(k)
             for k in ("images_per_s", "p50_ms", "p99_ms", "top1_agreement", "centered_cosine")
         },
-        "front": [
-            {
-                k: r.get(k)
-                for k in (
-                    "backend",
-                    "precision",
-                    "batch",
-                    "streams",
-                    "threads",
-                    "quantizer",
-                    "images_per_s",
-                    "p99_ms",
-                )
-            }
-            for r in result.front
-        ],
+        "front": front_rows(result),
         "report": None if report_path is None else str(report_path),
     }
 
