@@ -178,11 +178,6 @@ class MethodChoice(str, Enum):
     auto = "auto"
 
 
-class TargetChoice(str, Enum):
-    tensorrt = "tensorrt"
-    cpu = "cpu"
-
-
 DataOpt = Annotated[
     str,
     typer.Option(
@@ -274,8 +269,13 @@ def calibrate(
         ),
     ] = MethodChoice.minmax,
     target: Annotated[
-        list[TargetChoice] | None,
-        typer.Option("--target", help="INT8 form(s) to write (default: both)."),
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="INT8 form(s) to write (default: both): tensorrt; cpu (the form for this CPU's "
+            "instruction set); cpu-vnni, cpu-avx512, cpu-avx2, cpu-arm64 or cpu-portable (another "
+            "class's). 'alexnet-deploy doctor' shows this CPU's class.",
+        ),
     ] = None,
     calib_size: Annotated[
         int | None,
@@ -327,7 +327,7 @@ def calibrate(
         _calibrate_nncf(model, request, target, method, output, max_top1_drop, force)
         return
     methods = METHODS if method is MethodChoice.auto else (method.value,)
-    targets = tuple(t.value for t in target) if target else TARGETS
+    targets = tuple(target) if target else TARGETS
     with err_console.status("calibrating") as status:
         report = run_calibration(
             model,
@@ -352,7 +352,7 @@ def _calibrate_nncf(model, request, target, method, output, max_top1_drop, force
     from alexnet_deploy.calib.nncf_quant import quantize_nncf
     from alexnet_deploy.errors import UsageError
 
-    if target and [t.value for t in target] != ["cpu"]:
+    if target and list(target) != ["cpu"]:
         raise UsageError("--quantizer nncf writes the CPU form only", hint="drop --target")
     if method is not MethodChoice.minmax:
         raise UsageError("--method applies to --quantizer qdq; NNCF picks its own ranges")
@@ -405,10 +405,19 @@ def _print_calibration(report) -> None:
         "max_abs_error": "max err",
         "top1_drop_points": "drop pts",
         "within_budget": "ok",
+        "judged_on": "judged on",
         "calibration_seconds": "calib s",
     }
     frame = pl.DataFrame(report.rows()).select(list(short)).rename(short)
     out_console.print(rich_table(frame, title=f"INT8 fidelity against FP32 ({report.model.name})"))
+    for c in report.candidates:
+        if c.selected:
+            figures = ", ".join(f"{basis} {f.top1_agreement:.4f}" for basis, f in c.figures.items())
+            out_console.print(
+                f"{c.target}: top-1 agreement {figures} (budget judged on {c.basis})",
+                highlight=False,
+                soft_wrap=True,
+            )
     out_console.print(_data_label(report.data), highlight=False)
     if any(r["entropy_equals_minmax"] for r in report.rows()):
         err_console.print(
@@ -469,7 +478,9 @@ def fp16(
         )
     row = {
         "precision": "fp16",
+        "judged_on": "ort",
         **report.fidelity.as_dict(),
+        "emulated_top1_agreement": report.emulated.top1_agreement,
         "convert_seconds": report.convert_seconds,
     }
     out_console.print(

@@ -79,10 +79,11 @@ DEFAULT_MAX_BATCH = 64
 
 # Per-precision agreement with the FP32 reference that the engines' parity check demands:
 # (max |diff| relative to max |FP32 logit|, minimum top-1 agreement, minimum centered cosine).
+# INT8 has no fixed tolerance: its kernels differ between CPU classes, so an INT8 engine is held
+# to its artifact's emulated figure less the calibration budget (tests/engines/test_parity.py).
 PARITY_TOLERANCE = {
     "fp32": (1e-4, 1.0, 0.99999),
     "fp16": (2e-2, 0.99, 0.999),
-    "int8": (None, 0.97, 0.99),
 }
 
 # Where built engines live: WORK_DIR/engines/<backend>-<precision>-<artifact sha>-<options>/.

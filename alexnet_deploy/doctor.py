@@ -45,6 +45,16 @@ def _gpu() -> Check:
     return Check("gpu", "ok", text)
 
 
+def _int8_class() -> Check:
+    from alexnet_deploy.calib.int8 import CPU_FORMS
+    from alexnet_deploy.cpu_isa import this_cpu
+
+    isa = this_cpu()
+    form = CPU_FORMS[isa.name].describe()
+    status = "ok" if isa.name != "portable" else "unavailable"
+    return Check("cpu int8 class", status, f"{isa.name} ({isa.reason}); --target cpu writes {form}")
+
+
 def run_checks() -> list[Check]:
     cpu = sysinfo.cpu_info()
     features = ", ".join(
@@ -55,6 +65,7 @@ def run_checks() -> list[Check]:
         Check("os", "ok", platform.platform()),
         Check("cpu", "ok", f"{cpu['model']}, {cpu['logical_cores']} logical cores"),
         Check("cpu features", "ok", features),
+        _int8_class(),
         _import_check("torch", "torch", ("torch",), "dev"),
         _import_check("onnx", "onnx", ("onnx",), "dev"),
         _import_check("onnxruntime", "onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "dev"),

@@ -48,11 +48,13 @@ def git_commit(cwd: Path | None = None) -> str | None:
 
 def environment() -> dict:
     from alexnet_deploy import __version__
+    from alexnet_deploy.cpu_isa import this_cpu
 
     cpu = sysinfo.cpu_info()
     return {
         "cpu": cpu["model"],
         "cpu_features": cpu["features"],
+        "cpu_isa": this_cpu().name,  # the int8 instruction-set class (alexnet_deploy.cpu_isa)
         "logical_cores": cpu["logical_cores"],
         "memory_bytes": sysinfo.memory_bytes(),
         "os": platform.platform(),

@@ -250,6 +250,8 @@ def run_bench(
             "sha256": sha256_file(model),
             "variant": meta.get("variant"),
             "weights": meta.get("weights"),
+            "data": request.data,  # calibration and fidelity images: gate --run reuses them
+            "seed": request.seed,
         },
         "stages": stages,
         "ceilings": None if ceilings is None else ceilings.__dict__,

@@ -30,6 +30,22 @@ TERMINAL_COLUMNS = {
 }
 
 
+def describe_ceilings(c: dict) -> str:
+    """One line: the peaks (and what they come from), the best measured kernels, bandwidth."""
+    if "clock_ghz" not in c:  # reports from before peaks came from the instruction set
+        return (
+            f"measured FP32 {c['fp32_gflops']:.0f} GFLOP/s, INT8 {c['int8_gops']:.0f} GOP/s, "
+            f"copy bandwidth {c['bandwidth_gbs']:.1f} GB/s"
+        )
+    llc = f", last-level cache {c['llc_bytes'] / 2**20:.0f} MiB" if c.get("llc_bytes") else ""
+    return (
+        f"peak FP32 {c['fp32_gflops']:.0f} GFLOP/s, INT8 {c['int8_gops']:.0f} GOP/s "
+        f"({c['cores']} cores x {c['clock_ghz']:.2f} GHz {c['clock_source']} x {c['isa']}); "
+        f"best measured kernel FP32 {c['fp32_kernel_gflops']:.0f} GFLOP/s, INT8 "
+        f"{c['int8_kernel_gops']:.0f} GOP/s; copy bandwidth {c['bandwidth_gbs']:.1f} GB/s{llc}"
+    )
+
+
 def _clean(value):
     if isinstance(value, float) and (math.isnan(value) or math.isinf(value)):
         return None
@@ -69,10 +85,7 @@ def markdown(report: dict, frame) -> str:
     ]
     if report.get("ceilings"):
         c = report["ceilings"]
-        lines.append(
-            f"- measured ceilings: FP32 {c['fp32_gflops']:.0f} GFLOP/s, INT8 {c['int8_gops']:.0f} GOP/s, "
-            f"copy bandwidth {c['bandwidth_gbs']:.1f} GB/s"
-        )
+        lines.append(f"- ceilings: {describe_ceilings(c)}")
     lines.append(f"- fidelity inputs: {report.get('fidelity_source')}")
     lines += [
         "",

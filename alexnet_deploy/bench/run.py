@@ -91,10 +91,24 @@ def supported(case: Case) -> str | None:
 
 
 class FidelityProbe:
-    """Fixed real inputs and their FP32 logits, computed once per run."""
+    """Fixed real inputs and their FP32 logits, computed once per run. A row's fidelity is
+    as executed by its engine on this CPU; beside it, a reduced-precision artifact's emulated
+    figure (what the file means, the same on every CPU), computed once per artifact."""
 
     def __init__(self, images: np.ndarray, reference: np.ndarray, source: str) -> None:
         self.images, self.reference, self.source = images, reference, source
+        self._emulated: dict[str, float] = {}
+
+    def emulated(self, artifact: Path, max_batch: int) -> dict:
+        from alexnet_deploy.artifact import read_artifact
+        from alexnet_deploy.calib.fidelity import ort_logits
+
+        key = str(artifact)
+        if key not in self._emulated:
+            name = read_artifact(artifact).input.name
+            logits = ort_logits(artifact, name, self.images, max_batch, emulated=True)
+            self._emulated[key] = compare_logits(self.reference, logits).top1_agreement
+        return {"emulated_top1_agreement": self._emulated[key]}
 
     def of(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int) -> dict:
         chunks = [
@@ -106,6 +120,7 @@ class FidelityProbe:
             "centered_cosine": f.centered_cosine,
             "fidelity_samples": f.samples,
             "fidelity_source": self.source,
+            "fidelity_basis": "as-executed",
         }
 
 
@@ -281,6 +296,8 @@ def run_matrix(
                     with run.workers() as workers:
                         if "top1_agreement" not in run.info:  # fidelity: outside the timed region
                             run.info.update(probe.of(workers[0], run.max_batch))
+                            if case.precision != "fp32" and case.backend != TRITON:
+                                run.info.update(probe.emulated(run.artifact, run.max_batch))
                         m = _measure(case, workers, batches[case.batch], config, seed + round_index)
                     run.measurements.append(m)
                     result.samples.extend(

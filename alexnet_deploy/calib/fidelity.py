@@ -3,6 +3,15 @@
 Centered cosine: the cosine of each sample's logits after subtracting their mean, averaged. An
 untrained network gives nearly constant logits, so the raw cosine is about 1 whatever the error;
 centering removes that shared offset.
+
+Two kinds of figure, because the same Q/DQ file gives different logits on different kernels:
+
+* ``emulated``: what the file *means*: quantize, dequantize, compute in float (ONNX Runtime with
+  every graph optimization off, so no Q/DQ pair is fused into an integer kernel). TensorRT
+  and any exact int8 kernel compute this, up to accumulation order. It is the same on every CPU.
+* as-executed (``ort``, ``openvino``): what a runtime's CPU kernels give on *this* machine
+  (ONNX Runtime's default optimizations; OpenVINO with the engines' f32 inference precision).
+  On x86 without VNNI, u8 x s8 kernels saturate, and these figures move with the CPU class.
 """
 
 from __future__ import annotations
@@ -81,16 +90,79 @@ def compare_logits(
     )
 
 
+EMULATED = "emulated"
+AS_EXECUTED = ("ort", "openvino")
+BASES = (EMULATED, *AS_EXECUTED)
+
+
 def ort_logits(
-    model_path, input_name: str, images: np.ndarray, batch_size: int, output: str | None = None
+    model_path,
+    input_name: str,
+    images: np.ndarray,
+    batch_size: int,
+    output: str | None = None,
+    *,
+    emulated: bool = False,
 ) -> np.ndarray:
-    """Logits of ``images`` through an ONNX Runtime CPU session, in batches."""
+    """Logits of ``images`` through an ONNX Runtime CPU session, in batches. ``emulated``:
+    every graph optimization off, so Q/DQ nodes run as written (float compute)."""
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(model_path), providers=["CPUExecutionProvider"])
+    options = ort.SessionOptions()
+    if emulated:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
     name = output or session.get_outputs()[0].name
     chunks = [
         session.run([name], {input_name: images[i : i + batch_size]})[0]
         for i in range(0, len(images), batch_size)
     ]
     return np.concatenate(chunks)
+
+
+def openvino_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("openvino") is not None
+
+
+def openvino_logits(model_path, images: np.ndarray, batch_size: int) -> np.ndarray:
+    """Logits through OpenVINO's CPU plugin as the engines compile it (f32 inference
+    precision: OpenVINO otherwise picks bf16 where the CPU has it)."""
+    import openvino as ov
+
+    compiled = ov.Core().compile_model(str(model_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    request = compiled.create_infer_request()
+    chunks = [
+        np.array(request.infer([images[i : i + batch_size]])[compiled.output(0)])
+        for i in range(0, len(images), batch_size)
+    ]
+    return np.concatenate(chunks)
+
+
+def logits_on(
+    basis: str, model_path, input_name: str, images: np.ndarray, batch_size: int
+) -> np.ndarray:
+    """Logits of ``model_path`` on one basis of :data:`BASES`."""
+    if basis == "openvino":
+        return openvino_logits(model_path, images, batch_size)
+    return ort_logits(model_path, input_name, images, batch_size, emulated=basis == EMULATED)
+
+
+def fidelity_by_basis(
+    model_path,
+    input_name: str,
+    images: np.ndarray,
+    batch_size: int,
+    reference: np.ndarray,
+    labels: np.ndarray | None = None,
+    bases: tuple[str, ...] = BASES,
+) -> dict[str, Fidelity]:
+    """The artifact's fidelity against ``reference`` on each basis this machine can run."""
+    runnable = [b for b in bases if b != "openvino" or openvino_available()]
+    return {
+        basis: compare_logits(
+            reference, logits_on(basis, model_path, input_name, images, batch_size), labels
+        )
+        for basis in runnable
+    }

@@ -4,9 +4,15 @@
   symmetric INT8 activations and weights (every zero point 0), per-channel weights, biases
   left in float (the parser's DequantizeLinear takes INT8, not the INT32 of quantized biases),
   Q/DQ only in front of the ops TensorRT fuses with.
-* ``cpu``: the form ONNX Runtime and OpenVINO run fastest on x86 with VNNI: asymmetric UINT8
-  activations (ReLU outputs use all 256 levels), symmetric per-channel INT8 weights. The choice
-  is measured, see docs/calibration.md.
+* ``cpu``: the form for this machine's instruction-set class (alexnet_deploy.cpu_isa);
+  ``cpu-<class>`` asks for another class's. Every class gets asymmetric UINT8 activations
+  (ReLU outputs use all 256 levels) and symmetric per-channel INT8 weights, the form ONNX
+  Runtime and OpenVINO ran fastest and most faithfully on VNNI (docs/calibration.md). Classes
+  whose u8 x s8 kernels saturate 16-bit sums (x86 without VNNI) and the portable form add
+  reduce-range (7-bit weights), as ONNX Runtime's quantization guide prescribes for them.
+
+The file of every CPU class is ``STEM.int8-cpu.onnx``; its metadata records the class
+(``int8_isa``), so a consumer on another class can say what that costs.
 """
 
 from __future__ import annotations
@@ -32,12 +38,16 @@ class Int8Recipe:
     quantize_bias: bool
     op_types: tuple[str, ...] | None  # None: every op ONNX Runtime's QDQ quantizer supports
     extra: dict = field(default_factory=dict)
+    isa: str | None = None  # the CPU class a CPU form is for (None: not a CPU form)
 
     def describe(self) -> str:
         act = f"{'symmetric' if self.activation_symmetric else 'asymmetric'} {self.activation_type[1:].lower()} activations"
         wts = f"{'per-channel' if self.per_channel else 'per-tensor'} {'symmetric' if self.weight_symmetric else 'asymmetric'} {self.weight_type[1:].lower()} weights"
         bias = "INT32 biases" if self.quantize_bias else "float biases"
-        return f"{act}, {wts}, {bias}"
+        text = f"{act}, {wts}, {bias}"
+        if self.reduce_range:
+            text += ", reduce-range (7-bit weights)"
+        return text + (f"; for {self.isa} CPUs" if self.isa else "")
 
 
 RECIPES = {
@@ -62,12 +72,25 @@ RECIPES = {
         weight_symmetric=True,
         quantize_bias=True,
         op_types=None,
+        isa="vnni",
     ),
 }
-TARGETS = tuple(RECIPES)
+
+# The CPU form per instruction-set class: no saturation (VNNI, ARM dot products) keeps 8-bit
+# weights; saturating u8 x s8 kernels (x86 AVX2/AVX-512 without VNNI) and the portable form
+# take reduce-range, the fix ONNX Runtime's guide names for exactly those machines.
+CPU_FORMS = {
+    "vnni": RECIPES["cpu"],
+    "arm64": replace(RECIPES["cpu"], isa="arm64"),
+    "avx512": replace(RECIPES["cpu"], reduce_range=True, isa="avx512"),
+    "avx2": replace(RECIPES["cpu"], reduce_range=True, isa="avx2"),
+    "portable": replace(RECIPES["cpu"], reduce_range=True, isa="portable"),
+}
+TARGETS = tuple(RECIPES)  # what calibrate writes by default: one file per kind
+KNOWN_TARGETS = (*TARGETS, *(f"cpu-{isa}" for isa in CPU_FORMS))
 
 # The CPU-form alternatives that were measured against each other (docs/calibration.md,
-# scripts/int8-cpu-forms); RECIPES["cpu"] is the one that won.
+# scripts/int8-cpu-forms); RECIPES["cpu"] is the one that won on VNNI.
 CPU_FORM_CANDIDATES = {
     "u8 asym act, s8 sym per-channel": RECIPES["cpu"],
     "s8 sym act, s8 sym per-channel": replace(
@@ -76,6 +99,54 @@ CPU_FORM_CANDIDATES = {
     "u8 asym act, s8 per-channel, reduce-range": replace(RECIPES["cpu"], reduce_range=True),
     "u8 asym act, s8 sym per-tensor": replace(RECIPES["cpu"], per_channel=False),
 }
+
+
+def resolve_target(name: str, machine_isa: str) -> tuple[str, Int8Recipe]:
+    """``(kind, recipe)`` for a ``--target``: kind is the file's form (``tensorrt`` or
+    ``cpu``); ``cpu`` means this machine's class, ``cpu-<class>`` another one's."""
+    from alexnet_deploy.errors import UsageError
+
+    if name == "tensorrt":
+        return "tensorrt", RECIPES["tensorrt"]
+    isa = machine_isa if name == "cpu" else name.removeprefix("cpu-")
+    if not name.startswith("cpu") or isa not in CPU_FORMS:
+        raise UsageError(
+            f"unknown --target {name!r}",
+            hint=f"choose from: {', '.join(KNOWN_TARGETS)} (this machine: cpu = cpu-{machine_isa})",
+        )
+    return "cpu", CPU_FORMS[isa]
+
+
+def artifact_isa(metadata: dict[str, str]) -> str | None:
+    """The CPU class an INT8 artifact's CPU form was made for (None: not a CPU form). Files
+    from before the class was recorded carry the VNNI form, the only CPU form then."""
+    if metadata.get("precision") != "int8" or metadata.get("int8_target") != "cpu":
+        return None
+    if metadata.get("int8_quantizer", "qdq") != "qdq":
+        return None  # another quantizer's form (NNCF's): not one of these recipes
+    return metadata.get("int8_isa", "vnni")
+
+
+def isa_mismatch(metadata: dict[str, str], machine_isa: str, model: str = "MODEL") -> str | None:
+    """What running this INT8 CPU artifact on a ``machine_isa`` CPU costs, with the fix; None
+    when its form is this class's (or it is not a CPU form)."""
+    made_for = artifact_isa(metadata)
+    if made_for is None or made_for not in CPU_FORMS:
+        return None
+    if CPU_FORMS[made_for].reduce_range == CPU_FORMS[machine_isa].reduce_range:
+        return None
+    fix = f"recalibrate here ('alexnet-deploy calibrate {model} --force') or pass --target cpu-{machine_isa}"
+    if CPU_FORMS[machine_isa].reduce_range:
+        return (
+            f"the INT8 CPU form was calibrated for {made_for} CPUs; this CPU ({machine_isa}) "
+            "sums u8 x s8 products in saturating 16-bit integers, so its logits can differ from "
+            f"what the file means (unfaithful): {fix}"
+        )
+    return (
+        f"the INT8 CPU form was calibrated for {made_for} CPUs (7-bit weights against "
+        f"saturation); this CPU ({machine_isa}) does not saturate and loses precision for "
+        f"nothing: {fix}"
+    )
 
 
 def quantize_to_file(model_path: Path, ranges: Ranges, recipe: Int8Recipe, out: Path) -> Path:

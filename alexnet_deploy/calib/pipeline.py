@@ -18,8 +18,16 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import ArtifactInfo, read_artifact
 from alexnet_deploy.calib.config import CalibrationConfig
 from alexnet_deploy.calib.data import CalibrationData, load_calibration_data, load_held_out
-from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
-from alexnet_deploy.calib.int8 import RECIPES, TARGETS, quantize_to_file
+from alexnet_deploy.calib.fidelity import (
+    BASES,
+    EMULATED,
+    Fidelity,
+    compare_logits,
+    fidelity_by_basis,
+    logits_on,
+    ort_logits,
+)
+from alexnet_deploy.calib.int8 import TARGETS, Int8Recipe, quantize_to_file, resolve_target
 from alexnet_deploy.calib.ranges import Ranges, collect_ranges
 from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
 from alexnet_deploy.calib.trt_cache import write_trt_cache
@@ -65,12 +73,14 @@ class DataRequest:
 class Candidate:
     method: str
     target: str
-    fidelity: Fidelity
+    fidelity: Fidelity  # on the basis that judges this target (``basis``)
     calibration_seconds: float
     cached: bool
     collapsed_to_minmax: bool
+    basis: str = EMULATED
     selected: bool = False
     within_budget: bool = True
+    figures: dict[str, Fidelity] = field(default_factory=dict)  # every basis, selected only
 
 
 @dataclass
@@ -84,10 +94,6 @@ class CalibrationReport:
     budget_enforced: bool = True
     budget_note: str = ""
     failures: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return not self.failures
 
     def rows(self) -> list[dict]:
         rows = []
@@ -106,6 +112,15 @@ class CalibrationReport:
                     "max_abs_error": f.max_abs_error,
                     "top1_drop_points": f.top1_drop_points(),
                     "within_budget": c.within_budget,
+                    "judged_on": c.basis,
+                    **{
+                        f"{basis}_{key}": getattr(fig, attr)
+                        for basis, fig in c.figures.items()
+                        for key, attr in (
+                            ("top1", "top1_accuracy"),
+                            ("agreement", "top1_agreement"),
+                        )
+                    },
                     "calibration_seconds": c.calibration_seconds,
                     "ranges_cached": c.cached,
                     "entropy_equals_minmax": c.collapsed_to_minmax,
@@ -186,10 +201,26 @@ def _budget_policy(info: ArtifactInfo, data: CalibrationData) -> tuple[bool, str
     return True, ""
 
 
+def _cpu_model() -> str:
+    from alexnet_deploy.sysinfo import cpu_info
+
+    return str(cpu_info()["model"])
+
+
 def _pick(candidates: list[Candidate]) -> Candidate:
     """Most faithful to FP32: top-1 agreement, then centered cosine. (Not accuracy: an INT8
     model that beats FP32 on a small held-out set is noise, not fidelity.)"""
     return max(candidates, key=lambda c: (c.fidelity.top1_agreement, c.fidelity.centered_cosine))
+
+
+def judging_basis(kind: str, recipe: Int8Recipe, machine_isa: str) -> str:
+    """The figure that decides a form's budget. TensorRT's form: the emulated one (TensorRT
+    computes what the file means, not what this CPU's int8 kernels give). A CPU form for this
+    machine's class: ONNX Runtime as executed here, the embedded default runtime. A CPU form
+    for another class: emulated, the only figure this machine can give for that class."""
+    if kind == "cpu" and recipe.isa == machine_isa:
+        return "ort"
+    return EMULATED
 
 
 def calibrate(
@@ -208,13 +239,28 @@ def calibrate(
     """Calibrate once per method, quantize per target, keep the most faithful method per target."""
     import onnx
 
+    from alexnet_deploy.cpu_isa import this_cpu
+
     for method in methods:
         CalibrationConfig.named(method)
-    for target in targets:
-        if target not in RECIPES:
+    machine = this_cpu()
+    recipes: dict[str, Int8Recipe] = {}
+    for name in targets:
+        kind, recipe = resolve_target(name, machine.name)
+        if kind in recipes and recipes[kind] != recipe:
             raise UsageError(
-                f"unknown target {target!r}", hint=f"choose from: {', '.join(TARGETS)}"
+                f"--target {name} asks for a second {kind} form; one file holds one form",
+                hint="calibrate once per CPU class (each run writes STEM.int8-cpu.onnx)",
             )
+        recipes[kind] = recipe
+    targets = tuple(recipes)
+    if "cpu" in recipes and machine.name == "portable":
+        log.warning(
+            "CPU feature detection found no int8 class it knows (%s): writing the portable CPU "
+            "form (reduce-range), faithful on every kernel",
+            machine.reason,
+        )
+    bases = {t: judging_basis(t, r, machine.name) for t, r in recipes.items()}
     if max_top1_drop < 0:
         raise UsageError(f"--max-top1-drop must be >= 0, got {max_top1_drop}")
     model_path = Path(model_path)
@@ -263,8 +309,10 @@ def calibrate(
             for target in targets:
                 progress(f"quantizing: {method} -> {target}")
                 tmp = scratch / f"{model_path.stem}.{method}.{target}.onnx"
-                quantize_to_file(model_path, ranges, RECIPES[target], tmp)
-                logits = ort_logits(tmp, info.input.name, data.eval.images, request.batch_size)
+                quantize_to_file(model_path, ranges, recipes[target], tmp)
+                logits = logits_on(
+                    bases[target], tmp, info.input.name, data.eval.images, request.batch_size
+                )
                 candidates.append(
                     Candidate(
                         method,
@@ -273,6 +321,7 @@ def calibrate(
                         ranges.seconds,
                         ranges.cached,
                         ranges.collapsed_to_minmax,
+                        basis=bases[target],
                     )
                 )
                 written[(method, target)] = tmp
@@ -286,23 +335,38 @@ def calibrate(
         for target in targets:
             best = _pick([c for c in candidates if c.target == target])
             best.selected = True
+            progress(f"{target}: fidelity emulated and as executed on this CPU")
+            best.figures = {
+                best.basis: best.fidelity,
+                **fidelity_by_basis(
+                    written[(best.method, target)],
+                    info.input.name,
+                    data.eval.images,
+                    request.batch_size,
+                    reference,
+                    labels,
+                    bases=tuple(b for b in BASES if b != best.basis),
+                ),
+            }
             if enforced and not best.within_budget:
                 report.failures.append(
                     f"{target}: top-1 drops {best.fidelity.top1_drop_points():.2f} points against FP32 "
-                    f"(budget {max_top1_drop:g}) with the best method, {best.method}"
+                    f"(budget {max_top1_drop:g}, {best.basis} figure) with the best method, {best.method}"
                 )
                 continue
             progress(f"writing {outputs[target].name}")
             proto = onnx.load(str(written[(best.method, target)]))
             if target == "tensorrt":
                 check_tensorrt_qdq(proto)
-            recipe = RECIPES[target]
+            recipe = recipes[target]
             _artifact_metadata(
                 proto,
                 {
                     "precision": "int8",
                     "int8_target": target,
+                    **({"int8_isa": recipe.isa} if recipe.isa else {}),
                     "int8_recipe": recipe.describe(),
+                    "fidelity_basis": best.basis,
                     "calibration_method": best.method,
                     "calibration_data": data.kind,
                     "calibration_data_key": data.key(),
@@ -333,7 +397,16 @@ def calibrate(
                 m: {**r.config.as_dict(), "ranges_cache": str(r.path), "seconds": r.seconds}
                 for m, r in ranges_by_method.items()
             },
-            "recipes": {t: RECIPES[t].describe() for t in targets},
+            "recipes": {t: recipes[t].describe() for t in targets},
+            "cpu": {**machine.as_dict(), "model": _cpu_model()},
+            "fidelity": {
+                c.target: {
+                    "judged_on": c.basis,
+                    "figures": {b: f.as_dict() for b, f in c.figures.items()},
+                }
+                for c in candidates
+                if c.selected
+            },
             "max_top1_drop": max_top1_drop,
             "budget_enforced": enforced,
             "budget_note": note,
@@ -359,6 +432,7 @@ class Fp16Report:
     budget_enforced: bool
     budget_note: str
     failures: list[str] = field(default_factory=list)
+    emulated: Fidelity | None = None  # FP16 storage, float compute: the same on every CPU
 
 
 def convert_fp16(
@@ -411,9 +485,13 @@ def convert_fp16(
         reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
         logits = ort_logits(candidate, info.input.name, data.eval.images, request.batch_size)
         fidelity = compare_logits(reference, logits, data.eval.labels)
+        emulated = ort_logits(
+            candidate, info.input.name, data.eval.images, request.batch_size, emulated=True
+        )
         report = Fp16Report(
             model_path, None, data, fidelity, C.FP16_KEEP_FP32_OPS, seconds, enforced, note
         )
+        report.emulated = compare_logits(reference, emulated, data.eval.labels)
         if enforced and fidelity.top1_drop_points() > max_top1_drop:
             report.failures.append(
                 f"fp16: top-1 drops {fidelity.top1_drop_points():.2f} points against FP32 (budget {max_top1_drop:g})"

@@ -8,6 +8,7 @@ holds the artifact's sha256 and the options' hash, so an unchanged build is reus
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -20,6 +21,8 @@ from alexnet_deploy.engines.registry import get_backend
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import sha256_file
+
+log = logging.getLogger(__name__)
 
 MAKES = {
     "fp16": "alexnet-deploy fp16 {model}",
@@ -137,6 +140,7 @@ def build_engine(
     )
     info = read_artifact(artifact)
     check_artifact_contract(info)
+    warn_isa_mismatch(info, model)
     digest = sha256_file(artifact)
     target = engine_dir(work_dir, backend_name, options.precision, digest, options)
     if target.is_dir() and not rebuild:
@@ -158,6 +162,22 @@ def build_engine(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return load_engine(target), False
+
+
+_warned: set[tuple[str, str]] = set()
+
+
+def warn_isa_mismatch(info: ArtifactInfo, model: Path) -> str | None:
+    """Warn (once per artifact and run) when an INT8 CPU form was made for another CPU class
+    than this one; return the warning."""
+    from alexnet_deploy.calib.int8 import isa_mismatch
+    from alexnet_deploy.cpu_isa import this_cpu
+
+    text = isa_mismatch(info.metadata, this_cpu().name, str(model))
+    if text and (str(info.path), text) not in _warned:
+        _warned.add((str(info.path), text))
+        log.warning("Warning: %s: %s", info.path.name, text)
+    return text
 
 
 def load_engine(directory: Path) -> Engine:

@@ -39,6 +39,8 @@ class Sidecar:
     machine: dict = field(default_factory=machine_fingerprint)
     build_seconds: float = 0.0
     details: dict = field(default_factory=dict)  # backend-specific facts (providers, hints, ...)
+    int8_isa: str | None = None  # the CPU class the artifact's INT8 CPU form was made for
+    cpu_isa: str | None = None  # the CPU class of the machine that built the engine
     schema: str = SCHEMA
 
     @classmethod
@@ -58,6 +60,9 @@ class Sidecar:
     ) -> Sidecar:
         """The sidecar of an engine just built from ``artifact`` (``info``: its ArtifactInfo).
         ``relative``: the engine file sits beside the sidecar (else its absolute path is kept)."""
+        from alexnet_deploy.calib.int8 import artifact_isa
+        from alexnet_deploy.cpu_isa import this_cpu
+
         artifact_sha = sha256_file(artifact)
         same = Path(engine_path).resolve() == Path(artifact).resolve()
         return cls(
@@ -75,6 +80,8 @@ class Sidecar:
             options=options.as_dict(),
             build_seconds=build_seconds,
             details=details,
+            int8_isa=artifact_isa(info.metadata),
+            cpu_isa=this_cpu().name,
         )
 
     def write(self, path: Path) -> Path:

@@ -57,13 +57,20 @@ def bench_baseline_now(base: LoadedReport, work_dir: Path) -> Path:
         quantizers=unique(2),
         batches=unique(3),
         modes=unique(4),
+        threads=unique(5),
+        streams=unique(6),
     )
     rules = MeasureRules(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}
     )
     out = Path(work_dir) / "reports" / "gate-run"
     run_bench(
-        ModelRequest(model=model),
+        ModelRequest(
+            model=model,
+            # the same fidelity images and seed as the baseline (older reports: the default)
+            data=data["model"].get("data", ModelRequest.data),
+            seed=data["model"].get("seed", ModelRequest.seed),
+        ),
         BenchConfig(matrix, rules),
         work_dir,
         out,

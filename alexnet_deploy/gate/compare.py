@@ -240,7 +240,7 @@ def compare_reports(
                     b_fid,
                     c_fid,
                     drop / 100,
-                    note=f"top-1 agreement drop {drop:+.1f} points (budget {thresholds.top1_budget_points:g})",
+                    note=f"top-1 agreement (as executed on each report's CPU) drop {drop:+.1f} points (budget {thresholds.top1_budget_points:g})",
                 )
             )
     if not result.comparable:

@@ -67,15 +67,35 @@ def ratio_baseline(report: LoadedReport, thresholds: dict[str, float] | None = N
     }
 
 
+def expected_ratios(baseline: LoadedReport, current: LoadedReport) -> tuple[dict, str]:
+    """The baseline ratios that apply to ``current``'s CPU class, and a line saying which."""
+    if not baseline.ratios and not baseline.ratios_by_isa:
+        computed = {n: {"value": e.ratio} for n, e in in_run_ratios(baseline).items()}
+        return computed, "ratio baseline: computed from the baseline report"
+    isa = next(iter(current.cpu_isas)) if len(current.cpu_isas) == 1 else None
+    if isa in baseline.ratios_by_isa:
+        return baseline.ratios_by_isa[isa]["ratios"], f"ratio baseline for CPU class {isa}"
+    if baseline.ratios_by_isa:
+        known = ", ".join(sorted(baseline.ratios_by_isa))
+        return (
+            baseline.ratios,
+            f"ratio baseline: no figures for CPU class {isa or 'mixed/unknown'} (have: {known}); "
+            "the floor that holds on every measured class applies",
+        )
+    return baseline.ratios, "ratio baseline: one set for every CPU class"
+
+
 def compare_ratios(
     baseline: LoadedReport, current: LoadedReport, default_threshold: float
 ) -> GateResult:
-    """``baseline`` is a ratio-baseline file or another bench report (its ratios are computed)."""
-    expected = baseline.ratios or {
-        n: {"value": e.ratio} for n, e in in_run_ratios(baseline).items()
-    }
+    """``baseline`` is a ratio-baseline file or another bench report (its ratios are computed).
+    A baseline file with ``by_isa`` holds one set per CPU instruction-set class (INT8 speed-ups
+    differ between classes): the current report's class picks its set, else the top-level
+    ``ratios`` apply (the floor that holds on every class measured)."""
+    expected, note = expected_ratios(baseline, current)
     measured = in_run_ratios(current)
     result = GateResult([])
+    result.notes.append(note)
     for name, spec in sorted(expected.items()):
         threshold = spec.get("threshold", default_threshold)
         if name not in measured:

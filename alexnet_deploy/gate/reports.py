@@ -36,6 +36,9 @@ class LoadedReport:
     # raw latency samples per configuration, one array per measured round (bench --repeat)
     samples: dict[tuple, list[np.ndarray]] = field(default_factory=dict)
     ratios: dict[str, dict] = field(default_factory=dict)  # in-run ratio baselines only
+    # ratio baselines per CPU instruction-set class (cpu_isa), where the file has them
+    ratios_by_isa: dict[str, dict] = field(default_factory=dict)
+    cpu_isas: set[str] = field(default_factory=set)  # of bench reports ("unknown" if older)
 
 
 def _read_json(path: Path) -> dict:
@@ -89,9 +92,11 @@ def load_report(path: Path) -> LoadedReport:
     for file in files:
         data = _read_json(file)
         if data.get("schema") == RATIO_SCHEMA:
-            loaded.ratios.update(data["ratios"])
+            loaded.ratios.update(data.get("ratios", {}))
+            loaded.ratios_by_isa.update(data.get("by_isa", {}))
             continue
         loaded.environment_keys.add(data.get("environment_key", "unknown"))
+        loaded.cpu_isas.add(data.get("environment", {}).get("cpu_isa", "unknown"))
         samples_file = file.with_name(SAMPLES)
         frame = pl.read_parquet(samples_file) if samples_file.is_file() else None
         for row in data.get("rows", []):

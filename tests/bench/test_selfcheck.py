@@ -23,8 +23,12 @@ def test_self_check_measures_both_comparisons(digits_artifacts):
     assert timing["rounds"] == 3 and timing["calls"] == 2000
     assert timing["tool_p50_ms"] > 0 and timing["process_ms"] > 0
     # the same session work timed two ways agrees to well within a factor of two (a broken
-    # subtraction, or timing the child's start-up, is off by far more on a sub-millisecond model)
-    assert abs(timing["difference"]) < 0.5, timing["text"]
+    # subtraction, or timing the child's start-up, is off by far more on a sub-millisecond model).
+    # Like with like: the child can only give a mean per call (total / calls), so it is held to
+    # the tool's mean over the same rounds; the p50 (the report's headline) drifts from a mean
+    # whenever the machine's other load gives the sub-millisecond calls a tail (-53.6% seen on
+    # a loaded AMD Zen 3), which says nothing about the harness.
+    assert abs(timing["mean_difference"]) < 0.5, timing["text"]
     assert timing["met"] == (abs(timing["difference"]) <= 0.05)
     assert "independent whole-process timing" in timing["text"]
 

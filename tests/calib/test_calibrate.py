@@ -59,11 +59,15 @@ def test_int8_keeps_top1_within_one_point(digits, calibrated):
         assert row["top1_drop_points"] <= 1.0 and row["within_budget"]
         assert row["centered_cosine"] > 0.99
     assert report["budget_enforced"] is True
-    # The same figure, recomputed here from the written artifact on the held-out PNGs.
+    # The judging figure, recomputed here from the written artifact on the held-out PNGs:
+    # TensorRT's form as the file means it (emulated), the CPU form as this CPU runs it.
     images, labels = digits["heldout_images"], digits["heldout_labels"]
     reference = ort_logits(digits["onnx"], "input", images, 64)
-    for target in ("tensorrt", "cpu"):
-        int8 = ort_logits(calibrated / f"digits.int8-{target}.onnx", "input", images, 64)
+    for target, emulated in (("tensorrt", True), ("cpu", False)):
+        assert rows[target]["judged_on"] == ("emulated" if emulated else "ort")
+        int8 = ort_logits(
+            calibrated / f"digits.int8-{target}.onnx", "input", images, 64, emulated=emulated
+        )
         fidelity = compare_logits(reference, int8, labels)
         assert fidelity.top1_drop_points() <= 1.0
 

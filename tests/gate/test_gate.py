@@ -67,9 +67,12 @@ def test_slowdown_fails_with_exit_1_and_outputs(reports, cli, tmp_path, monkeypa
     slow = _slow_down(reports / "a", tmp_path / "slow", 1.5)
     summary = tmp_path / "step-summary.md"
     monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    # the baseline is the run the slow copy was made from: a known 1.5x slowdown, whatever
+    # the machine's run-to-run noise between runs a and b (the gate's noise is measured by
+    # scripts/gate-evaluation, not here)
     result = cli(
         "gate",
-        reports / "b",
+        reports / "a",
         slow,
         "--json",
         tmp_path / "g.json",
@@ -261,10 +264,14 @@ def test_run_benches_the_baselines_configurations_now(reports, cli, tmp_path):
     )
     assert result.exit_code == 0, result.stdout + result.stderr
     rerun = json.loads((tmp_path / "w" / "reports" / "gate-run" / "bench-summary.json").read_text())
+    base = json.loads((reports / "a" / "bench-summary.json").read_text())
     assert sorted((r["backend"], r["precision"]) for r in rerun["rows"]) == sorted(
-        (r["backend"], r["precision"])
-        for r in json.loads((reports / "a" / "bench-summary.json").read_text())["rows"]
+        (r["backend"], r["precision"]) for r in base["rows"]
     )
+    # the same fidelity images (not the default photos) and every key of the matrix
+    assert rerun["fidelity_source"] == base["fidelity_source"]
+    for key in ("threads", "streams", "batches", "modes"):
+        assert rerun["config"]["matrix"][key] == base["config"]["matrix"][key]
 
 
 def test_aa_mode_reports_noise_and_a_derived_threshold(digits_model, cli, tmp_path):
@@ -286,3 +293,36 @@ def test_aa_mode_reports_noise_and_a_derived_threshold(digits_model, cli, tmp_pa
         and "derived threshold" in result.stdout
     )
     assert cli("gate", "--aa", "--trials", "1", "--model", digits_model).exit_code == 2
+
+
+def test_ratio_baseline_per_cpu_class(reports, cli, tmp_path):
+    """The current report's CPU class picks its own ratios; a class without figures falls back
+    to the top-level floor, and says so."""
+    from alexnet_deploy.cpu_isa import ISA_CLASSES, this_cpu
+
+    name = "int8_speedup ort int8 b4 latency"
+    here = this_cpu().name
+    other = next(c for c in ISA_CLASSES if c != here)
+
+    def baseline(by_isa: dict) -> str:
+        path = tmp_path / f"ratios-{len(by_isa)}-{next(iter(by_isa), 'none')}.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "schema": "alexnet-deploy/ratio-baseline/1",
+                    "ratios": {name: {"value": 0.01, "threshold": 0.5}},  # any INT8 path passes
+                    "by_isa": {
+                        isa: {"ratios": {name: {"value": 100.0, "threshold": 0.1}}}
+                        for isa in by_isa
+                    },
+                }
+            )
+        )
+        return path
+
+    strict = cli("gate", baseline({here: 1}), reports / "a")
+    assert strict.exit_code == 1, strict.stdout + strict.stderr
+    assert f"ratio baseline for CPU class {here}" in strict.stderr
+    fallback = cli("gate", baseline({other: 1}), reports / "a")
+    assert fallback.exit_code == 0, fallback.stdout + fallback.stderr
+    assert f"no figures for CPU class {here}" in fallback.stderr
