@@ -84,12 +84,34 @@ class CpuIsa:
         """(FP32 FLOPs, INT8 ops) per core per cycle, upper bounds (see PEAK_PER_CYCLE)."""
         return PEAK_PER_CYCLE[self.peak_key()]
 
+    def half_float_per_cycle(self) -> dict[str, int]:
+        """FLOPs per core per cycle of the 16-bit float paths this CPU has, upper bounds: a
+        runtime left to choose (OpenVINO on its own picks bf16 where the CPU has it) computes
+        there, above the FP32 peak. AMX tiles: 1024 products per cycle; AVX-512 BF16/FP16 and
+        ARM's BF16/FP16 vectors: twice the FP32 rate (ARM's BFMMLA: four times)."""
+        feats, fp32 = set(self.features), self.peak_per_cycle()[0]
+        paths = {}
+        if "amx_bf16" in feats:
+            paths["bf16"] = 2048
+        elif "avx512_bf16" in feats:
+            paths["bf16"] = 2 * fp32
+        elif "bf16" in feats:  # ARM64
+            paths["bf16"] = 4 * fp32
+        if "amx_fp16" in feats:
+            paths["fp16"] = 2048
+        elif "avx512_fp16" in feats or "asimdhp" in feats:
+            paths["fp16"] = 2 * fp32
+        return paths
+
     def as_dict(self) -> dict:
         return {"class": self.name, "features": list(self.features), "reason": self.reason}
 
 
-_X86_DECIDING = ("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2", "fma")
-_ARM_DECIDING = ("asimddp", "i8mm")
+_X86_DECIDING = (
+    *("avx512_vnni", "avx_vnni", "amx_int8", "avx512f", "avx2", "fma"),
+    *("avx512_bf16", "avx512_fp16", "amx_bf16", "amx_fp16"),  # for the 16-bit float peaks
+)
+_ARM_DECIDING = ("asimddp", "i8mm", "bf16", "asimdhp")
 
 
 def classify(flags: set[str], machine: str, vendor: str = "", family: int | None = None) -> CpuIsa:

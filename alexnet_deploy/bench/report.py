@@ -40,7 +40,13 @@ def describe_ceilings(c: dict) -> str:
     llc = f", last-level cache {c['llc_bytes'] / 2**20:.0f} MiB" if c.get("llc_bytes") else ""
     return (
         f"peak FP32 {c['fp32_gflops']:.0f} GFLOP/s, INT8 {c['int8_gops']:.0f} GOP/s "
-        f"({c['cores']} cores x {c['clock_ghz']:.2f} GHz {c['clock_source']} x {c['isa']}); "
+        f"({c['cores']} cores x {c['clock_ghz']:.2f} GHz {c['clock_source']} x {c['isa']})"
+        + (
+            f"; 16-bit float paths {c['half_float_gflops']:.0f} GFLOP/s (for runtimes that pick them)"
+            if c.get("half_float_gflops")
+            else ""
+        )
+        + "; "
         f"best measured kernel FP32 {c['fp32_kernel_gflops']:.0f} GFLOP/s, INT8 "
         f"{c['int8_kernel_gops']:.0f} GOP/s; copy bandwidth {c['bandwidth_gbs']:.1f} GB/s{llc}"
     )

@@ -77,9 +77,16 @@ class Ceilings:
     fp32_kernel_gflops: float = 0.0  # best measured kernel, shown beside the peak
     int8_kernel_gops: float = 0.0
     llc_bytes: int | None = None
+    half_float_gflops: float = 0.0  # peak of the CPU's bf16/fp16 paths (0: it has none)
 
-    def peak_for(self, precision: str) -> float:
-        return self.int8_gops if precision == "int8" else self.fp32_gflops
+    def peak_for(self, precision: str, runtime_picks_float: bool = False) -> float:
+        """The ceiling of a row: INT8's, or FP32's; where the runtime picks its own float
+        precision (OpenVINO used directly), the fastest float path this CPU has."""
+        if precision == "int8":
+            return self.int8_gops
+        if runtime_picks_float:
+            return max(self.fp32_gflops, self.half_float_gflops)
+        return self.fp32_gflops
 
 
 def _best_of(fn, repeats: int = 5) -> float:
@@ -193,9 +200,11 @@ def compute_peaks(fp32_kernel: float, int8_kernel: float) -> dict:
         )
         if implied > clock:
             clock, source = implied, "implied by the measured kernels"
+    half = max(cpu.half_float_per_cycle().values(), default=0)
     return {
         "fp32_gflops": cores * clock * fp32_per_cycle,
         "int8_gops": cores * clock * int8_per_cycle,
+        "half_float_gflops": cores * clock * half,
         "isa": f"{cpu.name} ({cpu.peak_key()}: {fp32_per_cycle} FP32 FLOPs, "
         f"{int8_per_cycle} INT8 ops per core per cycle)",
         "cores": cores,
@@ -238,12 +247,13 @@ def roofline_columns(
     batch: int,
     precision: str,
     ceilings: Ceilings,
+    runtime_picks_float: bool = False,
 ) -> dict:
     """Achieved compute and weight traffic against the ceilings, and which bound applies
     (arithmetic intensity of one inference against the ridge point peak / bandwidth)."""
     gflops = images_per_s * 2 * macs / 1e9
     gbs = inferences_per_s * wbytes / 1e9
-    peak = ceilings.peak_for(precision)
+    peak = ceilings.peak_for(precision, runtime_picks_float)
     intensity = 2 * macs * batch / max(wbytes, 1)
     ridge = peak / ceilings.bandwidth_gbs
     in_llc = ceilings.llc_bytes is not None and wbytes <= ceilings.llc_bytes

@@ -362,6 +362,9 @@ def _row(
                 case.batch,
                 case.precision,
                 ceilings,
+                # OpenVINO used directly picks bf16/fp16 itself where the CPU has them (the
+                # engines pin the artifact's precision): its ceiling is the fastest float path
+                runtime_picks_float=case.backend == "openvino-direct",
             )
         )
     row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")

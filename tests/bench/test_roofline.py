@@ -58,6 +58,29 @@ def test_no_bench_row_exceeds_its_peak(digits, probed, tmp_path):
         assert row["weights_in_llc"] in (True, False)
 
 
+@pytest.mark.slow
+@pytest.mark.openvino
+def test_real_alexnet_near_its_peak_stays_under_it(exported, probed, tmp_path):
+    """Where rows come near the ceiling: the real network at batch 32, INT8 through OpenVINO's
+    engine and FP32 through OpenVINO used directly, which picks bf16 itself on CPUs that have
+    it (181% of the FP32 peak on an AMD Zen 4 before the ceiling knew that)."""
+    ceilings, probe_dir = probed
+    model = tmp_path / "alexnet.onnx"
+    shutil.copy(exported("torchvision").path, model)
+    shutil.copytree(probe_dir, tmp_path / "work" / ".cache")
+    config = BenchConfig(
+        Matrix(
+            backends=("openvino", "openvino-direct"), precisions=("fp32", "int8"), batches=(32,)
+        ),
+        MeasureRules(warmup_iterations=2, warmup_seconds=0.1, min_iterations=5, max_seconds=1.0),
+    )
+    _, result, _ = run_bench(ModelRequest(model=model), config, tmp_path / "work", tmp_path / "o")
+    rows = [r for r in result.rows if r["status"] == "ok"]
+    assert len(rows) == 4
+    for row in rows:
+        assert 0 < row["pct_compute_peak"] <= 100, (row, describe_ceilings(ceilings.__dict__))
+
+
 def test_weights_in_the_last_level_cache_are_not_memory_bound():
     base = dict(fp32_gflops=100.0, int8_gops=400.0, bandwidth_gbs=10.0, threads=2, fingerprint="x")
     # one image of a 1 GMAC network with 60 MB of weights: intensity 33 < ridge 40 -> memory
