@@ -12,8 +12,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alexnet_deploy import constants as C
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.exporter.metadata import PREFIX
 from alexnet_deploy.models.variants import Preprocessing
 
 
@@ -115,7 +115,9 @@ def info_from_proto(path: Path, model) -> ArtifactInfo:
         )
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     metadata = {
-        p.key[len(PREFIX) :]: p.value for p in model.metadata_props if p.key.startswith(PREFIX)
+        p.key[len(C.METADATA_PREFIX) :]: p.value
+        for p in model.metadata_props
+        if p.key.startswith(C.METADATA_PREFIX)
     }
     return ArtifactInfo(
         path=Path(path),

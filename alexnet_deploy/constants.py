@@ -34,6 +34,9 @@ VALIDATION_BATCH_SIZES = (1, 8)
 FP32_ATOL = 1e-6
 FP32_RTOL = 1e-4
 
+# Prefix of this tool's keys in an ONNX file's metadata_props (alexnet_deploy.variant, ...).
+METADATA_PREFIX = "alexnet_deploy."
+
 # Environment variable that makes the CLI show tracebacks for user errors (same as --debug).
 DEBUG_ENV_VAR = "ALEXNET_DEPLOY_DEBUG"
 

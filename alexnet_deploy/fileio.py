@@ -12,6 +12,7 @@ import hashlib
 import json
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,12 +22,27 @@ from alexnet_deploy.errors import AlexnetDeployError
 _CHUNK = 1 << 20
 
 
+_DIGESTS: dict[tuple, str] = {}
+# A file changed this recently may change again within one tick of the file system's clock
+# without its times moving, so its hash is not cached yet (git's "racy" rule).
+_SETTLED_NS = 2_000_000_000
+
+
 def sha256_file(path: str | os.PathLike[str]) -> str:
-    """Hex sha256 of a file's bytes, read in chunks."""
+    """Hex sha256 of a file's bytes, read in chunks; computed once per process for each
+    version of a file (its path, inode, size, modification and change times), so a 244 MB
+    model is not re-read for every stage, case and round. Any write moves the change time,
+    which no tool can set back, so a rewritten file is hashed again."""
+    st = os.stat(path)
+    key = (os.path.realpath(path), st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+    if key in _DIGESTS:
+        return _DIGESTS[key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for chunk in iter(lambda: handle.read(_CHUNK), b""):
             digest.update(chunk)
+    if time.time_ns() - max(st.st_mtime_ns, st.st_ctime_ns) > _SETTLED_NS:
+        _DIGESTS[key] = digest.hexdigest()
     return digest.hexdigest()
 
 

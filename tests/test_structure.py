@@ -83,3 +83,89 @@ def test_debug_flag_shows_traceback(tmp_path):
     )
     assert proc.returncode == 1
     assert "Traceback" in proc.stderr and "Error: weights file not found" in proc.stderr
+
+
+def test_the_artifact_naming_rule_lives_in_one_module():
+    """Every stage asks alexnet_deploy/artifacts.py where a sibling artifact lives: no other
+    module (nor script) builds 'STEM.fp16.onnx', 'STEM.int8-FORM.onnx' and the like by hand."""
+    import re
+    from pathlib import Path
+
+    root = Path(alexnet_deploy.__file__).parent
+    pattern = re.compile(r"""stem\}?\.(fp16|int8)|["']\.(fp16|int8)[.-]|int8-\{""")
+    sources = [*root.rglob("*.py"), *(root.parent / "scripts").iterdir()]
+    offenders = [
+        f"{path.relative_to(root.parent)}:{number}"
+        for path in sources
+        if path.name != "artifacts.py" and path.is_file()
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not offenders, offenders
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """module -> the package's modules it imports, at the top or inside functions."""
+    import ast
+    from pathlib import Path
+
+    root = Path(alexnet_deploy.__file__).parent
+    names = {}
+    for path in root.rglob("*.py"):
+        parts = path.relative_to(root.parent).with_suffix("").parts
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
+    graph: dict[str, set[str]] = {}
+    for module, path in names.items():
+        targets = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                base = node.module
+                candidates = [base, *(f"{base}.{a.name}" for a in node.names)]
+            elif isinstance(node, ast.Import):
+                candidates = [a.name for a in node.names]
+            else:
+                continue
+            targets |= {c for c in candidates if c in names and c != module}
+        graph[module] = targets - {"alexnet_deploy"}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return [*stack[stack.index(nxt) :], nxt]
+            if nxt not in state and (found := visit(nxt)):
+                return found
+        stack.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (found := visit(node)):
+            return found
+    return None
+
+
+def test_no_import_cycles_between_modules():
+    """Lazy imports included: a cycle hidden inside a function is still a cycle."""
+    assert _cycle(_import_graph()) is None, " -> ".join(_cycle(_import_graph()))
+
+
+def test_no_import_cycles_between_stages():
+    """Stages (sub-packages and top-level modules) form a layered graph: bench does not take
+    its statistics from gate, nor the artifact reader from the exporter."""
+    stage = lambda m: ".".join(m.split(".")[:2])  # noqa: E731
+    graph: dict[str, set[str]] = {}
+    for module, targets in _import_graph().items():
+        if module.endswith(".cli") or module.endswith("__main__"):
+            continue  # the CLI sits on top of everything by design
+        graph.setdefault(stage(module), set()).update(
+            stage(t) for t in targets if stage(t) != stage(module)
+        )
+    assert _cycle(graph) is None, " -> ".join(_cycle(graph))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import read_artifact
+from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.bench.config import BenchConfig
 from alexnet_deploy.bench.fingerprint import comparable_key, environment
 from alexnet_deploy.bench.report import SCHEMA, write_reports
@@ -59,7 +60,9 @@ def ensure_artifacts(
 ) -> tuple[Path, dict]:
     """FP32 model plus the FP16, INT8 and NNCF INT8 ("int8-nncf") artifacts in ``need``,
     reusing whatever is there."""
+    from alexnet_deploy.calib.int8 import isa_mismatch
     from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
+    from alexnet_deploy.cpu_isa import this_cpu
     from alexnet_deploy.exporter.pipeline import export_onnx
     from alexnet_deploy.models.variants import get_variant
 
@@ -87,25 +90,23 @@ def ensure_artifacts(
                 force=True,
             )
             done["export"] = "built"
-    model_sha = sha256_file(model)
+    artifacts = ArtifactSet(model)
 
-    fp16 = model.with_name(f"{model.stem}.fp16.onnx")
     if "fp16" not in need:
         done["fp16"] = "not needed"
-    elif fp16.is_file() and read_artifact(fp16).metadata.get("source_sha256") == model_sha:
+    elif artifacts.belongs(artifacts.fp16):
         done["fp16"] = "cached"
     else:
         progress("converting to FP16")
         convert_fp16(model, DataRequest(data=request.data), force=True)
         done["fp16"] = "built"
 
-    int8 = [model.with_name(f"{model.stem}.int8-{t}.onnx") for t in ("cpu", "tensorrt")]
     data_request = DataRequest(data=request.data, seed=request.seed)
     if "int8" not in need:
         done["int8"] = "not needed"
-    elif all(
-        p.is_file() and read_artifact(p).metadata.get("source_sha256") == model_sha for p in int8
-    ):
+    elif all(artifacts.belongs(artifacts.int8(f)) for f in ("cpu", "tensorrt")) and not (
+        isa_mismatch(read_artifact(artifacts.int8("cpu")).metadata, this_cpu().name)
+    ):  # made from this model, and the CPU form for this CPU's class: reuse
         done["int8"] = "cached"
     else:
         progress("calibrating INT8")
@@ -115,13 +116,9 @@ def ensure_artifacts(
         done["int8"] = "built"
 
     if "int8-nncf" in need:
-        from alexnet_deploy.calib.nncf_quant import nncf_output, quantize_nncf
+        from alexnet_deploy.calib.nncf_quant import quantize_nncf
 
-        nncf_file = nncf_output(model)
-        if (
-            nncf_file.is_file()
-            and read_artifact(nncf_file).metadata.get("source_sha256") == model_sha
-        ):
+        if artifacts.belongs(artifacts.int8("nncf")):
             done["int8-nncf"] = "cached"
         else:
             progress("quantizing INT8 with NNCF")

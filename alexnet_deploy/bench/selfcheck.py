@@ -1,7 +1,7 @@
 """Is the harness honest? Two checks at batch 1 on the ONNX Runtime FP32 engine:
 
 * overhead: the tool's runner against a bare ``session.run`` on the same optimized model, in
-  interleaved pairs of blocks (alexnet_deploy/gate/noise.py), so the machine's drift cancels;
+  interleaved pairs of blocks (alexnet_deploy/paired.py), so the machine's drift cancels;
 * independent timing: the tool's own latency loop (bench/measure.py) against a separate
   Python process that runs the same calls and is timed from outside.
 
@@ -83,7 +83,7 @@ def independent_timing(
     round's ratio is the tool's p50 over the child's per-call time."""
     from alexnet_deploy.bench.config import MeasureRules
     from alexnet_deploy.bench.measure import CHECK_EVERY, measure_latency
-    from alexnet_deploy.gate.noise import judge_ratios
+    from alexnet_deploy.paired import judge_ratios
 
     if calls % (2 * CHECK_EVERY):
         raise ValueError(f"calls must be a multiple of {2 * CHECK_EVERY}")
@@ -142,7 +142,7 @@ def self_check_comparisons(
     from alexnet_deploy.engines.options import BuildOptions
     from alexnet_deploy.engines.ort import _session_options, create_session
     from alexnet_deploy.engines.registry import get_backend
-    from alexnet_deploy.gate.noise import interleaved_ratios, judge_ratios
+    from alexnet_deploy.paired import interleaved_ratios, judge_ratios
 
     work_dir = work_dir or Path(model).parent.parent.parent
     engine, _ = build_engine(model, "ort", BuildOptions(), work_dir)

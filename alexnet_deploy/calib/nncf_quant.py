@@ -48,7 +48,9 @@ class NncfReport:
 
 
 def nncf_output(model: Path) -> Path:
-    return Path(model).with_name(f"{Path(model).stem}.int8-nncf.onnx")
+    from alexnet_deploy.artifacts import ArtifactSet
+
+    return ArtifactSet(model).int8("nncf")
 
 
 def quantize_nncf(

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import ArtifactInfo, read_artifact
+from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.calib.config import CalibrationConfig
 from alexnet_deploy.calib.data import CalibrationData, load_calibration_data, load_held_out
 from alexnet_deploy.calib.fidelity import (
@@ -32,7 +33,6 @@ from alexnet_deploy.calib.ranges import Ranges, collect_ranges
 from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
 from alexnet_deploy.calib.trt_cache import write_trt_cache
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
-from alexnet_deploy.exporter.metadata import PREFIX
 from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file, write_json_atomic
 from alexnet_deploy.models.variants import Preprocessing
 
@@ -142,13 +142,11 @@ def _check_input_model(info: ArtifactInfo) -> None:
         )
 
 
-def resolve_outputs(
-    model: Path, output: str | None, targets: tuple[str, ...], suffix: str
-) -> dict[str, Path]:
+def resolve_outputs(model: Path, output: str | None, targets: tuple[str, ...]) -> dict[str, Path]:
     """Output path per target. ``output`` may hold '{target}'; without it, one target only.
-    The default is MODEL_DIR/STEM.<suffix>-<target>.onnx."""
+    The default is the model's artifact set (MODEL_DIR/STEM.int8-<target>.onnx)."""
     if output is None:
-        paths = {t: model.with_name(f"{model.stem}.{suffix}-{t}.onnx") for t in targets}
+        paths = {t: ArtifactSet(model).int8(t) for t in targets}
     elif "{target}" in output:
         paths = {t: Path(output.replace("{target}", t)) for t in targets}
     elif len(targets) == 1:
@@ -156,7 +154,7 @@ def resolve_outputs(
     else:
         raise UsageError(
             f"-o {output} names one file but {len(targets)} targets are written",
-            hint="put '{target}' in the name (e.g. -o work/int8-{target}.onnx) or pass one --target",
+            hint="put '{target}' in the name (e.g. -o work/m-{target}.onnx) or pass one --target",
         )
     for path in paths.values():
         if path.resolve() == model.resolve():
@@ -180,11 +178,11 @@ def prepare_artifact_output(out: Path, model_path: Path, *, force: bool, what: s
 def _artifact_metadata(model, values: dict[str, str]) -> None:
     existing = {p.key: p for p in model.metadata_props}
     for key, value in values.items():
-        if PREFIX + key in existing:
-            existing[PREFIX + key].value = value
+        if C.METADATA_PREFIX + key in existing:
+            existing[C.METADATA_PREFIX + key].value = value
         else:
             entry = model.metadata_props.add()
-            entry.key, entry.value = PREFIX + key, value
+            entry.key, entry.value = C.METADATA_PREFIX + key, value
 
 
 def _budget_policy(info: ArtifactInfo, data: CalibrationData) -> tuple[bool, str]:
@@ -266,12 +264,12 @@ def calibrate(
     model_path = Path(model_path)
     info = read_artifact(model_path)
     _check_input_model(info)
-    outputs = resolve_outputs(model_path, output, targets, "int8")
+    outputs = resolve_outputs(model_path, output, targets)
     for path in outputs.values():
         prepare_output(path, force=force, what="INT8 model")
     out_dir = next(iter(outputs.values())).parent  # the report and cache go beside the models
-    report_path = out_dir / f"{model_path.stem}.int8.report.json"
-    cache_path = out_dir / f"{model_path.stem}.int8.trt-calibration.cache"
+    report_path = ArtifactSet(model_path).int8_report(out_dir)
+    cache_path = ArtifactSet(model_path).trt_cache(out_dir)
 
     progress("loading calibration data")
     data = request.load(info)
@@ -453,7 +451,7 @@ def convert_fp16(
     model_path = Path(model_path)
     info = read_artifact(model_path)
     _check_input_model(info)
-    out = Path(output) if output else model_path.with_name(f"{model_path.stem}.fp16.onnx")
+    out = Path(output) if output else ArtifactSet(model_path).fp16
     prepare_artifact_output(out, model_path, force=force, what="FP16 model")
     progress("loading evaluation data")
     data = load_held_out(

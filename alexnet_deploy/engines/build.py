@@ -1,8 +1,7 @@
 """build: (FP32 model or precision artifact, backend, precision, options) -> engine on disk.
 
-The artifact for a precision is found beside the FP32 export (``STEM.fp16.onnx``,
-``STEM.int8-cpu.onnx`` or ``STEM.int8-tensorrt.onnx``), or is the model itself when its
-metadata says it carries that precision. Engines are cached by content: the directory name
+The artifact for a precision is the FP32 export's sibling (alexnet_deploy/artifacts.py, checked
+to belong to that export), or the model itself when its metadata says it carries that precision. Engines are cached by content: the directory name
 holds the artifact's sha256 and the options' hash, so an unchanged build is reused.
 """
 
@@ -15,6 +14,7 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import ArtifactInfo, read_artifact
+from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.engines.base import Engine
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.registry import get_backend
@@ -24,22 +24,14 @@ from alexnet_deploy.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 
-MAKES = {
-    "fp16": "alexnet-deploy fp16 {model}",
-    "int8": "alexnet-deploy calibrate {model}",
-    "int8-nncf": "alexnet-deploy calibrate {model} --quantizer nncf",
-}
-
 
 def int8_form(backend: str) -> str:
     return "tensorrt" if backend == "tensorrt" else "cpu"
 
 
-def int8_artifact(model: Path, backend: str, quantizer: str = "qdq") -> Path:
-    """Where the INT8 artifact of ``model`` for ``backend`` lives (beside the FP32 export)."""
-    model = Path(model)
-    form = "nncf" if quantizer == "nncf" else int8_form(backend)
-    return model.with_name(f"{model.stem}.int8-{form}.onnx")
+def int8_file_form(backend: str, quantizer: str = "qdq") -> str:
+    """Which INT8 file of the artifact set ``backend`` runs: NNCF's, or the tool's form."""
+    return "nncf" if quantizer == "nncf" else int8_form(backend)
 
 
 def resolve_artifact(model: Path, precision: str, backend: str, quantizer: str = "qdq") -> Path:
@@ -69,17 +61,7 @@ def resolve_artifact(model: Path, precision: str, backend: str, quantizer: str =
             f"{model} carries {info.precision}, not {precision}",
             hint="pass the FP32 model, or the artifact of the precision you want",
         )
-    sibling = {
-        "fp16": model.with_name(f"{model.stem}.fp16.onnx"),
-        "int8": int8_artifact(model, backend, quantizer),
-    }[precision]
-    if not sibling.is_file():
-        make = "int8-nncf" if precision == "int8" and quantizer == "nncf" else precision
-        raise AlexnetDeployError(
-            f"no {precision} artifact for {model} (looked for {sibling})",
-            hint=f"make it with '{MAKES[make].format(model=model)}'",
-        )
-    return sibling
+    return ArtifactSet(model).derived(precision, int8_file_form(backend, quantizer))
 
 
 def check_artifact_contract(info: ArtifactInfo) -> None:

@@ -11,8 +11,9 @@ from alexnet_deploy.errors import AlexnetDeployError
 
 def cache_for(artifact: Path) -> Path:
     """The cache 'calibrate' wrote beside the FP32 model: STEM.int8.trt-calibration.cache."""
-    stem = artifact.name.split(".")[0]
-    return artifact.with_name(f"{stem}.int8.trt-calibration.cache")
+    from alexnet_deploy.artifacts import ArtifactSet, stem_of
+
+    return ArtifactSet(artifact.with_name(f"{stem_of(artifact)}.onnx")).trt_cache()
 
 
 def legacy_int8_config(trt, config, artifact: Path) -> None:

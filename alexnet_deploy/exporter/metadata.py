@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from alexnet_deploy import constants as C
 from alexnet_deploy.exporter.config import ExportConfig
 from alexnet_deploy.models.variants import Variant
 from alexnet_deploy.models.weights import WeightsInfo
 
-PREFIX = "alexnet_deploy."
+PREFIX = C.METADATA_PREFIX
 
 
 def export_metadata(variant: Variant, weights: WeightsInfo, config: ExportConfig) -> dict[str, str]:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_deploy.artifact import read_artifact
+from alexnet_deploy.artifacts import ArtifactSet
+from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.serve.triton_config import (
     ServingOptions,
@@ -89,8 +91,6 @@ def package_triton(
     force: bool = False,
     openvino: bool = True,
 ) -> Repository:
-    from alexnet_deploy.engines.sidecar import Sidecar
-
     model, out = Path(model), Path(out)
     if out.exists() and not force:
         raise AlexnetDeployError(f"output {out} already exists", hint="pass --force to replace it")
@@ -103,11 +103,8 @@ def package_triton(
         ".", "_"
     )  # alexnet-torchvision -> alexnet_torchvision
     labels = json.loads(info.metadata["class_names"]) if "class_names" in info.metadata else None
-    artifacts = {
-        "fp32": model,
-        "fp16": model.with_name(f"{model.stem}.fp16.onnx"),
-        "int8": model.with_name(f"{model.stem}.int8-cpu.onnx"),
-    }
+    siblings = ArtifactSet(model)
+    artifacts = {p: siblings.for_precision(p) for p in ("fp32", "fp16", "int8")}
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
     repo = Repository(out)
@@ -119,6 +116,8 @@ def package_triton(
                         f"{path} not found (make it with 'alexnet-deploy {'fp16' if precision == 'fp16' else 'calibrate'}')"
                     )
                     continue
+                if precision != "fp32":
+                    siblings.derived(precision)  # made from this model, or the command to remake it
                 artifact = read_artifact(path)
                 repo.models.append(
                     _add(
@@ -149,11 +148,10 @@ def package_triton(
                             labels=labels,
                         )
                     )
-            for sidecar_path in sorted((Path(work_dir) / "engines").glob("tensorrt-*/engine.json")):
-                side = Sidecar.read(sidecar_path)
+            for sidecar_path, side in _tensorrt_engines(Path(work_dir), siblings, repo):
                 plan = sidecar_path.parent / side.engine_file
                 plan_info = read_artifact(Path(side.artifact))
-                max_batch = int(side.details["profile"].split(":")[-1])
+                max_batch = _profile_max(side, sidecar_path)
                 plan_options = ServingOptions(
                     max_batch,
                     options.preferred_batch_sizes,
@@ -195,6 +193,49 @@ def package_triton(
         for m in repo.models
     ]
     return repo
+
+
+def _tensorrt_engines(work_dir: Path, siblings, repo: Repository) -> list:
+    """(sidecar path, sidecar) of the TensorRT engines built from this model's artifacts, one
+    per precision: the newest; older ones and other models' engines are left out (listed in
+    ``repo.skipped``), so two plans never map to one Triton model name."""
+    from alexnet_deploy.fileio import sha256_file
+
+    def shas(*paths: Path) -> set[str]:
+        return {sha256_file(p) for p in paths if p.is_file()}
+
+    ours = {  # precision -> the files its engines may be built from
+        "fp32": shas(siblings.model),
+        "fp16": shas(siblings.fp16),
+        "int8": shas(siblings.int8("tensorrt"), siblings.model),  # the model: --legacy-int8
+    }
+    found = sorted(
+        (Path(work_dir) / "engines").glob("tensorrt-*/engine.json"),
+        key=lambda p: p.stat().st_mtime_ns,
+    )
+    newest: dict[str, tuple[Path, Sidecar]] = {}
+    for sidecar_path in found:
+        side = Sidecar.read(sidecar_path)
+        if side.artifact_sha256 not in ours.get(side.precision, set()):
+            continue  # another model's engine
+        if side.precision in newest:
+            repo.skipped[f"{newest[side.precision][0].parent.name}"] = (
+                f"an older {side.precision} TensorRT engine of this model; packaged the newest, "
+                f"{sidecar_path.parent.name}"
+            )
+        newest[side.precision] = (sidecar_path, side)
+    return list(newest.values())
+
+
+def _profile_max(side: Sidecar, sidecar_path: Path) -> int:
+    try:
+        return int(str(side.details["profile"]).split(":")[-1])
+    except (KeyError, ValueError):
+        raise AlexnetDeployError(
+            f"TensorRT sidecar {sidecar_path} has no readable optimization profile "
+            f"(details.profile = {side.details.get('profile')!r})",
+            hint="rebuild the engine with 'alexnet-deploy build --backend tensorrt'",
+        ) from None
 
 
 def _has_openvino() -> bool:

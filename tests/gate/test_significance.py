@@ -90,7 +90,7 @@ def test_rounds_widen_the_interval_when_they_disagree():
 
 
 def test_paired_ratio_rule():
-    from alexnet_deploy.gate.noise import judge_ratios
+    from alexnet_deploy.paired import judge_ratios
 
     rng = np.random.default_rng(0)
     same = 1 + rng.normal(0, 0.02, 20)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import onnx
 import pytest
 
@@ -10,6 +12,7 @@ pytest.importorskip(
     reason="tritonclient is not installed (pip install 'alexnet-deploy[triton]')",
 )
 
+from alexnet_deploy.artifacts import ArtifactSet  # noqa: E402
 from alexnet_deploy.errors import AlexnetDeployError  # noqa: E402
 from alexnet_deploy.serve.triton_config import model_config_pb2, parse_config  # noqa: E402
 
@@ -70,29 +73,36 @@ def test_an_invalid_field_fails_the_schema():
         parse_config('name: "m"\ninstance_group [{ kind: KIND_TPU }]\n')
 
 
-def test_tensorrt_engine_is_packaged_from_its_sidecar(artifacts, cli, tmp_path):
+def _trt_engine(work, name: str, artifact, profile="1:4:32", sha: str | None = None):
+    """A TensorRT engine directory as 'build --backend tensorrt' leaves it (the plan's bytes
+    are not read: config generation needs no GPU)."""
     from alexnet_deploy.engines.options import BuildOptions
     from alexnet_deploy.engines.sidecar import Sidecar
     from alexnet_deploy.fileio import sha256_file
 
-    engine_dir = tmp_path / "work" / "engines" / "tensorrt-fp16-abc"
+    engine_dir = work / "engines" / name
     engine_dir.mkdir(parents=True)
-    (engine_dir / "model.plan").write_bytes(b"plan bytes (config generation needs no GPU)")
+    (engine_dir / "model.plan").write_bytes(f"plan bytes of {name}".encode())
     Sidecar(
         backend="tensorrt",
         runtime="tensorrt",
         runtime_version="10.16.0",
         precision="fp16",
-        artifact=str(artifacts.with_name("digits-tiny.fp16.onnx")),
-        artifact_sha256="0" * 64,
+        artifact=str(artifact),
+        artifact_sha256=sha or sha256_file(artifact),
         engine_file="model.plan",
         engine_sha256=sha256_file(engine_dir / "model.plan"),
         input_name="input",
         image_shape=[3, 32, 32],
         num_classes=10,
         options=BuildOptions(precision="fp16").as_dict(),
-        details={"gpu": {"name": "NVIDIA H200"}, "profile": "1:4:32"},
+        details={"gpu": {"name": "NVIDIA H200"}, "profile": profile},
     ).write(engine_dir / "engine.json")
+    return engine_dir
+
+
+def test_tensorrt_engine_is_packaged_from_its_sidecar(artifacts, cli, tmp_path):
+    engine_dir = _trt_engine(tmp_path / "work", "tensorrt-fp16-abc", ArtifactSet(artifacts).fp16)
     repo = tmp_path / "repo"
     assert (
         cli(
@@ -124,6 +134,45 @@ def test_tensorrt_engine_is_packaged_from_its_sidecar(artifacts, cli, tmp_path):
     )
     assert result.exit_code == 1 and "has no sidecar" in result.stderr
     assert not (tmp_path / "repo2").exists()
+
+
+def test_one_model_per_tensorrt_engine_of_this_model(artifacts, cli, tmp_path):
+    """Two FP16 plans of this model (the newest is packaged, the other listed), and another
+    model's plan (left out): no name is written twice (this crashed with FileExistsError)."""
+    import os
+
+    work = tmp_path / "work"
+    fp16 = ArtifactSet(artifacts).fp16
+    old = _trt_engine(work, "tensorrt-fp16-old", fp16)
+    os.utime(old / "engine.json", (1, 1))
+    new = _trt_engine(work, "tensorrt-fp16-new", fp16, profile="1:8:16")
+    _trt_engine(work, "tensorrt-fp16-other", fp16, sha="f" * 64)
+    repo = tmp_path / "repo"
+    result = cli(
+        "package", "--triton", repo, "--model", artifacts, "--work-dir", work, "--no-openvino"
+    )
+    assert result.exit_code == 0, result.stderr
+    trt = [p.name for p in repo.iterdir() if p.name.endswith("_trt")]
+    assert trt == ["digits_tiny_fp16_trt"]
+    config = parse_config((repo / "digits_tiny_fp16_trt" / "config.pbtxt").read_text())
+    assert config.max_batch_size == 16  # the newest engine's profile
+    assert (repo / "digits_tiny_fp16_trt" / "1" / "model.plan").read_bytes() == (
+        new / "model.plan"
+    ).read_bytes()
+
+
+def test_tensorrt_sidecar_without_a_profile_is_a_clear_error(artifacts, cli, tmp_path):
+    work = tmp_path / "work"
+    engine = _trt_engine(work, "tensorrt-fp16-x", ArtifactSet(artifacts).fp16)
+    side = json.loads((engine / "engine.json").read_text())
+    del side["details"]["profile"]
+    (engine / "engine.json").write_text(json.dumps(side))
+    result = cli(
+        "package", "--triton", tmp_path / "r", "--model", artifacts, "--work-dir", work,
+        "--no-openvino",
+    )  # fmt: skip
+    assert result.exit_code == 1 and "no readable optimization profile" in result.stderr
+    assert "Traceback" not in result.stderr and not (tmp_path / "r").exists()
 
 
 def test_existing_output_is_refused_without_force(artifacts, cli, tmp_path):

@@ -1,0 +1,115 @@
+"""The artifacts of one FP32 model: where each lives, how it is named, and whether it still
+belongs to the model. The one place that knows the sibling-file naming rule; every stage asks it.
+
+Beside the FP32 export ``DIR/STEM.onnx``:
+
+* ``STEM.fp16.onnx``: the FP16 conversion;
+* ``STEM.int8-tensorrt.onnx`` and ``STEM.int8-cpu.onnx``: the tool's INT8 Q/DQ forms (the CPU
+  form of whichever CPU class; the class is in its metadata);
+* ``STEM.int8-nncf.onnx``: NNCF's INT8 model;
+* ``STEM.int8.report.json`` and ``STEM.int8.trt-calibration.cache``: calibration's report and
+  legacy TensorRT cache, beside the INT8 files it wrote.
+
+A derived artifact records the sha256 of the FP32 model it was made from (``source_sha256``);
+:meth:`ArtifactSet.derived` refuses one made from another model, with the command that remakes
+it, so a re-exported model never runs with its predecessor's INT8 or FP16 file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.fileio import sha256_file
+
+INT8_FORMS = ("cpu", "tensorrt", "nncf")
+
+# how each derived artifact is made, for the hint of a missing or stale one
+MAKES = {
+    "fp16": "alexnet-deploy fp16 {model}",
+    "int8": "alexnet-deploy calibrate {model}",
+    "int8-nncf": "alexnet-deploy calibrate {model} --quantizer nncf",
+}
+
+
+def stem_of(path: Path) -> str:
+    """The model stem of any file of the set (``m.int8-cpu.onnx`` -> ``m``)."""
+    return Path(path).name.split(".")[0]
+
+
+@dataclass(frozen=True)
+class ArtifactSet:
+    model: Path  # the FP32 export
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "model", Path(self.model))
+
+    @property
+    def stem(self) -> str:
+        return self.model.stem
+
+    def _sibling(self, suffix: str, directory: Path | None = None) -> Path:
+        return (Path(directory) if directory else self.model.parent) / f"{self.stem}.{suffix}"
+
+    @property
+    def fp16(self) -> Path:
+        return self._sibling("fp16.onnx")
+
+    def int8(self, form: str) -> Path:
+        """``form``: ``cpu``, ``tensorrt`` or ``nncf``."""
+        if form not in INT8_FORMS:
+            raise ValueError(f"unknown INT8 form {form!r}; one of {INT8_FORMS}")
+        return self._sibling(f"int8-{form}.onnx")
+
+    def int8_report(self, directory: Path | None = None) -> Path:
+        return self._sibling("int8.report.json", directory)
+
+    def trt_cache(self, directory: Path | None = None) -> Path:
+        return self._sibling("int8.trt-calibration.cache", directory)
+
+    def for_precision(self, precision: str, form: str = "cpu") -> Path:
+        """The file that carries ``precision`` (the model itself for fp32)."""
+        if precision == "fp32":
+            return self.model
+        if precision == "fp16":
+            return self.fp16
+        return self.int8(form)
+
+    def source_sha256(self) -> str:
+        return sha256_file(self.model)
+
+    def belongs(self, path: Path) -> bool:
+        """``path`` exists and was made from this model (its recorded source sha256)."""
+        from alexnet_deploy.artifact import read_artifact
+
+        path = Path(path)
+        if not path.is_file():
+            return False
+        return read_artifact(path).metadata.get("source_sha256") == self.source_sha256()
+
+    def derived(self, precision: str, form: str = "cpu") -> Path:
+        """The derived artifact for ``precision`` (and INT8 ``form``), checked to exist and to
+        belong to this model; else an error naming the command that (re)makes it."""
+        path = self.for_precision(precision, form)
+        if precision == "fp32":
+            return path
+        make = "int8-nncf" if form == "nncf" else precision
+        fix = MAKES[make].format(model=self.model)
+        if not path.is_file():
+            raise AlexnetDeployError(
+                f"no {precision} artifact for {self.model} (looked for {path})",
+                hint=f"make it with '{fix}'",
+            )
+        if not self.belongs(path):
+            raise AlexnetDeployError(
+                f"{path} was made from another model than {self.model} (its source sha256 "
+                "differs: the model was re-exported or replaced since)",
+                hint=f"remake it with '{fix} --force'",
+            )
+        return path
+
+    def existing(self) -> dict[str, Path]:
+        """Every derived file of the set that is present, by name (fp16, int8-cpu, ...)."""
+        files = {"fp16": self.fp16, **{f"int8-{f}": self.int8(f) for f in INT8_FORMS}}
+        return {name: path for name, path in files.items() if path.is_file()}
