@@ -45,6 +45,12 @@ class ArtifactSet:
     def __post_init__(self) -> None:
         object.__setattr__(self, "model", Path(self.model))
 
+    @classmethod
+    def of(cls, path: Path) -> ArtifactSet:
+        """The set a file belongs to, by its name (``DIR/m.int8-cpu.onnx`` -> ``DIR/m.onnx``)."""
+        path = Path(path)
+        return cls(path.with_name(f"{stem_of(path)}.onnx"))
+
     @property
     def stem(self) -> str:
         return self.model.stem

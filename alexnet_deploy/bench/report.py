@@ -23,7 +23,8 @@ TERMINAL_COLUMNS = {
     "p99_ms": "p99 ms",
     "images_per_s": "img/s",
     "inferences_per_s": "inf/s",
-    "top1_agreement": "top1 agree",
+    "top1_agreement": "agree (as run)",  # fidelity as this engine executed it on this CPU
+    "emulated_top1_agreement": "agree (emul.)",  # the artifact's exact Q/DQ/FP16 semantics
     "centered_cosine": "cos(c)",
     "pct_compute_peak": "% peak",
     "bound": "bound",

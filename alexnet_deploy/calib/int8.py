@@ -135,7 +135,10 @@ def isa_mismatch(metadata: dict[str, str], machine_isa: str, model: str = "MODEL
         return None
     if CPU_FORMS[made_for].reduce_range == CPU_FORMS[machine_isa].reduce_range:
         return None
-    fix = f"recalibrate here ('alexnet-deploy calibrate {model} --force') or pass --target cpu-{machine_isa}"
+    fix = (
+        f"recalibrate here: 'alexnet-deploy calibrate {model} --force' (this CPU's form, "
+        f"--target cpu-{machine_isa})"
+    )
     if CPU_FORMS[machine_isa].reduce_range:
         return (
             f"the INT8 CPU form was calibrated for {made_for} CPUs; this CPU ({machine_isa}) "

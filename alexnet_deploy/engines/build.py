@@ -155,7 +155,12 @@ def warn_isa_mismatch(info: ArtifactInfo, model: Path) -> str | None:
     from alexnet_deploy.calib.int8 import isa_mismatch
     from alexnet_deploy.cpu_isa import this_cpu
 
-    text = isa_mismatch(info.metadata, this_cpu().name, str(model))
+    source = Path(model)
+    if source.resolve() == info.path.resolve():  # given the INT8 file: name its FP32 model
+        source = ArtifactSet.of(source).model
+        if not source.is_file() or source.resolve() == info.path.resolve():
+            source = Path("FP32_MODEL.onnx")  # a file named outside the set's rule
+    text = isa_mismatch(info.metadata, this_cpu().name, str(source))
     if text and (str(info.path), text) not in _warned:
         _warned.add((str(info.path), text))
         log.warning("Warning: %s: %s", info.path.name, text)
