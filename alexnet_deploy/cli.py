@@ -21,6 +21,7 @@ from rich.markup import escape
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.models.variants import DEFAULT_VARIANT
 from alexnet_deploy.render import TableFormat
 
 app = typer.Typer(
@@ -73,7 +74,7 @@ def _print_frame(frame, fmt: TableFormat, title: str) -> None:
 
 @app.command()
 def summary(
-    variant: VariantOpt = VariantChoice.torchvision, fmt: FormatOpt = TableFormat.table
+    variant: VariantOpt = VariantChoice(DEFAULT_VARIANT), fmt: FormatOpt = TableFormat.table
 ) -> None:
     """Per-layer table of a variant: output shape (C x H x W), parameters, MACs, totals."""
     from alexnet_deploy.models.summary import layer_table
@@ -85,7 +86,7 @@ def summary(
 
 @app.command()
 def export(
-    variant: VariantOpt = VariantChoice.torchvision,
+    variant: VariantOpt = VariantChoice(DEFAULT_VARIANT),
     weights: Annotated[
         Path | None,
         typer.Option(
@@ -310,8 +311,8 @@ def calibrate(
     """Calibrate once on real images and write INT8 Q/DQ models for TensorRT and for CPUs."""
     from alexnet_deploy.calib.config import METHODS
     from alexnet_deploy.calib.int8 import TARGETS
-    from alexnet_deploy.calib.pipeline import DataRequest
     from alexnet_deploy.calib.pipeline import calibrate as run_calibration
+    from alexnet_deploy.calib.stage import DataRequest
 
     request = DataRequest(
         data=data,
@@ -456,7 +457,8 @@ def fp16(
     """Convert to FP16 (float32 inputs/outputs kept) and measure its fidelity against FP32."""
     import polars as pl
 
-    from alexnet_deploy.calib.pipeline import DataRequest, convert_fp16
+    from alexnet_deploy.calib.fp16 import convert_fp16
+    from alexnet_deploy.calib.stage import DataRequest
     from alexnet_deploy.render import rich_table
 
     request = DataRequest(
@@ -718,7 +720,7 @@ def bench(
         Path | None,
         typer.Option("--model", help="An FP32 export to bench (default: export one, cached)."),
     ] = None,
-    variant: VariantOpt = VariantChoice.torchvision,
+    variant: VariantOpt = VariantChoice(DEFAULT_VARIANT),
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Checkpoint for the export.")
     ] = None,

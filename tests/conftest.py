@@ -104,7 +104,9 @@ def digits_model(digits, tmp_path_factory):
 def digits_artifacts(digits, tmp_path_factory):
     """The trained network's FP32 model with its FP16 and INT8 (cpu form) artifacts beside it,
     made by the real commands; the torch backend learns the network's variant."""
-    from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
+    from alexnet_deploy.calib.fp16 import convert_fp16
+    from alexnet_deploy.calib.pipeline import calibrate
+    from alexnet_deploy.calib.stage import DataRequest
     from alexnet_deploy.models.variants import register_variant
     from tests.digits import DIGITS
 

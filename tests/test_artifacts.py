@@ -10,7 +10,9 @@ import pytest
 from onnx import numpy_helper
 
 from alexnet_deploy.artifacts import ArtifactSet, stem_of
-from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
+from alexnet_deploy.calib.fp16 import convert_fp16
+from alexnet_deploy.calib.pipeline import calibrate
+from alexnet_deploy.calib.stage import DataRequest
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
 

@@ -22,6 +22,7 @@ from alexnet_deploy.bench.report import SCHEMA, write_reports
 from alexnet_deploy.bench.run import BenchResult, FidelityProbe, run_matrix
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
+from alexnet_deploy.models.variants import DEFAULT_VARIANT
 
 Progress = Callable[[str], None]
 
@@ -29,7 +30,7 @@ Progress = Callable[[str], None]
 @dataclass(frozen=True)
 class ModelRequest:
     model: Path | None = None  # an existing FP32 export; None: export one
-    variant: str = "torchvision"
+    variant: str = DEFAULT_VARIANT
     weights: Path | None = None
     seed: int = C.DEFAULT_SEED
     data: str = "shipped"  # calibration and fidelity images
@@ -60,8 +61,10 @@ def ensure_artifacts(
 ) -> tuple[Path, dict]:
     """FP32 model plus the FP16, INT8 and NNCF INT8 ("int8-nncf") artifacts in ``need``,
     reusing whatever is there."""
+    from alexnet_deploy.calib.fp16 import convert_fp16
     from alexnet_deploy.calib.int8 import isa_mismatch
-    from alexnet_deploy.calib.pipeline import DataRequest, calibrate, convert_fp16
+    from alexnet_deploy.calib.pipeline import calibrate
+    from alexnet_deploy.calib.stage import DataRequest
     from alexnet_deploy.cpu_isa import this_cpu
     from alexnet_deploy.exporter.pipeline import export_onnx
     from alexnet_deploy.models.variants import get_variant

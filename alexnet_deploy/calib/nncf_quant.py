@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from alexnet_deploy.artifact import read_artifact
-from alexnet_deploy.calib.data import CalibrationData
 from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
+from alexnet_deploy.calib.samples import CalibrationData
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import atomic_path, sha256_file
 
@@ -66,11 +66,11 @@ def quantize_nncf(
     drops more than ``max_top1_drop`` points on real data with trained weights."""
     import onnx
 
-    from alexnet_deploy.calib.pipeline import (
-        _artifact_metadata,
-        _budget_policy,
-        _check_input_model,
+    from alexnet_deploy.calib.stage import (
+        budget_policy,
+        check_input_model,
         prepare_artifact_output,
+        write_artifact_metadata,
     )
 
     reason = nncf_missing()
@@ -80,7 +80,7 @@ def quantize_nncf(
         raise UsageError(f"--max-top1-drop must be >= 0, got {max_top1_drop}")
     model_path = Path(model_path)
     info = read_artifact(model_path)
-    _check_input_model(info)
+    check_input_model(info)
     out = Path(output) if output else nncf_output(model_path)
     prepare_artifact_output(out, model_path, force=force, what="INT8 model")
 
@@ -106,7 +106,7 @@ def quantize_nncf(
             f"nncf.quantize failed on {model_path}: {str(err).splitlines()[0]}"
         ) from None
     seconds = time.perf_counter() - start
-    _artifact_metadata(
+    write_artifact_metadata(
         quantized,
         {
             "precision": "int8",
@@ -120,7 +120,7 @@ def quantize_nncf(
             "source_sha256": sha256_file(model_path),
         },
     )
-    enforced, note = _budget_policy(info, data)
+    enforced, note = budget_policy(info, data)
     with atomic_path(out) as tmp:
         onnx.save(quantized, str(tmp))
         progress("fidelity against FP32")

@@ -1,5 +1,5 @@
 """The calibrate stage: FP32 ONNX + data -> INT8 Q/DQ models per target, a legacy TensorRT
-cache, a data manifest and a fidelity report. And the FP16 conversion, judged the same way.
+cache, a data manifest and a fidelity report (the FP16 stage: calib/fp16.py).
 
 Artifacts appear only when complete and within the fidelity budget (temporary file, checks,
 rename); the report is written either way so a failure can be read.
@@ -8,17 +8,13 @@ rename); the report is written either way so a failure can be read.
 from __future__ import annotations
 
 import logging
-import os
-import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.artifact import ArtifactInfo, read_artifact
+from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.calib.config import CalibrationConfig
-from alexnet_deploy.calib.data import CalibrationData, load_calibration_data, load_held_out
 from alexnet_deploy.calib.fidelity import (
     BASES,
     EMULATED,
@@ -30,43 +26,20 @@ from alexnet_deploy.calib.fidelity import (
 )
 from alexnet_deploy.calib.int8 import TARGETS, Int8Recipe, quantize_to_file, resolve_target
 from alexnet_deploy.calib.ranges import Ranges, collect_ranges
+from alexnet_deploy.calib.samples import CalibrationData
+from alexnet_deploy.calib.stage import (
+    DataRequest,
+    Progress,
+    budget_policy,
+    check_input_model,
+    write_artifact_metadata,
+)
 from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
 from alexnet_deploy.calib.trt_cache import write_trt_cache
-from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.errors import UsageError
 from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file, write_json_atomic
-from alexnet_deploy.models.variants import Preprocessing
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class DataRequest:
-    data: str = "shipped"
-    calib_size: int | None = None
-    eval_size: int | None = None
-    seed: int = C.DEFAULT_SEED
-    labels: Path | None = None
-    eval_data: str | None = None  # held-out set from another source; then all of data calibrates
-    preprocessing: Preprocessing | None = None  # overrides the model's metadata
-    batch_size: int = C.CALIBRATION_BATCH_SIZE
-
-    def __post_init__(self) -> None:
-        if self.batch_size < 1:
-            raise UsageError(f"--batch-size must be at least 1, got {self.batch_size}")
-
-    def load(self, info: ArtifactInfo) -> CalibrationData:
-        """The calibration and held-out splits this request names, shaped for ``info``."""
-        return load_calibration_data(
-            self.data,
-            image_shape=info.image_shape,
-            preprocessing=self.preprocessing or info.preprocessing(),
-            calib_size=self.calib_size,
-            eval_size=self.eval_size,
-            seed=self.seed,
-            labels_file=self.labels,
-            eval_data=self.eval_data,
-        )
 
 
 @dataclass
@@ -130,18 +103,6 @@ class CalibrationReport:
         return rows
 
 
-def _check_input_model(info: ArtifactInfo) -> None:
-    if info.precision != "fp32":
-        raise AlexnetDeployError(
-            f"{info.path} is already a {info.precision} model; calibration starts from the FP32 export",
-            hint="pass the FP32 .onnx written by 'alexnet-deploy export'",
-        )
-    if info.input.dtype != "float32":
-        raise AlexnetDeployError(
-            f"{info.path}: input {info.input.name!r} is {info.input.dtype}, expected float32"
-        )
-
-
 def resolve_outputs(model: Path, output: str | None, targets: tuple[str, ...]) -> dict[str, Path]:
     """Output path per target. ``output`` may hold '{target}'; without it, one target only.
     The default is the model's artifact set (MODEL_DIR/STEM.int8-<target>.onnx)."""
@@ -163,40 +124,6 @@ def resolve_outputs(model: Path, output: str | None, targets: tuple[str, ...]) -
                 hint="choose another -o; the FP32 model is never overwritten",
             )
     return paths
-
-
-def prepare_artifact_output(out: Path, model_path: Path, *, force: bool, what: str) -> None:
-    """``prepare_output`` for an artifact made from ``model_path``: never the input itself."""
-    if Path(out).resolve() == Path(model_path).resolve():
-        raise UsageError(
-            f"output {out} is the input model",
-            hint="choose another -o; the FP32 model is never overwritten",
-        )
-    prepare_output(out, force=force, what=what)
-
-
-def _artifact_metadata(model, values: dict[str, str]) -> None:
-    existing = {p.key: p for p in model.metadata_props}
-    for key, value in values.items():
-        if C.METADATA_PREFIX + key in existing:
-            existing[C.METADATA_PREFIX + key].value = value
-        else:
-            entry = model.metadata_props.add()
-            entry.key, entry.value = C.METADATA_PREFIX + key, value
-
-
-def _budget_policy(info: ArtifactInfo, data: CalibrationData) -> tuple[bool, str]:
-    if info.trained is False:
-        return (
-            False,
-            "untrained weights: fidelity figures are uninformative, --max-top1-drop not enforced",
-        )
-    if data.synthetic:
-        return (
-            False,
-            "synthetic data: fidelity figures are uninformative, --max-top1-drop not enforced",
-        )
-    return True, ""
 
 
 def _cpu_model() -> str:
@@ -263,7 +190,7 @@ def calibrate(
         raise UsageError(f"--max-top1-drop must be >= 0, got {max_top1_drop}")
     model_path = Path(model_path)
     info = read_artifact(model_path)
-    _check_input_model(info)
+    check_input_model(info)
     outputs = resolve_outputs(model_path, output, targets)
     for path in outputs.values():
         prepare_output(path, force=force, what="INT8 model")
@@ -324,7 +251,7 @@ def calibrate(
                 )
                 written[(method, target)] = tmp
 
-        enforced, note = _budget_policy(info, data)
+        enforced, note = budget_policy(info, data)
         report = CalibrationReport(
             model_path, data, candidates, budget_enforced=enforced, budget_note=note
         )
@@ -357,7 +284,7 @@ def calibrate(
             if target == "tensorrt":
                 check_tensorrt_qdq(proto)
             recipe = recipes[target]
-            _artifact_metadata(
+            write_artifact_metadata(
                 proto,
                 {
                     "precision": "int8",
@@ -417,86 +344,3 @@ def calibrate(
         },
     )
     return report
-
-
-@dataclass
-class Fp16Report:
-    model: Path
-    output: Path | None
-    data: CalibrationData
-    fidelity: Fidelity
-    kept_fp32_ops: tuple[str, ...]
-    convert_seconds: float
-    budget_enforced: bool
-    budget_note: str
-    failures: list[str] = field(default_factory=list)
-    emulated: Fidelity | None = None  # FP16 storage, float compute: the same on every CPU
-
-
-def convert_fp16(
-    model_path: Path,
-    request: DataRequest,
-    *,
-    output: Path | None = None,
-    max_top1_drop: float = C.DEFAULT_MAX_TOP1_DROP,
-    force: bool = False,
-    progress: Progress = lambda _m: None,
-) -> Fp16Report:
-    """Write the FP16 artifact (float32 I/O kept) and measure it against FP32 on ``request``'s
-    data (every sample is held out: FP16 needs no calibration)."""
-    import onnx
-
-    from alexnet_deploy.calib.fp16 import fp16_model
-
-    model_path = Path(model_path)
-    info = read_artifact(model_path)
-    _check_input_model(info)
-    out = Path(output) if output else ArtifactSet(model_path).fp16
-    prepare_artifact_output(out, model_path, force=force, what="FP16 model")
-    progress("loading evaluation data")
-    data = load_held_out(
-        request.data,
-        image_shape=info.image_shape,
-        preprocessing=request.preprocessing or info.preprocessing(),
-        count=request.eval_size,
-        seed=request.seed,
-        labels_file=request.labels,
-    )
-    progress("converting to FP16")
-    start = time.perf_counter()
-    proto = fp16_model(onnx.load(str(model_path)))
-    seconds = time.perf_counter() - start
-    _artifact_metadata(
-        proto,
-        {
-            "precision": "fp16",
-            "fp16_kept_fp32_ops": ",".join(C.FP16_KEEP_FP32_OPS),
-            "source_sha256": sha256_file(model_path),
-        },
-    )
-    enforced, note = _budget_policy(info, data)
-    candidate = out.with_name(f".{out.name}.candidate")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        onnx.save(proto, str(candidate))
-        progress(f"measuring fidelity on {len(data.eval)} samples")
-        reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
-        logits = ort_logits(candidate, info.input.name, data.eval.images, request.batch_size)
-        fidelity = compare_logits(reference, logits, data.eval.labels)
-        emulated = ort_logits(
-            candidate, info.input.name, data.eval.images, request.batch_size, emulated=True
-        )
-        report = Fp16Report(
-            model_path, None, data, fidelity, C.FP16_KEEP_FP32_OPS, seconds, enforced, note
-        )
-        report.emulated = compare_logits(reference, emulated, data.eval.labels)
-        if enforced and fidelity.top1_drop_points() > max_top1_drop:
-            report.failures.append(
-                f"fp16: top-1 drops {fidelity.top1_drop_points():.2f} points against FP32 (budget {max_top1_drop:g})"
-            )
-            return report
-        os.replace(candidate, out)  # only a checked artifact gets the final name
-        report.output = out
-        return report
-    finally:
-        candidate.unlink(missing_ok=True)

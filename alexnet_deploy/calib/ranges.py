@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy.calib.config import CalibrationConfig
-from alexnet_deploy.calib.data import Split
+from alexnet_deploy.calib.samples import Split
 from alexnet_deploy.errors import AlexnetDeployError
 
 

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import abc
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +44,6 @@ class Engine:
     path: Path  # the engine file (or the artifact itself for runtimes that compile at load)
     sidecar: Sidecar
     sidecar_path: Path
-    extras: dict = field(default_factory=dict)
 
 
 class Backend(abc.ABC):

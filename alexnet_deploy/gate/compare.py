@@ -22,14 +22,11 @@ IMPROVED, UNCHANGED, REGRESSED, NOT_COMPARABLE = (
     "regressed",
     "not comparable",
 )
-METRICS = ("p50", "p99", "throughput", "fidelity")
 
 
 @dataclass(frozen=True)
 class Thresholds:
-    values: dict = field(
-        default_factory=lambda: {m: C.GATE_THRESHOLD for m in ("p50", "p99", "throughput")}
-    )
+    values: dict = field(default_factory=lambda: dict(C.GATE_THRESHOLDS))  # one default set
     top1_budget_points: float = C.GATE_TOP1_BUDGET_POINTS
 
     @classmethod

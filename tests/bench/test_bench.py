@@ -122,7 +122,8 @@ def test_backend_failing_mid_matrix_marks_its_row_and_continues(model, digits, t
         Matrix(backends=("ort",), precisions=("fp32", "fp16", "int8"), batches=(2,)), FAST
     )
     # int8 exists, fp16 does not: a real failure of the real build path
-    from alexnet_deploy.calib.pipeline import DataRequest, calibrate
+    from alexnet_deploy.calib.pipeline import calibrate
+    from alexnet_deploy.calib.stage import DataRequest
 
     calibrate(
         bench_model,

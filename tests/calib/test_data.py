@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from alexnet_deploy.calib.data import load_calibration_data, shipped_images
+from alexnet_deploy.calib.data import load_calibration_data
 from alexnet_deploy.calib.images import load_rgb, preprocess
+from alexnet_deploy.calib.sources import shipped_images
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import sha256_file
 from alexnet_deploy.models.variants import get_variant

@@ -222,7 +222,8 @@ def test_trt_options_are_validated():
 @pytest.mark.parametrize("precision", ["fp32", "fp16", "int8"])
 def test_tensorrt_engine_parity_on_gpu(digits_artifacts, precision, tmp_path):
     """On a machine with TensorRT and a GPU: build from the artifact, run, compare with FP32."""
-    from alexnet_deploy.calib.pipeline import DataRequest, calibrate
+    from alexnet_deploy.calib.pipeline import calibrate
+    from alexnet_deploy.calib.stage import DataRequest
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.registry import get_backend
 
