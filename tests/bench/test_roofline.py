@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
@@ -90,3 +91,24 @@ def test_weights_in_the_last_level_cache_are_not_memory_bound():
     )
     assert streamed["bound"] == "memory" and not streamed["weights_in_llc"]
     assert cached["bound"] == "compute" and cached["weights_in_llc"]
+
+
+def test_macs_exclude_zero_padding(tmp_path):
+    """A 3x3 convolution, padding 1, on a 4x4 image: 10 taps per axis land on real pixels
+    (2 + 3 + 3 + 2), so 100 multiply-accumulates, not the 144 that counting padding gives."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from alexnet_deploy.bench.roofline import macs_per_image
+
+    weight = numpy_helper.from_array(np.ones((1, 1, 3, 3), np.float32), "w")
+    graph = helper.make_graph(
+        [helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])],
+        "conv",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 1, 4, 4])],
+        [weight],
+    )
+    path = tmp_path / "conv.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), str(path))
+    assert macs_per_image(path) == 100

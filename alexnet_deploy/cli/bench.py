@@ -1,0 +1,319 @@
+"""bench: the benchmark matrix, the main job."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.options import (
+    EXIT_PARTIAL,
+    BenchBackendChoice,
+    DataOpt,
+    ModeChoice,
+    PrecisionChoice,
+    QuantizerChoice,
+    SeedOpt,
+    VariantChoice,
+    VariantOpt,
+    WorkDirOpt,
+)
+from alexnet_deploy.models.variants import DEFAULT_VARIANT
+
+
+def _bench_config(
+    config_file,
+    backend,
+    precision,
+    batch,
+    mode,
+    threads,
+    streams,
+    rules: dict,
+    server_bound_ms,
+    quantizers=None,
+):
+    from dataclasses import replace
+
+    from alexnet_deploy.bench.config import (
+        BenchConfig,
+        MeasureRules,
+        config_from_toml,
+        parse_int_list,
+    )
+
+    base = config_from_toml(config_file) if config_file else BenchConfig()
+    matrix_over = {}
+    if backend:
+        matrix_over["backends"] = tuple(b.value for b in backend)
+    if precision:
+        matrix_over["precisions"] = tuple(p.value for p in precision)
+    if batch is not None:
+        matrix_over["batches"] = parse_int_list(batch, "batch")
+    if mode:
+        matrix_over["modes"] = tuple(m.value for m in mode)
+    if threads is not None:
+        matrix_over["threads"] = parse_int_list(threads, "threads")
+    if streams is not None:
+        matrix_over["streams"] = parse_int_list(streams, "streams")
+    if server_bound_ms is not None:
+        matrix_over["server_latency_bound_ms"] = server_bound_ms
+    if quantizers:
+        matrix_over["quantizers"] = tuple(q.value for q in quantizers)
+    rules_over = {k: v for k, v in rules.items() if v is not None}
+    if "percentiles" in rules_over:
+        try:
+            rules_over["percentiles"] = tuple(
+                float(p) for p in rules_over["percentiles"].split(",")
+            )
+        except ValueError:
+            from alexnet_deploy.errors import UsageError
+
+            raise UsageError(
+                f"--percentiles takes comma-separated numbers, got {rules_over['percentiles']!r}"
+            ) from None
+    matrix = replace(base.matrix, **matrix_over)
+    return BenchConfig(matrix, MeasureRules(**{**base.rules.__dict__, **rules_over}))
+
+
+def bench(
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="An FP32 export to bench (default: export one, cached)."),
+    ] = None,
+    variant: VariantOpt = VariantChoice(DEFAULT_VARIANT),
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Checkpoint for the export.")
+    ] = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    data: DataOpt = "shipped",
+    config_file: Annotated[
+        Path | None, typer.Option("--config", help="TOML file with [matrix] and [rules].")
+    ] = None,
+    backend: Annotated[
+        list[BenchBackendChoice] | None,
+        typer.Option(
+            "--backend", help="Backends (default: all available, plus the direct runtimes)."
+        ),
+    ] = None,
+    precision: Annotated[
+        list[PrecisionChoice] | None, typer.Option("--precision", help="Precisions (default: all).")
+    ] = None,
+    batch: Annotated[
+        str | None, typer.Option("--batch", help="Batch sizes, comma-separated (default: 1,32).")
+    ] = None,
+    mode: Annotated[
+        list[ModeChoice] | None,
+        typer.Option("--mode", help="latency, throughput, server (default: latency)."),
+    ] = None,
+    quantizer: Annotated[
+        list[QuantizerChoice] | None,
+        typer.Option(
+            "--quantizer", help="INT8 routes: qdq (this tool's), nncf (NNCF's) (default: qdq)."
+        ),
+    ] = None,
+    threads: Annotated[
+        str | None, typer.Option("--threads", help="Intra-op thread counts to sweep.")
+    ] = None,
+    streams: Annotated[
+        str | None,
+        typer.Option("--streams", help="Concurrent requests / OpenVINO streams to sweep."),
+    ] = None,
+    warmup_iterations: Annotated[int | None, typer.Option("--warmup-iterations")] = None,
+    warmup_seconds: Annotated[float | None, typer.Option("--warmup-seconds")] = None,
+    min_iterations: Annotated[int | None, typer.Option("--min-iterations")] = None,
+    min_seconds: Annotated[float | None, typer.Option("--min-seconds")] = None,
+    max_seconds: Annotated[
+        float | None, typer.Option("--max-seconds", help="Time cap per configuration.")
+    ] = None,
+    stability: Annotated[
+        float | None,
+        typer.Option("--stability", help="Stop when the median's 95% CI is within +-this."),
+    ] = None,
+    percentiles: Annotated[
+        str | None, typer.Option("--percentiles", help="Comma-separated, e.g. 50,90,99.")
+    ] = None,
+    repeat: Annotated[
+        int | None,
+        typer.Option("--repeat", help="Run each configuration N times; report the spread."),
+    ] = None,
+    server_bound_ms: Annotated[
+        float | None, typer.Option("--server-bound-ms", help="Server mode p99 bound.")
+    ] = None,
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct/--no-direct", help="Also bench ONNX Runtime and OpenVINO used directly."
+        ),
+    ] = True,
+    roofline: Annotated[
+        bool, typer.Option("--roofline/--no-roofline", help="Measure machine ceilings (cached).")
+    ] = True,
+    self_check: Annotated[
+        bool,
+        typer.Option(
+            "--self-check", help="Also measure harness overhead and an independent process timing."
+        ),
+    ] = False,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Report directory (default: WORK_DIR/reports).")
+    ] = None,
+    tuned: Annotated[
+        Path | None,
+        typer.Option(
+            "--tuned",
+            help="Bench the configuration saved by 'tune' beside the runtimes used directly (--batch adds batch sizes for both).",
+        ),
+    ] = None,
+    triton: Annotated[
+        str | None,
+        typer.Option(
+            "--triton", help="Bench a model served by Triton: http://HOST:PORT or grpc://HOST:PORT."
+        ),
+    ] = None,
+    triton_model: Annotated[
+        str | None, typer.Option("--triton-model", help="The served model's name (with --triton).")
+    ] = None,
+) -> None:
+    """Benchmark every backend x precision (the main job with no arguments) and write reports."""
+    from rich.progress import (
+        BarColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    from alexnet_deploy.bench.pipeline import ModelRequest, noisy_rows, run_bench
+    from alexnet_deploy.bench.report import terminal_frame
+    from alexnet_deploy.render import rich_table
+
+    if tuned is not None:
+        from alexnet_deploy.bench.tune import load_tuned, tuned_quantizers
+
+        choice = load_tuned(tuned)["choice"]
+        backend = [
+            BenchBackendChoice(choice["backend"]),
+            BenchBackendChoice.ort_direct,
+            BenchBackendChoice.openvino_direct,
+        ]
+        precision = [PrecisionChoice(choice["precision"])]
+        # the tuned batch, and any others asked for (peers at their own best batch too)
+        extra_batches = [] if batch is None else [b.strip() for b in batch.split(",") if b.strip()]
+        batch = ",".join(dict.fromkeys([str(choice["batch"]), *extra_batches]))
+        mode = [ModeChoice(choice["mode"])]
+        streams = None if choice["streams"] is None else str(choice["streams"])
+        threads = None if choice["threads"] is None else str(choice["threads"])
+        quantizer = [QuantizerChoice(q) for q in tuned_quantizers(choice)]
+    config = _bench_config(
+        config_file,
+        backend,
+        precision,
+        batch,
+        mode,
+        threads,
+        streams,
+        {
+            "warmup_iterations": warmup_iterations,
+            "warmup_seconds": warmup_seconds,
+            "min_iterations": min_iterations,
+            "min_seconds": min_seconds,
+            "max_seconds": max_seconds,
+            "stability": stability,
+            "percentiles": percentiles,
+            "repeat": repeat,
+        },
+        server_bound_ms,
+        quantizer,
+    )
+    request = ModelRequest(
+        model=model, variant=variant.value, weights=weights, seed=seed, data=data
+    )
+    served = None
+    if triton is not None:
+        from alexnet_deploy.errors import UsageError
+        from alexnet_deploy.serve.triton_client import connect, perf_analyzer_command
+
+        if not triton_model:
+            raise UsageError("--triton needs --triton-model NAME")
+        served = connect(triton, triton_model)
+        direct, roofline = False, False
+        for size in config.matrix.batches:
+            for concurrency in config.matrix.streams:
+                out_console.print(
+                    f"perf_analyzer equivalent: {perf_analyzer_command(served, size, concurrency or 1)}",
+                    highlight=False,
+                    soft_wrap=True,
+                )
+    extras = []
+    if self_check:
+        from alexnet_deploy.bench.selfcheck import self_check_comparisons
+
+        extras.append(self_check_comparisons)
+    if tuned is not None:
+        from alexnet_deploy.bench.tune import tuned_comparison
+
+        extras.append(lambda _model, rows: tuned_comparison(choice, rows))
+
+    def extra(model_path, rows) -> dict:
+        found = {}
+        for compare in extras:
+            found.update(compare(model_path, rows))
+        return found
+
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        status_task = bar.add_task("preparing", total=None)
+
+        def stage(msg: str) -> None:
+            bar.update(status_task, description=msg)
+
+        report, result, paths = run_bench(
+            request,
+            config,
+            work_dir,
+            out or Path(work_dir) / "reports",
+            direct=direct,
+            roofline=roofline,
+            progress_bar=bar,
+            progress=stage,
+            extra_comparisons=extra,
+            served=served,
+        )
+        bar.remove_task(status_task)
+    out_console.print(
+        rich_table(terminal_frame(result.rows), title=f"alexnet-deploy bench ({report['status']})")
+    )
+    for item in report["comparisons"].values():
+        out_console.print(f"  {item['text']}", highlight=False)
+    if report["model"]["weights"] == "untrained":
+        err_console.print(
+            "Note: untrained weights: fidelity columns compare an untrained network (uninformative)."
+        )
+    for row in noisy_rows(result.rows):
+        err_console.print(
+            f"Warning: noisy machine: {row['backend']} {row['precision']} b{row['batch']} "
+            f"p50 varied {100 * row['repeat_p50_spread']:.1f}% across repeats"
+        )
+    for row in result.failed:
+        err_console.print(
+            f"Failed: {row['backend']} {row['precision']} b{row['batch']} {row['mode']}: {row['reason']}",
+            highlight=False,
+        )
+    out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    if result.interrupted:
+        err_console.print("Interrupted: the finished rows were written.")
+        raise typer.Exit(130)
+    if result.failed:
+        raise typer.Exit(EXIT_PARTIAL)

@@ -1,0 +1,131 @@
+"""build: one engine."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.options import (
+    BackendChoice,
+    HintChoice,
+    PrecisionChoice,
+    QuantizerChoice,
+    QuantizerOpt,
+    WorkDirOpt,
+)
+
+
+def build(
+    model: Annotated[
+        Path,
+        typer.Argument(
+            help="FP32 ONNX model (its FP16/INT8 artifacts are found beside it) or an artifact."
+        ),
+    ],
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", help="Runtime to build for.")
+    ] = BackendChoice.ort,
+    precision: Annotated[
+        PrecisionChoice, typer.Option("--precision", help="Precision to run.")
+    ] = PrecisionChoice.fp32,
+    max_batch: Annotated[
+        int, typer.Option("--max-batch", help="Largest batch the engine accepts.")
+    ] = C.DEFAULT_MAX_BATCH,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="Intra-op threads (default: the runtime's).")
+    ] = None,
+    hint: Annotated[
+        HintChoice, typer.Option("--hint", help="OpenVINO performance hint.")
+    ] = HintChoice.latency,
+    streams: Annotated[
+        int | None, typer.Option("--streams", help="OpenVINO streams (default: from the hint).")
+    ] = None,
+    channels_last: Annotated[
+        bool, typer.Option("--channels-last", help="torch backend: channels_last memory format.")
+    ] = False,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            "--batch", help="TensorRT optimization profile MIN:OPT:MAX (default: 1:max/8:max)."
+        ),
+    ] = None,
+    workspace_mb: Annotated[
+        int, typer.Option("--workspace-mb", help="TensorRT workspace limit.")
+    ] = C.TRT_WORKSPACE_MB,
+    legacy_int8: Annotated[
+        bool,
+        typer.Option(
+            "--legacy-int8", help="LEGACY, TensorRT 10 only: INT8 builder flag + calibration cache."
+        ),
+    ] = False,
+    quantizer: QuantizerOpt = QuantizerChoice.qdq,
+    spinning: Annotated[
+        bool | None,
+        typer.Option(
+            "--spinning/--no-spinning",
+            help="ONNX Runtime: intra-op threads spin while waiting (default: the runtime's).",
+        ),
+    ] = None,
+    mem_arena: Annotated[
+        bool | None,
+        typer.Option(
+            "--mem-arena/--no-mem-arena", help="ONNX Runtime: CPU memory arena (default: on)."
+        ),
+    ] = None,
+    cpu_pinning: Annotated[
+        bool | None,
+        typer.Option(
+            "--cpu-pinning/--no-cpu-pinning",
+            help="OpenVINO: pin inference threads to cores (default: the runtime's).",
+        ),
+    ] = None,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    rebuild: Annotated[
+        bool, typer.Option("--rebuild", help="Build even if a matching engine exists.")
+    ] = False,
+    tuned: Annotated[
+        Path | None,
+        typer.Option("--tuned", help="Use the configuration saved by 'alexnet-deploy tune'."),
+    ] = None,
+) -> None:
+    """Build an engine for a backend and precision (cached by content in the work directory)."""
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.options import BuildOptions
+
+    if tuned is not None:
+        from alexnet_deploy.bench.tune import load_tuned
+
+        choice = load_tuned(tuned)["choice"]
+        backend, precision = BackendChoice(choice["backend"]), PrecisionChoice(choice["precision"])
+        threads, streams, hint = choice["threads"], choice["streams"], HintChoice.throughput
+        quantizer = QuantizerChoice(choice.get("quantizer", "qdq"))
+        max_batch = max(max_batch, choice["batch"])
+    options = BuildOptions(
+        precision=precision.value,
+        max_batch=max_batch,
+        threads=threads,
+        hint=hint.value,
+        streams=streams,
+        channels_last=channels_last,
+        batch_profile=batch,
+        workspace_mb=workspace_mb,
+        legacy_int8=legacy_int8,
+        quantizer=quantizer.value,
+        spinning=spinning,
+        mem_arena=mem_arena,
+        cpu_pinning=cpu_pinning,
+    )
+    with err_console.status(f"building {backend.value} {precision.value}"):
+        engine, reused = build_engine(model, backend.value, options, work_dir, rebuild=rebuild)
+    side = engine.sidecar
+    verb = "reused" if reused else f"built in {side.build_seconds:.1f} s"
+    out_console.print(
+        f"{side.backend} {side.precision} engine {verb}: {engine.path}\n"
+        f"  {side.runtime} {side.runtime_version}, artifact {side.artifact} (sha256 {side.artifact_sha256[:12]})\n"
+        f"  sidecar {engine.sidecar_path}",
+        highlight=False,
+    )

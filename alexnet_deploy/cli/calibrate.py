@@ -1,0 +1,272 @@
+"""calibrate and fp16: the precision stages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.options import (
+    BatchSizeOpt,
+    DataOpt,
+    EvalDataOpt,
+    EvalSizeOpt,
+    ForceOpt,
+    InputSizeOpt,
+    LabelsOpt,
+    MaxDropOpt,
+    MeanOpt,
+    MethodChoice,
+    ModelArg,
+    QuantizerChoice,
+    QuantizerOpt,
+    ResizeSizeOpt,
+    SeedOpt,
+    StdOpt,
+    parse_preprocessing,
+)
+from alexnet_deploy.errors import AlexnetDeployError
+
+
+def calibrate(
+    model: ModelArg,
+    data: DataOpt = "shipped",
+    eval_data: EvalDataOpt = None,
+    method: Annotated[
+        MethodChoice,
+        typer.Option(
+            "--method", help="Range method; auto tries all and keeps the most faithful per target."
+        ),
+    ] = MethodChoice.minmax,
+    target: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--target",
+            help="INT8 form(s) to write (default: both): tensorrt; cpu (the form for this CPU's "
+            "instruction set); cpu-vnni, cpu-avx512, cpu-avx2, cpu-arm64 or cpu-portable (another "
+            "class's). 'alexnet-deploy doctor' shows this CPU's class.",
+        ),
+    ] = None,
+    calib_size: Annotated[
+        int | None,
+        typer.Option("--calib-size", help="Calibration samples (default: half, at most 256)."),
+    ] = None,
+    eval_size: EvalSizeOpt = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
+    labels: LabelsOpt = None,
+    max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+    input_size: InputSizeOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    output: Annotated[
+        str | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help="Output path; '{target}' in it is replaced (default: MODEL_DIR/STEM.int8-TARGET.onnx).",
+        ),
+    ] = None,
+    trt_cache: Annotated[
+        bool,
+        typer.Option(
+            "--trt-cache/--no-trt-cache", help="Also write a legacy TensorRT calibration cache."
+        ),
+    ] = True,
+    quantizer: QuantizerOpt = QuantizerChoice.qdq,
+    force: ForceOpt = False,
+) -> None:
+    """Calibrate once on real images and write INT8 Q/DQ models for TensorRT and for CPUs."""
+    from alexnet_deploy.calib.config import METHODS
+    from alexnet_deploy.calib.int8 import TARGETS
+    from alexnet_deploy.calib.pipeline import calibrate as run_calibration
+    from alexnet_deploy.calib.stage import DataRequest
+
+    request = DataRequest(
+        data=data,
+        calib_size=calib_size,
+        eval_size=eval_size,
+        seed=seed,
+        labels=labels,
+        eval_data=eval_data,
+        preprocessing=parse_preprocessing(input_size, resize_size, mean, std),
+        batch_size=batch_size,
+    )
+    if quantizer is QuantizerChoice.nncf:
+        _calibrate_nncf(model, request, target, method, output, max_top1_drop, force)
+        return
+    methods = METHODS if method is MethodChoice.auto else (method.value,)
+    targets = tuple(target) if target else TARGETS
+    with err_console.status("calibrating") as status:
+        report = run_calibration(
+            model,
+            request,
+            methods=methods,
+            targets=targets,
+            output=output,
+            max_top1_drop=max_top1_drop,
+            trt_cache=trt_cache,
+            force=force,
+            progress=lambda msg: status.update(msg),
+        )
+    _print_calibration(report)
+    if report.failures:
+        raise AlexnetDeployError(
+            "; ".join(report.failures),
+            hint="calibrate on more representative data (--data), try --method auto, or raise --max-top1-drop",
+        )
+
+
+def _calibrate_nncf(model, request, target, method, output, max_top1_drop, force) -> None:
+    from alexnet_deploy.calib.nncf_quant import quantize_nncf
+    from alexnet_deploy.errors import UsageError
+
+    if target and list(target) != ["cpu"]:
+        raise UsageError("--quantizer nncf writes the CPU form only", hint="drop --target")
+    if method is not MethodChoice.minmax:
+        raise UsageError("--method applies to --quantizer qdq; NNCF picks its own ranges")
+    with err_console.status("quantizing with NNCF") as status:
+        report = quantize_nncf(
+            model,
+            request,
+            output=Path(output) if output else None,
+            max_top1_drop=max_top1_drop,
+            force=force,
+            progress=lambda msg: status.update(msg),
+        )
+    f = report.fidelity
+    out_console.print(
+        f"NNCF {report.nncf_version} INT8 against FP32 on {f.samples} held-out samples: top-1 agreement "
+        f"{f.top1_agreement:.4f}, centered cosine {f.centered_cosine:.5f}, top-1 drop "
+        f"{f.top1_drop_points():.2f} points (quantized in {report.seconds:.1f} s)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    out_console.print(_data_label(report.data), highlight=False)
+    if report.budget_note:
+        err_console.print(f"Note: {report.budget_note}", highlight=False)
+    out_console.print(f"wrote nncf: {report.path}", highlight=False)
+
+
+def _data_label(data) -> str:
+    label = f"{data.kind} data: {data.source}; {len(data.calib)} calibration / {len(data.eval)} held-out samples"
+    if data.synthetic:
+        label += " [SYNTHETIC: figures say little about real images]"
+    if data.skipped:
+        label += f"; skipped {len(data.skipped)} unreadable file(s)"
+    return label
+
+
+def _print_calibration(report) -> None:
+    import polars as pl
+
+    from alexnet_deploy.render import rich_table
+
+    short = {
+        "method": "method",
+        "target": "target",
+        "selected": "kept",
+        "top1_fp32": "top1 fp32",
+        "top1_int8": "top1 int8",
+        "top1_agreement": "agree",
+        "top5_overlap": "top5 ovl",
+        "centered_cosine": "cos(c)",
+        "max_abs_error": "max err",
+        "top1_drop_points": "drop pts",
+        "within_budget": "ok",
+        "judged_on": "judged on",
+        "calibration_seconds": "calib s",
+    }
+    frame = pl.DataFrame(report.rows()).select(list(short)).rename(short)
+    out_console.print(rich_table(frame, title=f"INT8 fidelity against FP32 ({report.model.name})"))
+    for c in report.candidates:
+        if c.selected:
+            figures = ", ".join(f"{basis} {f.top1_agreement:.4f}" for basis, f in c.figures.items())
+            out_console.print(
+                f"{c.target}: top-1 agreement {figures} (budget judged on {c.basis})",
+                highlight=False,
+                soft_wrap=True,
+            )
+    out_console.print(_data_label(report.data), highlight=False)
+    if any(r["entropy_equals_minmax"] for r in report.rows()):
+        err_console.print(
+            "Warning: entropy calibration gave the min/max ranges (too few bins or samples)."
+        )
+    if report.budget_note:
+        err_console.print(f"Note: {report.budget_note}", highlight=False)
+    for target, path in report.artifacts.items():
+        out_console.print(f"wrote {target}: {path}", highlight=False)
+    if report.trt_cache:
+        out_console.print(
+            f"wrote legacy TensorRT calibration cache: {report.trt_cache}", highlight=False
+        )
+    out_console.print(f"report: {report.report_path}", highlight=False)
+
+
+def fp16(
+    model: ModelArg,
+    data: DataOpt = "shipped",
+    eval_size: EvalSizeOpt = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
+    labels: LabelsOpt = None,
+    max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+    input_size: InputSizeOpt = None,
+    resize_size: ResizeSizeOpt = None,
+    mean: MeanOpt = None,
+    std: StdOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="FP16 model (default: MODEL_DIR/STEM.fp16.onnx)."),
+    ] = None,
+    force: ForceOpt = False,
+) -> None:
+    """Convert to FP16 (float32 inputs/outputs kept) and measure its fidelity against FP32."""
+    import polars as pl
+
+    from alexnet_deploy.calib.fp16 import convert_fp16
+    from alexnet_deploy.calib.stage import DataRequest
+    from alexnet_deploy.render import rich_table
+
+    request = DataRequest(
+        data=data,
+        eval_size=eval_size,
+        seed=seed,
+        labels=labels,
+        batch_size=batch_size,
+        preprocessing=parse_preprocessing(input_size, resize_size, mean, std),
+    )
+    with err_console.status("converting") as status:
+        report = convert_fp16(
+            model,
+            request,
+            output=output,
+            max_top1_drop=max_top1_drop,
+            force=force,
+            progress=lambda msg: status.update(msg),
+        )
+    row = {
+        "precision": "fp16",
+        "judged_on": "ort",
+        **report.fidelity.as_dict(),
+        "emulated_top1_agreement": report.emulated.top1_agreement,
+        "convert_seconds": report.convert_seconds,
+    }
+    out_console.print(
+        rich_table(pl.DataFrame([row]), title=f"FP16 fidelity against FP32 ({model.name})")
+    )
+    out_console.print(_data_label(report.data), highlight=False)
+    if report.budget_note:
+        err_console.print(f"Note: {report.budget_note}", highlight=False)
+    if report.failures:
+        raise AlexnetDeployError(
+            "; ".join(report.failures), hint="keep more ops in FP32 or raise --max-top1-drop"
+        )
+    out_console.print(
+        f"wrote {report.output} (ops kept in FP32: {', '.join(report.kept_fp32_ops)})",
+        highlight=False,
+    )

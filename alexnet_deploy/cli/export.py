@@ -1,0 +1,98 @@
+"""summary and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import err_console, out_console, print_frame
+from alexnet_deploy.cli.options import FormatOpt, SeedOpt, VariantChoice, VariantOpt
+from alexnet_deploy.models.variants import DEFAULT_VARIANT
+from alexnet_deploy.render import TableFormat
+
+
+def summary(
+    variant: VariantOpt = VariantChoice(DEFAULT_VARIANT), fmt: FormatOpt = TableFormat.table
+) -> None:
+    """Per-layer table of a variant: output shape (C x H x W), parameters, MACs, totals."""
+    from alexnet_deploy.models.summary import layer_table
+    from alexnet_deploy.models.variants import get_variant
+
+    spec = get_variant(variant.value)
+    print_frame(layer_table(spec), fmt, title=f"AlexNet ({spec.name}): {spec.description}")
+
+
+def export(
+    variant: VariantOpt = VariantChoice(DEFAULT_VARIANT),
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="State-dict checkpoint (torch.save(model.state_dict())). "
+            "Without it, weights are initialized from --seed and labelled untrained.",
+        ),
+    ] = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    opset: Annotated[
+        int, typer.Option("--opset", help=f"ONNX opset, {C.MIN_OPSET} to {C.MAX_OPSET}.")
+    ] = C.DEFAULT_OPSET,
+    softmax: Annotated[
+        bool, typer.Option("--softmax", help=f"Also output softmax as '{C.PROBABILITIES_NAME}'.")
+    ] = False,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o",
+            "--output",
+            help=f"ONNX file to write (default: {C.DEFAULT_WORK_DIR}/alexnet-VARIANT.onnx).",
+        ),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
+) -> None:
+    """Export a variant to ONNX (dynamic batch) and validate it against PyTorch."""
+    from alexnet_deploy.exporter.config import ExportConfig
+    from alexnet_deploy.exporter.pipeline import export_onnx
+    from alexnet_deploy.models.variants import get_variant
+
+    spec = get_variant(variant.value)
+    config = ExportConfig(opset=opset, softmax=softmax)
+    out = output or Path(C.DEFAULT_WORK_DIR) / f"alexnet-{spec.name}.onnx"
+    with err_console.status("exporting") as status:
+        result = export_onnx(
+            spec,
+            out,
+            weights=weights,
+            seed=seed,
+            config=config,
+            force=force,
+            progress=lambda msg: status.update(msg),
+        )
+    _print_export_result(result)
+
+
+def _print_export_result(result) -> None:
+    import polars as pl
+
+    from alexnet_deploy.render import rich_table
+
+    frame = pl.DataFrame(
+        [
+            {
+                "batch": c.batch,
+                "max_abs_diff": c.max_abs_diff,
+                "max_rel_diff": c.max_rel_diff,
+                "top1_agreement": c.top1_agreement,
+                "within_tolerance": c.within_tolerance,
+            }
+            for c in result.comparisons
+        ]
+    )
+    out_console.print(rich_table(frame, title="ONNX Runtime vs PyTorch (seeded inputs)"))
+    out_console.print(
+        f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, sha256 {result.sha256[:12]}), "
+        f"{result.weights.label}; export {result.export_seconds:.1f} s, "
+        f"validation {result.validate_seconds:.1f} s; manifest {result.manifest}"
+    )

@@ -1,0 +1,192 @@
+"""gate: the CI regression gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.options import BackendChoice, PrecisionChoice, WorkDirOpt
+
+
+def gate(
+    baseline: Annotated[
+        Path | None,
+        typer.Argument(
+            help="Baseline: a bench report (file or directory), a directory of past reports, or a ratio baseline."
+        ),
+    ] = None,
+    current: Annotated[
+        Path | None, typer.Argument(help="Current bench report (or use --run).")
+    ] = None,
+    run_now: Annotated[
+        bool,
+        typer.Option(
+            "--run", help="Bench the baseline's configurations now as the current report."
+        ),
+    ] = False,
+    ratios: Annotated[
+        bool,
+        typer.Option(
+            "--ratios",
+            help="Gate on in-run ratios (INT8 vs FP32, engine vs direct): machine-independent.",
+        ),
+    ] = False,
+    threshold: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--threshold", help="Fraction for every metric (0.1) or per metric (p99=0.2)."
+        ),
+    ] = None,
+    top1_budget: Annotated[
+        float, typer.Option("--top1-budget", help="Top-1 agreement points that may be lost.")
+    ] = C.GATE_TOP1_BUDGET_POINTS,
+    allow_env_mismatch: Annotated[
+        bool,
+        typer.Option(
+            "--allow-env-mismatch", help="Compare absolute timings across environments (flagged)."
+        ),
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option("--strict", help="Fail (exit 2) when any configuration is not comparable."),
+    ] = False,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write the result as JSON.")
+    ] = None,
+    md_out: Annotated[
+        Path | None,
+        typer.Option(
+            "--md", help="Write a Markdown summary (also appended to $GITHUB_STEP_SUMMARY)."
+        ),
+    ] = None,
+    junit_out: Annotated[Path | None, typer.Option("--junit", help="Write JUnit XML.")] = None,
+    update_baseline: Annotated[
+        bool,
+        typer.Option(
+            "--update-baseline", help="Accept the current results as the new baseline (atomically)."
+        ),
+    ] = False,
+    aa: Annotated[
+        bool,
+        typer.Option(
+            "--aa", help="A/A mode: measure one configuration against itself to see the noise."
+        ),
+    ] = False,
+    model: Annotated[
+        Path | None,
+        typer.Option("--model", help="A/A: FP32 model (default: the main job's export)."),
+    ] = None,
+    backend: Annotated[
+        BackendChoice, typer.Option("--backend", help="A/A: backend.")
+    ] = BackendChoice.ort,
+    precision: Annotated[
+        PrecisionChoice, typer.Option("--precision", help="A/A: precision.")
+    ] = PrecisionChoice.fp32,
+    batch: Annotated[int, typer.Option("--batch", help="A/A: batch size.")] = 1,
+    trials: Annotated[int, typer.Option("--trials", help="A/A: number of paired trials.")] = 10,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+) -> None:
+    """Compare a bench report with a baseline: exit 0 pass, 1 regression, 2 usage error or nothing comparable."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.gate.compare import Thresholds
+
+    thresholds = Thresholds.parse(threshold or [], top1_budget)
+    if aa:
+        _gate_aa(model, backend.value, precision.value, batch, trials, thresholds, work_dir)
+        return
+    if baseline is None:
+        raise UsageError(
+            "gate needs a BASELINE report",
+            hint="alexnet-deploy gate BASELINE CURRENT, or --run, or --aa",
+        )
+    from alexnet_deploy.gate.baseline import accept_baseline, bench_baseline_now
+    from alexnet_deploy.gate.compare import compare_reports
+    from alexnet_deploy.gate.output import result_frame, write_outputs
+    from alexnet_deploy.gate.ratios import compare_ratios
+    from alexnet_deploy.gate.reports import load_report
+    from alexnet_deploy.render import rich_table
+
+    if update_baseline and not baseline.exists() and current is not None:
+        accept_baseline(baseline, load_report(current), ratios)  # a first baseline
+        out_console.print(f"baseline {baseline} created from {current}", highlight=False)
+        return
+    base = load_report(baseline)
+    if run_now:
+        with err_console.status("benching the baseline's configurations"):
+            current = bench_baseline_now(base, work_dir)
+    if current is None:
+        raise UsageError(
+            "gate needs a CURRENT report",
+            hint="pass it, or --run to bench the baseline's configurations now",
+        )
+    cur = load_report(current)
+    if ratios or base.ratios:
+        result = compare_ratios(base, cur, thresholds.values["p50"])
+    else:
+        result = compare_reports(base, cur, thresholds, allow_env_mismatch=allow_env_mismatch)
+    frame = result_frame(result)
+    if frame.height:
+        out_console.print(rich_table(frame.drop("note"), title="alexnet-deploy gate"))
+    for verdict in result.verdicts:
+        if verdict.note and verdict.verdict in ("regressed", "not comparable"):
+            out_console.print(
+                f"  {verdict.config} {verdict.metric}: {verdict.note}",
+                highlight=False,
+                soft_wrap=True,
+            )
+    for note in result.notes:
+        err_console.print(f"[bold yellow]{escape(note)}[/]", soft_wrap=True)
+    skipped = len(result.verdicts) - len(result.comparable)
+    if skipped and result.comparable:
+        err_console.print(
+            f"Warning: {skipped} check(s) not comparable (listed above); --strict fails on them.",
+            soft_wrap=True,
+        )
+    out_console.print(result.summary(), highlight=False, soft_wrap=True)
+    write_outputs(result, json_out, md_out, junit_out)
+    if update_baseline:
+        accept_baseline(baseline, cur, ratios or bool(base.ratios))
+        out_console.print(f"baseline {baseline} updated from {current}", highlight=False)
+        return
+    code = result.exit_code
+    if strict and code == 0 and len(result.comparable) != len(result.verdicts):
+        code = 2
+    if code:
+        raise typer.Exit(code)
+
+
+def _gate_aa(
+    model, backend: str, precision: str, batch: int, trials: int, thresholds, work_dir: Path
+) -> None:
+    import numpy as np
+
+    from alexnet_deploy.gate.noise import aa_on_engine, derive_threshold
+
+    threshold = thresholds.values["p50"]
+    with err_console.status("A/A trials") as status:
+        outcomes = aa_on_engine(
+            model,
+            backend,
+            precision,
+            batch,
+            trials,
+            threshold,
+            work_dir,
+            on_trial=lambda i, o: status.update(
+                f"A/A trial {i + 1}/{trials}: {100 * o.change:+.2f}%"
+            ),
+        )
+    changes = np.abs([o.change for o in outcomes])
+    out_console.print(
+        f"A/A {backend} {precision} batch {batch}, {trials} paired trials: p50 change median "
+        f"{100 * np.median(changes):.2f}%, max {100 * changes.max():.2f}%; false alarms at the "
+        f"{threshold:.0%} threshold: {sum(o.flagged for o in outcomes)}/{trials}; derived threshold: "
+        f"{derive_threshold(outcomes):.1%}",
+        highlight=False,
+        soft_wrap=True,
+    )

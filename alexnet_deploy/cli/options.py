@@ -1,0 +1,173 @@
+"""Shared command-line options and choices, declared once (Annotated aliases)."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy.render import TableFormat
+
+
+class VariantChoice(str, Enum):
+    torchvision = "torchvision"
+    paper = "paper"
+
+
+VariantOpt = Annotated[
+    VariantChoice,
+    typer.Option(
+        "--variant", help="torchvision (loads torchvision weights) or paper (2012 network)."
+    ),
+]
+FormatOpt = Annotated[TableFormat, typer.Option("--format", help="Output format.")]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Seed for untrained weights and validation inputs.")
+]
+
+
+class QuantizerChoice(str, Enum):
+    qdq = "qdq"
+    nncf = "nncf"
+
+
+QuantizerOpt = Annotated[
+    QuantizerChoice,
+    typer.Option(
+        "--quantizer",
+        help="INT8 route: qdq (this tool's calibration, Q/DQ per target) or nncf (NNCF's quantize, CPU form).",
+    ),
+]
+
+
+class MethodChoice(str, Enum):
+    minmax = "minmax"
+    entropy = "entropy"
+    percentile = "percentile"
+    auto = "auto"
+
+
+DataOpt = Annotated[
+    str,
+    typer.Option(
+        "--data",
+        help="Images folder (JPEG/PNG, recursive; class sub-folders give labels), a preprocessed "
+        ".npy/.npz, 'shipped' (the bundled photos) or 'synthetic' (smoke runs only).",
+    ),
+]
+EvalDataOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--eval-data", help="Held-out set from another source; then all of --data calibrates."
+    ),
+]
+EvalSizeOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--eval-size", help="Held-out samples for fidelity (default: the rest, at most 512)."
+    ),
+]
+LabelsOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--labels", help="Labels: CSV 'relative/path.jpg,label' for a folder, or .npy of ints."
+    ),
+]
+MaxDropOpt = Annotated[
+    float,
+    typer.Option(
+        "--max-top1-drop", help="Fail when top-1 drops more points than this against FP32."
+    ),
+]
+BatchSizeOpt = Annotated[
+    int, typer.Option("--batch-size", help="Batch size for calibration and fidelity runs.")
+]
+InputSizeOpt = Annotated[
+    int | None, typer.Option("--input-size", help="Crop size, for models without our metadata.")
+]
+ResizeSizeOpt = Annotated[
+    int | None,
+    typer.Option("--resize-size", help="Short-side resize, for models without our metadata."),
+]
+MeanOpt = Annotated[
+    str | None,
+    typer.Option("--mean", help="Per-channel mean 'R,G,B', for models without our metadata."),
+]
+StdOpt = Annotated[
+    str | None,
+    typer.Option("--std", help="Per-channel std 'R,G,B', for models without our metadata."),
+]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing outputs.")]
+ModelArg = Annotated[Path, typer.Argument(help="FP32 ONNX model (from 'alexnet-deploy export').")]
+
+
+def parse_preprocessing(input_size, resize_size, mean, std):
+    """Explicit preprocessing for a foreign model: all four flags or none."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.models.variants import Preprocessing
+
+    given = [v is not None for v in (input_size, resize_size, mean, std)]
+    if not any(given):
+        return None
+    if not all(given):
+        raise UsageError(
+            "--input-size, --resize-size, --mean and --std go together", hint="pass all four"
+        )
+
+    def triple(text: str, flag: str) -> tuple[float, float, float]:
+        try:
+            values = tuple(float(v) for v in text.split(","))
+        except ValueError:
+            values = ()
+        if len(values) != 3:
+            raise UsageError(f"{flag} takes three comma-separated numbers, got {text!r}")
+        return values  # type: ignore[return-value]
+
+    return Preprocessing(resize_size, input_size, triple(mean, "--mean"), triple(std, "--std"))
+
+
+class BackendChoice(str, Enum):
+    ort = "ort"
+    ort_cuda = "ort-cuda"
+    ort_trt = "ort-trt"
+    openvino = "openvino"
+    torch = "torch"
+    tensorrt = "tensorrt"
+
+
+class BenchBackendChoice(str, Enum):
+    ort = "ort"
+    ort_cuda = "ort-cuda"
+    ort_trt = "ort-trt"
+    openvino = "openvino"
+    torch = "torch"
+    tensorrt = "tensorrt"
+    ort_direct = "ort-direct"
+    openvino_direct = "openvino-direct"
+
+
+class PrecisionChoice(str, Enum):
+    fp32 = "fp32"
+    fp16 = "fp16"
+    int8 = "int8"
+
+
+class HintChoice(str, Enum):
+    latency = "latency"
+    throughput = "throughput"
+
+
+WorkDirOpt = Annotated[
+    Path, typer.Option("--work-dir", help="Where engines, caches and reports are kept.")
+]
+
+
+class ModeChoice(str, Enum):
+    latency = "latency"
+    throughput = "throughput"
+    server = "server"
+
+
+EXIT_PARTIAL = 3

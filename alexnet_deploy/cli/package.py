@@ -1,0 +1,68 @@
+"""package: a Triton model repository."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.options import ForceOpt, WorkDirOpt
+
+
+def package(
+    triton: Annotated[
+        Path, typer.Option("--triton", help="Output directory: a Triton model repository.")
+    ],
+    model: Annotated[
+        Path | None,
+        typer.Option(
+            "--model", help="FP32 export whose artifacts to package (default: the main job's)."
+        ),
+    ] = None,
+    max_batch: Annotated[
+        int,
+        typer.Option(
+            "--max-batch",
+            help="max_batch_size for ONNX models (TensorRT: from the engine profile).",
+        ),
+    ] = C.DEFAULT_MAX_BATCH,
+    instances: Annotated[
+        int, typer.Option("--instances", help="Instances per model (instance_group count).")
+    ] = 1,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="ONNX Runtime intra-op threads per instance.")
+    ] = None,
+    openvino: Annotated[
+        bool, typer.Option("--openvino/--no-openvino", help="Also package OpenVINO IR models.")
+    ] = True,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    force: ForceOpt = False,
+) -> None:
+    """Write a Triton Inference Server model repository from the built artifacts."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.serve.package import package_triton
+    from alexnet_deploy.serve.triton_config import ServingOptions
+
+    if max_batch < 1 or instances < 1:
+        raise UsageError("--max-batch and --instances must be at least 1")
+    if model is None:
+        from alexnet_deploy.bench.pipeline import ModelRequest, ensure_artifacts
+
+        with err_console.status("preparing artifacts") as status:
+            model, _ = ensure_artifacts(ModelRequest(), work_dir, status.update)
+    options = ServingOptions(max_batch_size=max_batch, instances=instances, threads=threads)
+    with err_console.status("packaging"):
+        repo = package_triton(
+            model, triton, work_dir=work_dir, options=options, force=force, openvino=openvino
+        )
+    for m in repo.models:
+        out_console.print(f"{m.name}: {m.kind} {m.precision} ({m.config_path})", highlight=False)
+    for what, why in repo.skipped.items():
+        err_console.print(f"skipped {what}: {why}", highlight=False)
+    out_console.print(
+        f"repository: {repo.path} (start: tritonserver --model-repository {repo.path})",
+        highlight=False,
+    )
