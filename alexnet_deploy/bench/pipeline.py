@@ -18,7 +18,7 @@ from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.bench.config import BenchConfig
 from alexnet_deploy.bench.fingerprint import comparable_key, environment
-from alexnet_deploy.bench.report import SCHEMA, write_reports
+from alexnet_deploy.bench.report import SCHEMA, publish_reports
 from alexnet_deploy.bench.run import BenchResult, FidelityProbe, run_matrix
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
@@ -260,7 +260,7 @@ def run_bench(
     }
     if extra_comparisons and not result.interrupted:
         report["comparisons"].update(extra_comparisons(model, result.rows))
-    paths = write_reports(report, result.rows, result.samples, out_dir)
+    paths = publish_reports(report, result.rows, result.samples, out_dir)
     return report, result, paths
 
 

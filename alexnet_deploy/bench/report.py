@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 from pathlib import Path
 
 from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
@@ -105,6 +106,40 @@ def markdown(report: dict, frame) -> str:
         for name, value in report["comparisons"].items():
             lines.append(f"- **{name}**: {value.get('text', json.dumps(value))}")
     return "\n".join(lines) + "\n"
+
+
+REPORT_FILES = {
+    "csv": "bench-summary.csv",
+    "json": "bench-summary.json",
+    "md": "bench-summary.md",
+    "parquet": "bench-samples.parquet",
+    "png": "bench-report.png",
+}
+
+
+def publish_reports(report: dict, rows: list[dict], samples: list[dict], out_dir: Path):
+    """Write a run's report files into a fresh directory, then move them over ``out_dir``'s,
+    and remove the previous run's files this run does not write (its plot, say), so the
+    directory never mixes two runs. A run with no finished row (interrupted before the first)
+    leaves a previous report untouched: returns no paths then."""
+    import shutil
+    import tempfile
+
+    out_dir = Path(out_dir)
+    if not any(r.get("status") == "ok" for r in rows) and (out_dir / REPORT_FILES["json"]).exists():
+        return {}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    try:
+        written = write_reports(report, rows, samples, staging)
+        for key, name in REPORT_FILES.items():
+            if key in written:
+                os.replace(staging / name, out_dir / name)
+            else:
+                (out_dir / name).unlink(missing_ok=True)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return {key: out_dir / REPORT_FILES[key] for key in written}
 
 
 def write_reports(

@@ -311,9 +311,15 @@ def bench(
             f"Failed: {row['backend']} {row['precision']} b{row['batch']} {row['mode']}: {row['reason']}",
             highlight=False,
         )
-    out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    out_dir = out or Path(work_dir) / "reports"
+    if paths:
+        out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)
     if result.interrupted:
-        err_console.print("Interrupted: the finished rows were written.")
+        err_console.print(
+            "Interrupted: the finished rows were written."
+            if paths
+            else f"Interrupted before any configuration finished: the previous report in {out_dir} is untouched."
+        )
         raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)

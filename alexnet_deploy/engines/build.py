@@ -7,9 +7,12 @@ holds the artifact's sha256 and the options' hash, so an unchanged build is reus
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 from alexnet_deploy import constants as C
@@ -136,14 +139,29 @@ def build_engine(
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
     try:
-        engine = backend.build(artifact, options, staging)
-        if target.exists():
-            shutil.rmtree(target)
-        staging.rename(target)
+        backend.build(artifact, options, staging)
+        _replace_directory(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return load_engine(target), False
+
+
+def _replace_directory(staging: Path, target: Path) -> None:
+    """Put the complete ``staging`` directory at ``target``: the old engine is moved aside
+    first (one rename) and removed after, so a reader finds the old engine, none, or the new
+    one, never half of one. When a concurrent build put its own engine there between the two
+    renames, that one is as good as ours: ours is dropped."""
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+    with contextlib.suppress(FileNotFoundError):  # no old engine (or a concurrent build moved it)
+        target.rename(aside)
+    try:
+        staging.rename(target)
+    except OSError:
+        if not (target / "engine.json").is_file():
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 _warned: set[tuple[str, str]] = set()

@@ -254,3 +254,54 @@ def test_run_bench_interrupt_writes_partial_report(model, digits, tmp_path, monk
     assert report["status"] == "interrupted" and len(result.rows) == 1
     assert json.loads(paths["json"].read_text())["status"] == "interrupted"
     assert pl.read_parquet(paths["parquet"]).height == result.rows[0]["samples"]
+
+
+def _report_files(out):
+    from alexnet_deploy.fileio import sha256_file
+
+    return {p.name: sha256_file(p) for p in sorted(out.iterdir())}
+
+
+def test_interrupt_before_any_row_keeps_the_previous_report(
+    model, digits, cli, tmp_path, monkeypatch
+):
+    """Ctrl-C during the first configuration: the previous report in --out is untouched (it
+    used to be replaced by an empty 'interrupted' one), and the CLI says so."""
+    import alexnet_deploy.bench.run as run
+
+    out = tmp_path / "out"
+    args = ["bench", "--model", model, "--data", digits["heldout_dir"], "--backend", "ort"]
+    args += ["--precision", "fp32", "--batch", "1", "--mode", "latency", "--no-direct"]
+    args += ["--no-roofline", "--min-seconds", "0.1", "--max-seconds", "0.3"]
+    args += ["--work-dir", tmp_path / "w", "--out", out]
+    assert cli(*args).exit_code == 0
+    before = _report_files(out)
+    assert {"bench-summary.json", "bench-samples.parquet"} <= set(before)
+
+    def interrupted(*_args, **_kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(run, "_measure", interrupted)
+    result = cli(*args)
+    assert (
+        result.exit_code == 130
+        and "previous report" in result.stderr
+        and "untouched" in result.stderr
+    )
+    assert _report_files(out) == before
+
+
+def test_a_new_report_replaces_every_file_of_the_old(model, digits, tmp_path):
+    """No file of an older run survives beside a new report (a stale plot, say)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "bench-report.png").write_bytes(b"an older run's plot")
+    (out / "notes.txt").write_text("the user's own file")
+    config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(1,)), FAST)
+    request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
+    _, _, paths = run_bench(request, config, tmp_path / "w", out, roofline=False, argv=["bench"])
+    png = out / "bench-report.png"
+    assert ("png" in paths) == png.exists()
+    assert not png.exists() or png.read_bytes() != b"an older run's plot"
+    assert (out / "notes.txt").read_text() == "the user's own file"
+    assert not list(tmp_path.glob(".out.*"))  # no staging directory left behind

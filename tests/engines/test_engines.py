@@ -206,3 +206,46 @@ def test_every_declared_backend_is_registered():
 
     assert tuple(_backends()) == BACKEND_NAMES
     assert set(capabilities()) == set(BACKEND_NAMES)
+
+
+def test_concurrent_rebuilds_never_show_half_an_engine(digits_artifacts, tmp_path):
+    """Two rebuilds of one engine at once (this crashed 1 in 3), and a reader watching: the
+    engine directory holds a whole engine or none, never a sidecar without its model."""
+    import threading
+
+    from alexnet_deploy.engines.build import build_engine, load_engine
+    from alexnet_deploy.engines.options import BuildOptions
+
+    model, work = digits_artifacts["model"], tmp_path / "work"
+    engine, _ = build_engine(model, "ort", BuildOptions(), work)
+    target = engine.sidecar_path.parent
+    errors, halves, done = [], [], threading.Event()
+
+    def rebuild():
+        try:
+            for _ in range(4):
+                build_engine(model, "ort", BuildOptions(), work, rebuild=True)
+        except Exception as err:  # the test's point: nothing may raise
+            errors.append(err)
+
+    def watch():
+        while not done.is_set():
+            try:
+                names = set(p.name for p in target.iterdir())
+            except FileNotFoundError:
+                continue
+            if "engine.json" in names and engine.path.name not in names:
+                halves.append(names)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    builders = [threading.Thread(target=rebuild) for _ in range(2)]
+    for thread in builders:
+        thread.start()
+    for thread in builders:
+        thread.join()
+    done.set()
+    watcher.join()
+    assert not errors and not halves
+    assert load_engine(target).path.is_file()
+    assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # nothing left aside
