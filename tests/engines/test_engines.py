@@ -229,12 +229,16 @@ def test_concurrent_rebuilds_never_show_half_an_engine(digits_artifacts, tmp_pat
             errors.append(err)
 
     def watch():
+        import os
+
         while not done.is_set():
-            try:
-                names = set(p.name for p in target.iterdir())
+            try:  # one version of the directory: the same one at the path before and after
+                before = os.stat(target).st_ino
+                names = set(os.listdir(target))
+                after = os.stat(target).st_ino
             except FileNotFoundError:
-                continue
-            if "engine.json" in names and engine.path.name not in names:
+                continue  # between the two renames: no engine, which a reader may see
+            if before == after and "engine.json" in names and engine.path.name not in names:
                 halves.append(names)
 
     watcher = threading.Thread(target=watch)
