@@ -5,6 +5,7 @@ Unknown keys are errors that name them (a typo must not silently fall back to a 
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -29,6 +30,10 @@ class MeasureRules:
 
     def __post_init__(self) -> None:
         for name in ("warmup_seconds", "min_seconds", "max_seconds", "stability"):
+            if not math.isfinite(getattr(self, name)):
+                raise UsageError(
+                    f"{name.replace('_', '-')} must be a finite number, got {getattr(self, name)}"
+                )
             if getattr(self, name) <= 0 and not (
                 name == "warmup_seconds" and getattr(self, name) == 0
             ):
@@ -89,7 +94,7 @@ class Matrix:
         _positive_unique("batch", self.batches)
         _positive_unique("threads", [t for t in self.threads if t is not None])
         _positive_unique("streams", [s for s in self.streams if s is not None])
-        if self.server_latency_bound_ms <= 0:
+        if not math.isfinite(self.server_latency_bound_ms) or self.server_latency_bound_ms <= 0:
             raise UsageError(
                 f"server latency bound must be > 0 ms, got {self.server_latency_bound_ms}"
             )
@@ -132,20 +137,70 @@ def _check_keys(table: dict, allowed: set[str], where: str, path: Path) -> None:
         )
 
 
+# What each TOML key holds: a list of one kind, or one number.
+_LISTS = {
+    **dict.fromkeys(("backends", "precisions", "modes", "quantizers"), str),
+    **dict.fromkeys(("batches", "threads", "streams"), int),
+    "percentiles": float,
+}
+_NUMBERS = {
+    **dict.fromkeys(("warmup_iterations", "min_iterations", "repeat"), int),
+    **dict.fromkeys(
+        ("warmup_seconds", "min_seconds", "max_seconds", "stability", "server_latency_bound_ms"),
+        float,
+    ),
+}
+
+
+def _is(value, kind) -> bool:
+    if isinstance(value, bool):
+        return False
+    return isinstance(value, int) if kind is int else isinstance(value, (kind, int))
+
+
+def _check_types(table: dict, where: str, path: Path) -> None:
+    names = {str: "strings", int: "whole numbers", float: "numbers"}
+    for key, value in table.items():
+        if key in _LISTS:
+            kind = _LISTS[key]
+            if not isinstance(value, list) or not all(_is(v, kind) for v in value):
+                raise UsageError(
+                    f"{path}: {where} {key} = {value!r}: expected a list of {names[kind]}",
+                    hint=f"e.g. {key} = {['ort'] if kind is str else [1, 32]}",
+                )
+        elif key in _NUMBERS and not _is(value, _NUMBERS[key]):
+            raise UsageError(
+                f"{path}: {where} {key} = {value!r}: expected {'a whole number' if _NUMBERS[key] is int else 'a number'}"
+            )
+
+
 def config_from_toml(path: Path) -> BenchConfig:
-    """[matrix] and [rules] tables; lists where the fields are tuples."""
+    """[matrix] and [rules] tables; lists where the fields are tuples. Every value's type is
+    checked with its key named, before any field is built from it."""
+    path = Path(path)
+    if path.is_dir():
+        raise AlexnetDeployError(f"config file {path} is a directory", hint="pass a .toml file")
     try:
-        data = tomllib.loads(Path(path).read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise AlexnetDeployError(f"config file {path} not found") from None
+    except UnicodeDecodeError:
+        raise AlexnetDeployError(f"{path} is not a text file (TOML expected)") from None
+    except OSError as err:
+        raise AlexnetDeployError(f"config file {path} cannot be read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
         raise AlexnetDeployError(f"{path} is not valid TOML: {err}") from None
     _check_keys(data, {"matrix", "rules"}, "the top level", path)
     matrix_keys = {f.name for f in fields(Matrix)}
     rules_keys = {f.name for f in fields(MeasureRules)}
     matrix, rules = data.get("matrix", {}), data.get("rules", {})
+    for name, table in (("matrix", matrix), ("rules", rules)):
+        if not isinstance(table, dict):
+            raise UsageError(f"{path}: {name} = {table!r}: expected a table [{name}]")
     _check_keys(matrix, matrix_keys, "[matrix]", path)
     _check_keys(rules, rules_keys, "[rules]", path)
+    _check_types(matrix, "[matrix]", path)
+    _check_types(rules, "[rules]", path)
 
     def tuples(table: dict) -> dict:
         return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}

@@ -84,7 +84,23 @@ def check_state_dict(state: dict, expected: dict, variant: Variant, path: Path) 
         for k, v in expected.items()
         if k in state and tuple(state[k].shape) != tuple(v.shape)
     ]
+    # an integer tensor would be cast to whole numbers (an int64 state dict became all-zero
+    # weights labelled "trained"); NaN/Inf fail only after a whole export otherwise
+    dtypes = [
+        f"{k} is {str(state[k].dtype).removeprefix('torch.')} (expected {str(v.dtype).removeprefix('torch.')})"
+        for k, v in expected.items()
+        if k in state and v.is_floating_point() and not state[k].is_floating_point()
+    ]
+    non_finite = [
+        f"{k} ({int((~state[k].isfinite()).sum())} NaN/Inf values)"
+        for k, v in expected.items()
+        if k in state and state[k].is_floating_point() and not bool(state[k].isfinite().all())
+    ]
     problems = []
+    if dtypes:
+        problems.append(f"wrong dtypes: {_format_list(dtypes)}")
+    if non_finite:
+        problems.append(f"non-finite values: {_format_list(non_finite)}")
     if missing:
         problems.append(f"missing keys: {_format_list(missing)}")
     if unexpected:

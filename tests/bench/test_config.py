@@ -35,6 +35,9 @@ def test_bad_matrix(kwargs, message):
         ({"min_seconds": 5, "max_seconds": 1}, "below min-seconds"),
         ({"repeat": 0}, "repeat must be >= 1"),
         ({"percentiles": (50, 100)}, "percentiles must be in"),
+        ({"max_seconds": float("nan")}, "max-seconds must be a finite number, got nan"),
+        ({"max_seconds": float("inf")}, "max-seconds must be a finite number, got inf"),
+        ({"min_seconds": float("nan")}, "min-seconds must be a finite number"),
     ],
 )
 def test_bad_rules(kwargs, message):
@@ -81,3 +84,44 @@ def test_the_int8_route_only_multiplies_int8_cases():
         ("int8", "qdq"),
         ("int8", "nncf"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            '[matrix]\nbackends = "ort"\n',
+            r"\[matrix\] backends = 'ort': expected a list of strings",
+        ),
+        ("[matrix]\nbatches = [1.5]\n", r"\[matrix\] batches = \[1.5\]: expected a list of whole"),
+        ("matrix = 5\n", r"matrix = 5: expected a table \[matrix\]"),
+        ('[rules]\nrepeat = "3"\n', r"\[rules\] repeat = '3': expected a whole number"),
+        ("[rules]\nmax_seconds = true\n", r"\[rules\] max_seconds = True: expected a number"),
+        ("[rules]\nmax_seconds = nan\n", "max-seconds must be a finite number, got nan"),
+    ],
+)
+def test_toml_values_of_the_wrong_type_name_their_key(tmp_path, text, message):
+    """These passed validation and failed later (every row failed, or 'unknown backend o')."""
+    path = tmp_path / "bench.toml"
+    path.write_text(text)
+    with pytest.raises(AlexnetDeployError, match=message):
+        config_from_toml(path)
+
+
+def test_toml_that_is_not_a_text_file(tmp_path):
+    binary = tmp_path / "bench.toml"
+    binary.write_bytes(bytes(range(256)))
+    with pytest.raises(AlexnetDeployError, match="is not a text file"):
+        config_from_toml(binary)
+    with pytest.raises(AlexnetDeployError, match="is a directory"):
+        config_from_toml(tmp_path)
+
+
+def test_cli_reports_a_bad_config_in_one_line(cli, tmp_path):
+    path = tmp_path / "bench.toml"
+    path.write_text('[matrix]\nbackends = "ort"\n')
+    result = cli("bench", "--config", path, "--work-dir", tmp_path / "w")
+    assert result.exit_code in (1, 2) and "Traceback" not in result.stderr
+    assert "expected a list of strings" in result.stderr
+    result = cli("bench", "--max-seconds", "nan", "--work-dir", tmp_path / "w")
+    assert result.exit_code == 2 and "finite number" in result.stderr

@@ -116,3 +116,27 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
         r"unexpected keys: extra\.weight",
     ):
         build_model(get_variant("torchvision"), path, seed=0)
+
+
+def test_integer_checkpoint_is_refused_per_tensor(tmp_path):
+    """An int64 state dict used to load as all-zero weights labelled "trained"."""
+    state = {
+        k: v.to(torch.int64) for k, v in get_variant("torchvision").build().state_dict().items()
+    }
+    path = tmp_path / "int.pth"
+    torch.save(state, path)
+    with pytest.raises(
+        AlexnetDeployError, match=r"wrong dtypes: features\.0\.weight is int64 \(expected float32\)"
+    ):
+        build_model(get_variant("torchvision"), path, seed=0)
+
+
+def test_non_finite_weights_are_named_before_export(tmp_path):
+    state = get_variant("torchvision").build().state_dict()
+    state["classifier.4.weight"][0, :3] = torch.tensor([float("nan"), float("inf"), 1.0])
+    path = tmp_path / "nan.pth"
+    torch.save(state, path)
+    with pytest.raises(
+        AlexnetDeployError, match=r"non-finite values: classifier\.4\.weight \(2 NaN/Inf values\)"
+    ):
+        build_model(get_variant("torchvision"), path, seed=0)
