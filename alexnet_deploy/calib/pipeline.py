@@ -8,6 +8,8 @@ rename); the report is written either way so a failure can be read.
 from __future__ import annotations
 
 import logging
+import shutil
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -209,14 +211,19 @@ def calibrate(
     candidates: list[Candidate] = []
     written: dict[tuple[str, str], Path] = {}
     ranges_by_method: dict[str, Ranges] = {}
-    scratch = out_dir / ".cache" / "int8-candidates"
-    scratch.mkdir(parents=True, exist_ok=True)
+    # a directory of this run's own: candidates of two concurrent calibrations never collide,
+    # and ONNX Runtime's quantizer writes its shape-inferred copy (STEM-inferred.onnx) beside
+    # the link to the model here, not beside the model (which may be on a read-only volume)
+    (out_dir / ".cache").mkdir(parents=True, exist_ok=True)
+    scratch = Path(tempfile.mkdtemp(dir=out_dir / ".cache", prefix="int8-run-"))
+    source = scratch / model_path.name
+    source.symlink_to(model_path.resolve())
     try:
         for method in methods:
             config = CalibrationConfig.named(method)
             progress(f"calibrating: {method} on {len(data.calib)} samples")
             ranges = collect_ranges(
-                model_path,
+                source,
                 model_sha,
                 info.input.name,
                 data.calib,
@@ -234,7 +241,7 @@ def calibrate(
             for target in targets:
                 progress(f"quantizing: {method} -> {target}")
                 tmp = scratch / f"{model_path.stem}.{method}.{target}.onnx"
-                quantize_to_file(model_path, ranges, recipes[target], tmp)
+                quantize_to_file(source, ranges, recipes[target], tmp)
                 logits = logits_on(
                     bases[target], tmp, info.input.name, data.eval.images, request.batch_size
                 )
@@ -307,8 +314,7 @@ def calibrate(
             chosen = next(c for c in candidates if c.target == "tensorrt" and c.selected)
             report.trt_cache = write_trt_cache(ranges_by_method[chosen.method].load(), cache_path)
     finally:
-        for tmp in written.values():
-            tmp.unlink(missing_ok=True)
+        shutil.rmtree(scratch, ignore_errors=True)
 
     report.report_path = write_json_atomic(
         report_path,

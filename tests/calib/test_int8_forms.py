@@ -185,3 +185,63 @@ def test_unknown_cpu_gets_the_portable_form_and_says_why(digits, tmp_path, monke
     )
     meta = read_artifact(report.artifacts["cpu"]).metadata
     assert meta["int8_isa"] == "portable" and "reduce-range" in meta["int8_recipe"]
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A read-only file system (a tmpfs remounted read-only) holding what the test puts in
+    first; skipped where this process cannot mount one (it needs root)."""
+    import subprocess
+
+    path = tmp_path / "ro"
+    path.mkdir()
+
+    def mount(*args):
+        return subprocess.run(["mount", *args], capture_output=True, text=True)
+
+    if mount("-t", "tmpfs", "-o", "size=64m", "tmpfs", str(path)).returncode != 0:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+
+    def seal():
+        assert mount("-o", "remount,ro", str(path)).returncode == 0
+
+    yield path, seal
+    subprocess.run(["umount", str(path)], capture_output=True)
+
+
+def test_calibrate_writes_nothing_beside_a_read_only_model(digits, readonly_dir, tmp_path):
+    """ONNX Runtime's quantizer used to write STEM-inferred.onnx beside the model: a model on a
+    read-only volume crashed calibrate with a traceback."""
+    path, seal = readonly_dir
+    shutil.copy(digits["onnx"], path / "m.onnx")
+    seal()
+    report = calibrate(
+        path / "m.onnx", _request(digits), output=str(tmp_path / "out" / "m.int8-{target}.onnx")
+    )
+    assert set(report.artifacts) == {"tensorrt", "cpu"}
+    assert sorted(p.name for p in path.iterdir()) == ["m.onnx"]
+    assert not list((tmp_path / "out" / ".cache").glob("int8-run-*"))  # scratch removed
+
+
+def test_two_calibrations_of_one_model_at_once(digits, tmp_path):
+    """Candidates had fixed names in one shared directory: two runs crashed each other."""
+    import threading
+
+    model = tmp_path / "m.onnx"
+    shutil.copy(digits["onnx"], model)
+    out, errors = tmp_path / "out", []
+
+    def run(name):
+        try:
+            calibrate(model, _request(digits), output=str(out / f"{name}-{{target}}.onnx"))
+        except Exception as err:  # the test's point: neither may fail
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    for name in ("a", "b"):
+        assert read_artifact(out / f"{name}-cpu.onnx").metadata["precision"] == "int8"
