@@ -87,6 +87,17 @@ def _current_umask() -> int:
     return mask
 
 
+def staging_directory(target: str | os.PathLike[str]) -> Path:
+    """A fresh, empty directory beside ``target`` to build it in, then rename over it; with
+    the permissions a plain ``mkdir`` gives (mkdtemp's 0700 made a Triton repository unreadable
+    to a server running as another user)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    path = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    os.chmod(path, 0o777 & ~_current_umask())
+    return path
+
+
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` if the block succeeds.

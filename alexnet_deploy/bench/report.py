@@ -9,7 +9,12 @@ import math
 import os
 from pathlib import Path
 
-from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
+from alexnet_deploy.fileio import (
+    atomic_path,
+    staging_directory,
+    write_json_atomic,
+    write_text_atomic,
+)
 
 SCHEMA = "alexnet-deploy/bench/1"
 KEY_COLUMNS = ("backend", "precision", "quantizer", "batch", "mode", "threads", "streams")
@@ -123,13 +128,12 @@ def publish_reports(report: dict, rows: list[dict], samples: list[dict], out_dir
     directory never mixes two runs. A run with no finished row (interrupted before the first)
     leaves a previous report untouched: returns no paths then."""
     import shutil
-    import tempfile
 
     out_dir = Path(out_dir)
     if not any(r.get("status") == "ok" for r in rows) and (out_dir / REPORT_FILES["json"]).exists():
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}."))
+    staging = staging_directory(out_dir)
     try:
         written = write_reports(report, rows, samples, staging)
         for key, name in REPORT_FILES.items():

@@ -11,7 +11,6 @@ import contextlib
 import logging
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.registry import get_backend
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
-from alexnet_deploy.fileio import sha256_file
+from alexnet_deploy.fileio import sha256_file, staging_directory
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +136,7 @@ def build_engine(
         except AlexnetDeployError:
             pass  # stale or foreign: rebuild below
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    staging = staging_directory(target)
     try:
         backend.build(artifact, options, staging)
         _replace_directory(staging, target)

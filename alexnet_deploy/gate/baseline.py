@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from pathlib import Path
 
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import write_json_atomic
+from alexnet_deploy.fileio import staging_directory, write_json_atomic
 from alexnet_deploy.gate.ratios import ratio_baseline
 from alexnet_deploy.gate.reports import SAMPLES, SUMMARY, LoadedReport
 
@@ -23,7 +22,7 @@ def accept_baseline(baseline: Path, current: LoadedReport, ratio_mode: bool) -> 
     source = current.paths[0].parent
     target = baseline if baseline.is_dir() or baseline.suffix != ".json" else baseline.parent
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}."))
+    staging = staging_directory(target)
     for name in (SUMMARY, SAMPLES):
         if (source / name).is_file():
             shutil.copy2(source / name, staging / name)

@@ -19,6 +19,7 @@ from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.fileio import staging_directory
 from alexnet_deploy.serve.triton_config import (
     ServingOptions,
     build_config,
@@ -106,7 +107,7 @@ def package_triton(
     siblings = ArtifactSet(model)
     artifacts = {p: siblings.for_precision(p) for p in ("fp32", "fp16", "int8")}
     out.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}."))
+    staging = staging_directory(out)
     repo = Repository(out)
     try:
         with tempfile.TemporaryDirectory() as scratch:

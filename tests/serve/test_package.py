@@ -203,3 +203,23 @@ def test_fixed_batch_artifact_is_refused(artifacts, cli, tmp_path):
         and "max_batch_size 64 > 0 needs a dynamic batch axis" in result.stderr
     )
     assert not (tmp_path / "repo").exists()
+
+
+def test_repository_is_readable_by_other_users(artifacts, cli, tmp_path):
+    """A Triton server running as another user must read the repository: directories came
+    out 0700 (mkdtemp's mode) whatever the umask."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        repo = tmp_path / "repo"
+        result = cli(
+            "package", "--triton", repo, "--model", artifacts, "--work-dir", tmp_path / "w"
+        )
+        assert result.exit_code == 0, result.stderr
+    finally:
+        os.umask(old)
+    modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [repo, *repo.rglob("*")]}
+    assert {oct(m) for p, m in modes.items() if p.is_dir()} == {"0o755"}
+    assert {oct(m) for p, m in modes.items() if p.is_file()} == {"0o644"}
