@@ -27,7 +27,7 @@ from alexnet_deploy.bench.measure import (
 from alexnet_deploy.bench.roofline import Ceilings, macs_per_image, roofline_columns, weight_bytes
 from alexnet_deploy.bench.stats import latency_stats
 from alexnet_deploy.calib.fidelity import compare_logits
-from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
 TRITON = "triton"  # a model served by Triton Inference Server, driven over HTTP or gRPC
 
@@ -67,6 +67,27 @@ class BenchResult:
     @property
     def failed(self) -> list[dict]:
         return [r for r in self.rows if r["status"] == "failed"]
+
+
+def check_batch_memory(batches, image_shape, headroom: int = 4) -> None:
+    """Refuse batches whose inputs (and the activations and outputs that scale with them,
+    about ``headroom`` times the input for AlexNet) cannot fit in the memory available now,
+    before anything is allocated."""
+    from alexnet_deploy.sysinfo import available_memory_bytes
+
+    available = available_memory_bytes()
+    if available is None:
+        return
+    per_image = 4 * int(np.prod(image_shape))
+    need = headroom * per_image * sum(batches)
+    if need > available:
+        largest = max(batches)
+        fits = max(1, available // (headroom * per_image) - (sum(batches) - largest))
+        raise UsageError(
+            f"batch sizes {list(batches)} need about {need / 2**30:.1f} GiB for inputs and "
+            f"activations; {available / 2**30:.1f} GiB is available",
+            hint=f"use smaller batches (the largest that fits now is about {fits})",
+        )
 
 
 def expand(config: BenchConfig, backends: list[str]) -> list[Case]:
@@ -256,8 +277,9 @@ def run_matrix(
     rounds = config.rules.repeat
     task = progress.add_task("bench", total=len(cases) * rounds) if progress else None
     rng = np.random.default_rng(seed)
-    batches = {
-        b: rng.standard_normal((b, *probe.images.shape[1:])).astype(np.float32)
+    check_batch_memory(config.matrix.batches, probe.images.shape[1:])
+    batches = {  # float32 directly: no float64 copy at twice the size
+        b: rng.standard_normal((b, *probe.images.shape[1:]), dtype=np.float32)
         for b in config.matrix.batches
     }
 

@@ -163,6 +163,13 @@ def from_array(
             f"{path} has dtype {images.dtype}, expected float32 (preprocessed, normalized)",
             hint="save it with array.astype(np.float32)",
         )
+    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
+    if bad.any():  # ONNX Runtime's calibrator failed on these with an internal assertion
+        raise AlexnetDeployError(
+            f"{path}: {int(bad.sum())} of {len(images)} samples hold NaN or Inf values "
+            f"(first: sample {int(np.argmax(bad))})",
+            hint="drop or repair those samples; calibration needs finite inputs",
+        )
     if labels_file is not None:
         labels = np.load(labels_file, allow_pickle=False)
     if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):

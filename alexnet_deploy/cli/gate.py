@@ -106,10 +106,12 @@ def gate(
         )
     from alexnet_deploy.gate.baseline import accept_baseline, bench_baseline_now
     from alexnet_deploy.gate.compare import compare_reports
-    from alexnet_deploy.gate.output import result_frame, write_outputs
+    from alexnet_deploy.gate.output import check_output_paths, result_frame, write_outputs
     from alexnet_deploy.gate.ratios import compare_ratios
     from alexnet_deploy.gate.reports import load_report
     from alexnet_deploy.render import rich_table
+
+    check_output_paths(json_out, md_out, junit_out)
 
     if update_baseline and not baseline.exists() and current is not None:
         accept_baseline(baseline, load_report(current), ratios)  # a first baseline
@@ -147,15 +149,20 @@ def gate(
             f"Warning: {skipped} check(s) not comparable (listed above); --strict fails on them.",
             soft_wrap=True,
         )
-    out_console.print(result.summary(), highlight=False, soft_wrap=True)
+    code = result.exit_code
+    summary = result.summary()
+    if strict and code == 0 and skipped:
+        code = 2  # --strict: a check that could not be compared fails, and the line says so
+        summary = (
+            f"gate FAIL (--strict): {skipped} check(s) not comparable; "
+            + summary.split(": ", 1)[-1]
+        )
+    out_console.print(summary, highlight=False, soft_wrap=True)
     write_outputs(result, json_out, md_out, junit_out)
     if update_baseline:
         accept_baseline(baseline, cur, ratios or bool(base.ratios))
         out_console.print(f"baseline {baseline} updated from {current}", highlight=False)
         return
-    code = result.exit_code
-    if strict and code == 0 and len(result.comparable) != len(result.verdicts):
-        code = 2
     if code:
         raise typer.Exit(code)
 

@@ -159,8 +159,17 @@ class HintChoice(str, Enum):
     throughput = "throughput"
 
 
+def _work_dir(path: Path | None) -> Path | None:
+    if path is not None and path.exists() and not path.is_dir():
+        raise typer.BadParameter(f"{path} is a file; the work directory holds engines and caches")
+    return path
+
+
 WorkDirOpt = Annotated[
-    Path, typer.Option("--work-dir", help="Where engines, caches and reports are kept.")
+    Path,
+    typer.Option(
+        "--work-dir", help="Where engines, caches and reports are kept.", callback=_work_dir
+    ),
 ]
 
 

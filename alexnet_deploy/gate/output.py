@@ -63,6 +63,16 @@ def junit(result: GateResult) -> str:
     )
 
 
+def check_output_paths(*paths: Path | None) -> None:
+    """Refuse an output that cannot be written (a directory, a read-only place) before the
+    gate runs, so a verdict is never printed and then lost to a traceback."""
+    from alexnet_deploy.fileio import prepare_output
+
+    for path in paths:
+        if path is not None:
+            prepare_output(path, force=True, what="gate output")
+
+
 def write_outputs(
     result: GateResult, json_path: Path | None, md_path: Path | None, junit_path: Path | None
 ) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy.bench.report import KEY_COLUMNS, SCHEMA
-from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
 SUMMARY = "bench-summary.json"
 SAMPLES = "bench-samples.parquet"
@@ -98,7 +98,13 @@ def load_report(path: Path) -> LoadedReport:
         loaded.environment_keys.add(data.get("environment_key", "unknown"))
         loaded.cpu_isas.add(data.get("environment", {}).get("cpu_isa", "unknown"))
         samples_file = file.with_name(SAMPLES)
-        frame = pl.read_parquet(samples_file) if samples_file.is_file() else None
+        try:
+            frame = pl.read_parquet(samples_file) if samples_file.is_file() else None
+        except Exception as err:  # polars raises its own errors for truncated or foreign files
+            raise UsageError(
+                f"report {samples_file} is corrupt ({type(err).__name__}): its raw samples cannot be read",
+                hint="re-run 'alexnet-deploy bench' for this report",
+            ) from None
         for row in data.get("rows", []):
             if row.get("status") != "ok":
                 continue
