@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
 import tempfile
 import time
@@ -19,6 +20,7 @@ from typing import Any
 
 from alexnet_deploy.errors import AlexnetDeployError
 
+log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 
 
@@ -46,7 +48,9 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def prepare_output(path: str | os.PathLike[str], *, force: bool, what: str = "output") -> Path:
+def prepare_output(
+    path: str | os.PathLike[str], *, force: bool, what: str = "output", option: str = "-o"
+) -> Path:
     """Check that ``path`` may be written, before any expensive work starts.
 
     Refuses an existing file unless ``force``, and proves that the nearest existing directory
@@ -56,18 +60,18 @@ def prepare_output(path: str | os.PathLike[str], *, force: bool, what: str = "ou
     if out.exists() and out.is_dir():
         raise AlexnetDeployError(
             f"{what} path {out} is a directory",
-            hint="pass a file name, for example -o work/alexnet.onnx",
+            hint=f"pass a file name, for example {option} work/alexnet.onnx",
         )
     if out.exists() and not force:
         raise AlexnetDeployError(
             f"{what} {out} already exists",
-            hint="pass --force to replace it, or choose another path with -o",
+            hint=f"pass --force to replace it, or choose another path with {option}",
         )
     existing = next(a for a in [out.parent, *out.parent.parents] if a.exists())
     if not existing.is_dir():
         raise AlexnetDeployError(
             f"cannot write {what} {out}: {existing} is a file, not a directory",
-            hint="choose an output path inside a directory",
+            hint=f"choose an output path inside a directory ({option})",
         )
     try:  # missing directories are made only when the artifact is written (atomic_path)
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".probe-")
@@ -76,7 +80,7 @@ def prepare_output(path: str | os.PathLike[str], *, force: bool, what: str = "ou
     except OSError as err:
         raise AlexnetDeployError(
             f"cannot write {what} {out}: directory {existing} is not writable ({err.strerror})",
-            hint="choose a writable output directory with -o",
+            hint=f"choose a writable output directory with {option}",
         ) from err
     return out
 
@@ -98,21 +102,64 @@ def staging_directory(target: str | os.PathLike[str]) -> Path:
     return path
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: alive
+    return True
+
+
+def remove_stale_temporaries(target: Path) -> list[Path]:
+    """Remove the temporary files that killed runs left for ``target`` (``.NAME.PID.*.tmp``
+    whose writer is gone; a 244 MB export's stayed forever), saying so; a live writer's are
+    kept."""
+    stale = []
+    for tmp in Path(target).parent.glob(f".{Path(target).name}.*.tmp"):
+        pid = tmp.name[len(Path(target).name) + 2 :].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                size = tmp.stat().st_size
+                tmp.unlink()
+                stale.append(tmp)
+                log.warning(
+                    "removed %s, a %.1f MB temporary file left by a killed run", tmp, size / 1e6
+                )
+    return stale
+
+
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
+def atomic_path(target: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` if the block succeeds.
 
-    On any exception the temporary file is removed and ``target`` is left untouched.
+    On any exception the temporary file is removed and ``target`` is left untouched. With
+    ``replace=False`` the file is published only if ``target`` still does not exist (a link,
+    which fails on an existing name): a concurrent run that wrote it first is never overwritten.
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    remove_stale_temporaries(target)
+    fd, tmp_name = tempfile.mkstemp(
+        dir=target.parent, prefix=f".{target.name}.{os.getpid()}.", suffix=".tmp"
+    )
     os.close(fd)
     tmp = Path(tmp_name)
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; artifacts are shared
-        os.replace(tmp, target)
+        if replace:
+            os.replace(tmp, target)
+        else:
+            try:
+                os.link(tmp, target)
+            except FileExistsError:
+                raise AlexnetDeployError(
+                    f"{target} appeared while this run worked (another run wrote it); "
+                    "it was left as it is",
+                    hint="pass --force to replace it",
+                ) from None
     finally:
         if tmp.exists():
             tmp.unlink()

@@ -135,3 +135,79 @@ def test_calibrate_output_over_its_input_is_refused(cli, digits, tmp_path):
     before = _snapshot(tmp_path)
     result = cli("calibrate", model, "--target", "cpu", "-o", model, "--force")
     assert_clean_failure(result, 2, "is the input model", before, [tmp_path])
+
+
+def test_package_under_a_file(cli, digits_artifacts, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file, not a directory")
+    result = cli(
+        "package", "--triton", blocker / "repo", "--model", digits_artifacts["model"],
+        "--work-dir", tmp_path / "w", "--no-openvino",
+    )  # fmt: skip
+    assert_clean_failure(result, 1, "is a file, not a directory")
+    assert blocker.read_text() == "a file, not a directory"
+
+
+def test_bench_help_shows_its_config_tables(cli):
+    result = cli("bench", "--help")
+    assert "[matrix]" in result.stdout and "[rules]" in result.stdout
+
+
+def test_bench_hints_name_its_own_option(cli, digits, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = cli(
+        "bench", "--model", digits["onnx"], "--backend", "ort", "--precision", "fp32",
+        "--batch", "1", "--no-direct", "--no-roofline", "--out", blocker / "out",
+        "--work-dir", tmp_path / "w",
+    )  # fmt: skip
+    assert_clean_failure(result, 1, "is a file, not a directory")
+    assert "--out" in result.stderr and " -o " not in result.stderr
+
+
+def _dead_pid() -> int:
+    import os
+
+    pid = 4_000_000
+    while True:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except PermissionError:
+            pass
+        pid += 1
+
+
+def test_temporaries_of_killed_runs_are_removed_and_said(tmp_path, caplog):
+    """A killed export left a 244 MB hidden .tmp that no later run removed."""
+    import logging
+    import os
+
+    from alexnet_deploy.fileio import write_text_atomic
+
+    target = tmp_path / "m.onnx"
+    stale = tmp_path / f".m.onnx.{_dead_pid()}.abc123.tmp"
+    stale.write_bytes(b"x" * 1000)
+    live = tmp_path / f".m.onnx.{os.getpid()}.def456.tmp"  # a writer still at work
+    live.write_bytes(b"y")
+    with caplog.at_level(logging.WARNING):
+        write_text_atomic(target, "new")
+    assert not stale.exists() and live.exists() and target.read_text() == "new"
+    assert any("left by a killed run" in r.getMessage() for r in caplog.records)
+
+
+def test_a_file_that_appears_meanwhile_is_not_overwritten(tmp_path):
+    """Two exports without --force both 'succeeded', the second overwriting the first."""
+    from alexnet_deploy.errors import AlexnetDeployError
+    from alexnet_deploy.fileio import atomic_path
+
+    target = tmp_path / "m.onnx"
+    with (
+        pytest.raises(AlexnetDeployError, match="appeared while this run worked"),
+        atomic_path(target, replace=False) as tmp,
+    ):
+        tmp.write_text("ours")
+        target.write_text("the other run's")  # the concurrent run finished first
+    assert target.read_text() == "the other run's"
+    assert [p.name for p in tmp_path.iterdir()] == ["m.onnx"]  # our temporary is gone

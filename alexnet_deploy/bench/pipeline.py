@@ -211,7 +211,7 @@ def run_bench(
     from alexnet_deploy.bench.roofline import measure_ceilings
     from alexnet_deploy.fileio import prepare_output
 
-    prepare_output(Path(out_dir) / "bench-summary.json", force=True, what="report")
+    prepare_output(Path(out_dir) / "bench-summary.json", force=True, what="report", option="--out")
     started = time.time()
     need = frozenset() if served is not None else frozenset(config.matrix.precisions) - {"fp32"}
     if "int8" in need and "nncf" in config.matrix.quantizers:

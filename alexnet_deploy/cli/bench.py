@@ -91,7 +91,8 @@ def bench(
     seed: SeedOpt = C.DEFAULT_SEED,
     data: DataOpt = "shipped",
     config_file: Annotated[
-        Path | None, typer.Option("--config", help="TOML file with [matrix] and [rules].")
+        Path | None,
+        typer.Option("--config", help="TOML file with \\[matrix] and \\[rules] tables."),
     ] = None,
     backend: Annotated[
         list[BenchBackendChoice] | None,

@@ -48,7 +48,7 @@ def export_onnx(
     progress("building model")
     model, info = build_model(variant, weights, seed)
     metadata = export_metadata(variant, info, config)
-    with atomic_path(out) as tmp:
+    with atomic_path(out, replace=force) as tmp:
         progress(f"exporting to ONNX (opset {config.opset})")
         start = time.perf_counter()
         onnx_from_torch(model, variant, config, tmp, metadata)

@@ -19,7 +19,7 @@ from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import staging_directory
+from alexnet_deploy.fileio import prepare_output, staging_directory
 from alexnet_deploy.serve.triton_config import (
     ServingOptions,
     build_config,
@@ -95,6 +95,10 @@ def package_triton(
     model, out = Path(model), Path(out)
     if out.exists() and not force:
         raise AlexnetDeployError(f"output {out} already exists", hint="pass --force to replace it")
+    # the repository's parent must be (or become) a writable directory: probed like a file's
+    prepare_output(
+        out.parent / ".repository", force=True, what="Triton repository", option="--triton"
+    )
     info = read_artifact(model)
     if info.precision != "fp32":
         raise AlexnetDeployError(
