@@ -125,12 +125,16 @@ REPORT_FILES = {
 def publish_reports(report: dict, rows: list[dict], samples: list[dict], out_dir: Path):
     """Write a run's report files into a fresh directory, then move them over ``out_dir``'s,
     and remove the previous run's files this run does not write (its plot, say), so the
-    directory never mixes two runs. A run with no finished row (interrupted before the first)
-    leaves a previous report untouched: returns no paths then."""
+    directory never mixes two runs. A run interrupted before its first finished row leaves a
+    previous report untouched: returns no paths then (a run whose rows all failed is news, and
+    is written)."""
     import shutil
 
     out_dir = Path(out_dir)
-    if not any(r.get("status") == "ok" for r in rows) and (out_dir / REPORT_FILES["json"]).exists():
+    interrupted_early = report.get("status") == "interrupted" and not any(
+        r.get("status") == "ok" for r in rows
+    )
+    if interrupted_early and (out_dir / REPORT_FILES["json"]).exists():
         return {}
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = staging_directory(out_dir)
