@@ -53,7 +53,9 @@ def load_state_dict(path: Path) -> dict:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch's unpickler raises almost anything on garbage input
         text = str(err).strip()
-        found = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+        # torch's wording: "Unsupported global: GLOBAL x.y" (a class), or "unsupported GLOBAL
+        # x.y whose module x is blocked" (a callable such as os.system behind __reduce__)
+        found = re.search(r"[Uu]nsupported (?:global: )?GLOBAL (\S+)", text)
         if found:
             raise AlexnetDeployError(
                 f"{path} holds pickled Python objects ({found.group(1)}), not only tensors; "

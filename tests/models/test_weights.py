@@ -140,3 +140,21 @@ def test_non_finite_weights_are_named_before_export(tmp_path):
         AlexnetDeployError, match=r"non-finite values: classifier\.4\.weight \(2 NaN/Inf values\)"
     ):
         build_model(get_variant("torchvision"), path, seed=0)
+
+
+class RunsCode:
+    """A pickle whose __reduce__ calls a function on load: refused, naming it."""
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, ("echo this must never run",))
+
+
+def test_code_running_pickle_is_refused_with_the_callable_named(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"x": RunsCode()}, path)
+    with pytest.raises(
+        AlexnetDeployError, match=r"holds pickled Python objects \((posix|nt)\.system\)"
+    ):
+        build_model(get_variant("torchvision"), path, seed=0)
