@@ -211,9 +211,18 @@ def compare_reports(
             )
         else:
             for metric in ("p50", "p99", "throughput"):
-                result.verdicts.append(
-                    _speed_verdict(name, metric, base, cur, thresholds.values[metric], seed + index)
+                verdict = _speed_verdict(
+                    name, metric, base, cur, thresholds.values[metric], seed + index
                 )
+                fewest = min(counts.values())
+                if metric == "p99" and fewest < C.GATE_P99_MIN_SAMPLES:
+                    verdict.verdict = NOT_COMPARABLE
+                    verdict.note = (
+                        f"p99 of {fewest} samples rests on {fewest // 100 or 'under one'} beyond it: "
+                        f"reported, not judged (needs {C.GATE_P99_MIN_SAMPLES} samples a side; "
+                        "raise bench --min-iterations)"
+                    )
+                result.verdicts.append(verdict)
         b_fid, c_fid = (
             baseline.rows[key].get("top1_agreement"),
             current.rows[key].get("top1_agreement"),
