@@ -14,7 +14,7 @@ import pytest
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
 from alexnet_deploy.gate.compare import REGRESSED, Thresholds, compare_reports
-from alexnet_deploy.gate.reports import load_report
+from alexnet_deploy.gate.reports import LoadedReport, load_report
 
 RULES = MeasureRules(
     warmup_iterations=2, warmup_seconds=0.05, min_iterations=30, min_seconds=0.2, max_seconds=0.5
@@ -328,9 +328,7 @@ def test_ratio_baseline_per_cpu_class(reports, cli, tmp_path):
     assert f"no figures for CPU class {here}" in fallback.stderr
 
 
-def _synthetic(rows: int, seed: int, factor: float = 1.0) -> "LoadedReport":
-    from alexnet_deploy.gate.reports import LoadedReport
-
+def _synthetic(rows: int, seed: int, factor: float = 1.0) -> LoadedReport:
     key = ("ort", "fp32", "qdq", 1, "latency", None, None)
     rng = np.random.default_rng(seed)
     samples = (1e6 * factor * (1 + 0.01 * rng.standard_normal(rows))).astype(np.int64)
