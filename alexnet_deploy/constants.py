@@ -42,6 +42,9 @@ DEBUG_ENV_VAR = "ALEXNET_DEPLOY_DEBUG"
 
 # Where artifacts go when no output path is given. Build outputs: listed in .gitignore.
 DEFAULT_WORK_DIR = "work"
+# A run waits this long for another run that holds its work directory's lock (locking.py):
+# long enough for a full AlexNet build and bench matrix, short enough that a hung run is named.
+LOCK_WAIT_S = 1800.0
 
 # How many mismatched checkpoint keys an error message names before it says "and N more".
 MAX_MISMATCHES_SHOWN = 5

@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Iterator
@@ -83,6 +84,24 @@ def prepare_output(
             hint=f"choose a writable output directory with {option}",
         ) from err
     return out
+
+
+def require_free_space(
+    path: str | os.PathLike[str], needed_bytes: int, *, what: str, option: str = "-o"
+) -> None:
+    """Refuse, before the work, to write ``what`` (about ``needed_bytes``) where the file
+    system holding ``path`` has less free. Some writers do not report a full disk (ONNX's
+    shape inference in C++ leaves a truncated file and says nothing), so asking first is the
+    only clean way."""
+    out = Path(path)
+    existing = next(a for a in [out, *out.parents] if a.exists())
+    free = shutil.disk_usage(existing).free
+    if free < needed_bytes:
+        raise AlexnetDeployError(
+            f"not enough disk space for {what} in {existing}: about "
+            f"{needed_bytes / 2**20:.1f} MiB needed, {free / 2**20:.1f} MiB free",
+            hint=f"free space on that file system, or write elsewhere with {option}",
+        )
 
 
 def _current_umask() -> int:

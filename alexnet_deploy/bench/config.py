@@ -131,7 +131,7 @@ class BenchConfig:
 def _check_keys(table: dict, allowed: set[str], where: str, path: Path) -> None:
     unknown = sorted(set(table) - allowed)
     if unknown:
-        raise AlexnetDeployError(
+        raise UsageError(
             f"{path}: unknown key(s) in {where}: {', '.join(unknown)}",
             hint=f"allowed in {where}: {', '.join(sorted(allowed))}",
         )
@@ -179,17 +179,17 @@ def config_from_toml(path: Path) -> BenchConfig:
     checked with its key named, before any field is built from it."""
     path = Path(path)
     if path.is_dir():
-        raise AlexnetDeployError(f"config file {path} is a directory", hint="pass a .toml file")
+        raise UsageError(f"config file {path} is a directory", hint="pass a .toml file")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise AlexnetDeployError(f"config file {path} not found") from None
+        raise UsageError(f"config file {path} not found") from None
     except UnicodeDecodeError:
-        raise AlexnetDeployError(f"{path} is not a text file (TOML expected)") from None
+        raise UsageError(f"{path} is not a text file (TOML expected)") from None
     except OSError as err:
-        raise AlexnetDeployError(f"config file {path} cannot be read: {err.strerror}") from None
+        raise UsageError(f"config file {path} cannot be read: {err.strerror}") from None
     except tomllib.TOMLDecodeError as err:
-        raise AlexnetDeployError(f"{path} is not valid TOML: {err}") from None
+        raise UsageError(f"{path} is not valid TOML: {err}") from None
     _check_keys(data, {"matrix", "rules"}, "the top level", path)
     matrix_keys = {f.name for f in fields(Matrix)}
     rules_keys = {f.name for f in fields(MeasureRules)}

@@ -22,6 +22,7 @@ from alexnet_deploy.bench.report import SCHEMA, publish_reports
 from alexnet_deploy.bench.run import BenchResult, FidelityProbe, run_matrix
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
+from alexnet_deploy.locking import directory_lock
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
 
 Progress = Callable[[str], None]
@@ -60,7 +61,14 @@ def ensure_artifacts(
     need: frozenset = frozenset({"fp16", "int8"}),
 ) -> tuple[Path, dict]:
     """FP32 model plus the FP16, INT8 and NNCF INT8 ("int8-nncf") artifacts in ``need``,
-    reusing whatever is there."""
+    reusing whatever is there (made by one run at a time per work directory)."""
+    with directory_lock(work_dir, "prepare artifacts"):
+        return _ensure_artifacts(request, work_dir, progress, need)
+
+
+def _ensure_artifacts(
+    request: ModelRequest, work_dir: Path, progress: Progress, need: frozenset
+) -> tuple[Path, dict]:
     from alexnet_deploy.calib.fp16 import convert_fp16
     from alexnet_deploy.calib.int8 import isa_mismatch
     from alexnet_deploy.calib.pipeline import calibrate
@@ -208,10 +216,33 @@ def run_bench(
     extra_comparisons: Callable[[Path, list[dict]], dict] | None = None,
     served=None,
 ) -> tuple[dict, BenchResult, dict[str, Path]]:
-    from alexnet_deploy.bench.roofline import measure_ceilings
     from alexnet_deploy.fileio import prepare_output
 
     prepare_output(Path(out_dir) / "bench-summary.json", force=True, what="report", option="--out")
+    with directory_lock(work_dir, "bench"):  # engines and caches of the work directory
+        return _run_bench_locked(
+            request, config, work_dir, out_dir, direct=direct, roofline=roofline,
+            progress_bar=progress_bar, progress=progress, argv=argv,
+            extra_comparisons=extra_comparisons, served=served,
+        )  # fmt: skip
+
+
+def _run_bench_locked(
+    request: ModelRequest,
+    config: BenchConfig,
+    work_dir: Path,
+    out_dir: Path,
+    *,
+    direct: bool,
+    roofline: bool,
+    progress_bar,
+    progress: Progress,
+    argv: list[str] | None,
+    extra_comparisons: Callable[[Path, list[dict]], dict] | None,
+    served,
+) -> tuple[dict, BenchResult, dict[str, Path]]:
+    from alexnet_deploy.bench.roofline import measure_ceilings
+
     started = time.time()
     need = frozenset() if served is not None else frozenset(config.matrix.precisions) - {"fp32"}
     if "int8" in need and "nncf" in config.matrix.quantizers:

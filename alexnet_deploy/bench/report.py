@@ -4,6 +4,7 @@ plots. Every file is written atomically; the JSON schema is documented in docs/b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -136,10 +137,18 @@ def publish_reports(report: dict, rows: list[dict], samples: list[dict], out_dir
     )
     if interrupted_early and (out_dir / REPORT_FILES["json"]).exists():
         return {}
+    made = not out_dir.exists()
     out_dir.mkdir(parents=True, exist_ok=True)
     staging = staging_directory(out_dir)
     try:
         written = write_reports(report, rows, samples, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made:
+            with contextlib.suppress(OSError):
+                out_dir.rmdir()  # made for this report, and it was never written
+        raise
+    try:
         for key, name in REPORT_FILES.items():
             if key in written:
                 os.replace(staging / name, out_dir / name)

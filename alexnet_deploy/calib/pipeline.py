@@ -39,7 +39,14 @@ from alexnet_deploy.calib.stage import (
 from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
 from alexnet_deploy.calib.trt_cache import write_trt_cache
 from alexnet_deploy.errors import UsageError
-from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file, write_json_atomic
+from alexnet_deploy.fileio import (
+    atomic_path,
+    prepare_output,
+    require_free_space,
+    sha256_file,
+    write_json_atomic,
+)
+from alexnet_deploy.locking import directory_lock
 
 log = logging.getLogger(__name__)
 
@@ -197,6 +204,14 @@ def calibrate(
     for path in outputs.values():
         prepare_output(path, force=force, what="INT8 model")
     out_dir = next(iter(outputs.values())).parent  # the report and cache go beside the models
+    # ONNX Runtime's shape-inferred copy (FP32 size) and every candidate and output (Q/DQ INT8:
+    # about a quarter of FP32, plus scales): a full disk would otherwise leave a truncated
+    # copy that fails later as a parse error
+    require_free_space(
+        out_dir,
+        int(model_path.stat().st_size * (1 + 0.3 * (len(methods) + 1) * len(targets))),
+        what="calibration's scratch files and INT8 models",
+    )
     report_path = ArtifactSet(model_path).int8_report(out_dir)
     cache_path = ArtifactSet(model_path).trt_cache(out_dir)
 
@@ -207,146 +222,150 @@ def calibrate(
     progress(f"FP32 reference on {len(data.eval)} held-out samples")
     reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
     labels = data.eval.labels
-
-    candidates: list[Candidate] = []
-    written: dict[tuple[str, str], Path] = {}
-    ranges_by_method: dict[str, Ranges] = {}
-    # a directory of this run's own: candidates of two concurrent calibrations never collide,
-    # and ONNX Runtime's quantizer writes its shape-inferred copy (STEM-inferred.onnx) beside
-    # the link to the model here, not beside the model (which may be on a read-only volume)
-    (out_dir / ".cache").mkdir(parents=True, exist_ok=True)
-    scratch = Path(tempfile.mkdtemp(dir=out_dir / ".cache", prefix="int8-run-"))
-    source = scratch / model_path.name
-    source.symlink_to(model_path.resolve())
-    try:
-        for method in methods:
-            config = CalibrationConfig.named(method)
-            progress(f"calibrating: {method} on {len(data.calib)} samples")
-            ranges = collect_ranges(
-                source,
-                model_sha,
-                info.input.name,
-                data.calib,
-                data.key(),
-                config,
-                cache_dir,
-                request.batch_size,
-            )
-            ranges_by_method[method] = ranges
-            if ranges.collapsed_to_minmax:
-                log.warning(
-                    "%s calibration gave the min/max range for every tensor (too few bins or too little data)",
-                    method,
-                )
-            for target in targets:
-                progress(f"quantizing: {method} -> {target}")
-                tmp = scratch / f"{model_path.stem}.{method}.{target}.onnx"
-                quantize_to_file(source, ranges, recipes[target], tmp)
-                logits = logits_on(
-                    bases[target], tmp, info.input.name, data.eval.images, request.batch_size
-                )
-                candidates.append(
-                    Candidate(
-                        method,
-                        target,
-                        compare_logits(reference, logits, labels),
-                        ranges.seconds,
-                        ranges.cached,
-                        ranges.collapsed_to_minmax,
-                        basis=bases[target],
-                    )
-                )
-                written[(method, target)] = tmp
-
-        enforced, note = budget_policy(info, data)
-        report = CalibrationReport(
-            model_path, data, candidates, budget_enforced=enforced, budget_note=note
-        )
-        for c in candidates:
-            c.within_budget = c.fidelity.top1_drop_points() <= max_top1_drop
-        for target in targets:
-            best = _pick([c for c in candidates if c.target == target])
-            best.selected = True
-            progress(f"{target}: fidelity emulated and as executed on this CPU")
-            best.figures = {
-                best.basis: best.fidelity,
-                **fidelity_by_basis(
-                    written[(best.method, target)],
+    # the range cache, the scratch files and the outputs: one calibration at a time per directory
+    with directory_lock(out_dir / ".cache", "calibrate"):
+        candidates: list[Candidate] = []
+        written: dict[tuple[str, str], Path] = {}
+        ranges_by_method: dict[str, Ranges] = {}
+        # a directory of this run's own: candidates of two concurrent calibrations never collide,
+        # and ONNX Runtime's quantizer writes its shape-inferred copy (STEM-inferred.onnx) beside
+        # the link to the model here, not beside the model (which may be on a read-only volume)
+        (out_dir / ".cache").mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=out_dir / ".cache", prefix="int8-run-"))
+        source = scratch / model_path.name
+        source.symlink_to(model_path.resolve())
+        try:
+            for method in methods:
+                config = CalibrationConfig.named(method)
+                progress(f"calibrating: {method} on {len(data.calib)} samples")
+                ranges = collect_ranges(
+                    source,
+                    model_sha,
                     info.input.name,
-                    data.eval.images,
+                    data.calib,
+                    data.key(),
+                    config,
+                    cache_dir,
                     request.batch_size,
-                    reference,
-                    labels,
-                    bases=tuple(b for b in BASES if b != best.basis),
-                ),
-            }
-            if enforced and not best.within_budget:
-                report.failures.append(
-                    f"{target}: top-1 drops {best.fidelity.top1_drop_points():.2f} points against FP32 "
-                    f"(budget {max_top1_drop:g}, {best.basis} figure) with the best method, {best.method}"
                 )
-                continue
-            progress(f"writing {outputs[target].name}")
-            proto = onnx.load(str(written[(best.method, target)]))
-            if target == "tensorrt":
-                check_tensorrt_qdq(proto)
-            recipe = recipes[target]
-            write_artifact_metadata(
-                proto,
-                {
-                    "precision": "int8",
-                    "int8_target": target,
-                    **({"int8_isa": recipe.isa} if recipe.isa else {}),
-                    "int8_recipe": recipe.describe(),
-                    "fidelity_basis": best.basis,
-                    "calibration_method": best.method,
-                    "calibration_data": data.kind,
-                    "calibration_data_key": data.key(),
-                    "synthetic_calibration": str(data.synthetic).lower(),
-                    "source_sha256": model_sha,
-                },
+                ranges_by_method[method] = ranges
+                if ranges.collapsed_to_minmax:
+                    log.warning(
+                        "%s calibration gave the min/max range for every tensor (too few bins or too little data)",
+                        method,
+                    )
+                for target in targets:
+                    progress(f"quantizing: {method} -> {target}")
+                    tmp = scratch / f"{model_path.stem}.{method}.{target}.onnx"
+                    quantize_to_file(source, ranges, recipes[target], tmp)
+                    logits = logits_on(
+                        bases[target], tmp, info.input.name, data.eval.images, request.batch_size
+                    )
+                    candidates.append(
+                        Candidate(
+                            method,
+                            target,
+                            compare_logits(reference, logits, labels),
+                            ranges.seconds,
+                            ranges.cached,
+                            ranges.collapsed_to_minmax,
+                            basis=bases[target],
+                        )
+                    )
+                    written[(method, target)] = tmp
+
+            enforced, note = budget_policy(info, data)
+            report = CalibrationReport(
+                model_path, data, candidates, budget_enforced=enforced, budget_note=note
             )
-            with atomic_path(outputs[target]) as tmp:
-                onnx.save(proto, str(tmp))
-            report.artifacts[target] = outputs[target]
-
-        if trt_cache and "tensorrt" in targets:
-            chosen = next(c for c in candidates if c.target == "tensorrt" and c.selected)
-            report.trt_cache = write_trt_cache(ranges_by_method[chosen.method].load(), cache_path)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-
-    report.report_path = write_json_atomic(
-        report_path,
-        {
-            "schema": "alexnet-deploy/calibration-report/1",
-            "model": str(model_path),
-            "model_sha256": model_sha,
-            "data": data.manifest(),
-            "data_key": data.key(),
-            "methods": {
-                m: {**r.config.as_dict(), "ranges_cache": str(r.path), "seconds": r.seconds}
-                for m, r in ranges_by_method.items()
-            },
-            "recipes": {t: recipes[t].describe() for t in targets},
-            "cpu": {**machine.as_dict(), "model": _cpu_model()},
-            "fidelity": {
-                c.target: {
-                    "judged_on": c.basis,
-                    "figures": {b: f.as_dict() for b, f in c.figures.items()},
+            for c in candidates:
+                c.within_budget = c.fidelity.top1_drop_points() <= max_top1_drop
+            for target in targets:
+                best = _pick([c for c in candidates if c.target == target])
+                best.selected = True
+                progress(f"{target}: fidelity emulated and as executed on this CPU")
+                best.figures = {
+                    best.basis: best.fidelity,
+                    **fidelity_by_basis(
+                        written[(best.method, target)],
+                        info.input.name,
+                        data.eval.images,
+                        request.batch_size,
+                        reference,
+                        labels,
+                        bases=tuple(b for b in BASES if b != best.basis),
+                    ),
                 }
-                for c in candidates
-                if c.selected
+                if enforced and not best.within_budget:
+                    report.failures.append(
+                        f"{target}: top-1 drops {best.fidelity.top1_drop_points():.2f} points against FP32 "
+                        f"(budget {max_top1_drop:g}, {best.basis} figure) with the best method, {best.method}"
+                    )
+                    continue
+                progress(f"writing {outputs[target].name}")
+                proto = onnx.load(str(written[(best.method, target)]))
+                if target == "tensorrt":
+                    check_tensorrt_qdq(proto)
+                recipe = recipes[target]
+                write_artifact_metadata(
+                    proto,
+                    {
+                        "precision": "int8",
+                        "int8_target": target,
+                        **({"int8_isa": recipe.isa} if recipe.isa else {}),
+                        "int8_recipe": recipe.describe(),
+                        "fidelity_basis": best.basis,
+                        "calibration_method": best.method,
+                        "calibration_data": data.kind,
+                        "calibration_data_key": data.key(),
+                        "synthetic_calibration": str(data.synthetic).lower(),
+                        "source_sha256": model_sha,
+                    },
+                )
+                with atomic_path(outputs[target]) as tmp:
+                    onnx.save(proto, str(tmp))
+                report.artifacts[target] = outputs[target]
+
+            if trt_cache and "tensorrt" in targets:
+                chosen = next(c for c in candidates if c.target == "tensorrt" and c.selected)
+                report.trt_cache = write_trt_cache(
+                    ranges_by_method[chosen.method].load(), cache_path
+                )
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+        report.report_path = write_json_atomic(
+            report_path,
+            {
+                "schema": "alexnet-deploy/calibration-report/1",
+                "model": str(model_path),
+                "model_sha256": model_sha,
+                "data": data.manifest(),
+                "data_key": data.key(),
+                "methods": {
+                    m: {**r.config.as_dict(), "ranges_cache": str(r.path), "seconds": r.seconds}
+                    for m, r in ranges_by_method.items()
+                },
+                "recipes": {t: recipes[t].describe() for t in targets},
+                "cpu": {**machine.as_dict(), "model": _cpu_model()},
+                "fidelity": {
+                    c.target: {
+                        "judged_on": c.basis,
+                        "figures": {b: f.as_dict() for b, f in c.figures.items()},
+                    }
+                    for c in candidates
+                    if c.selected
+                },
+                "max_top1_drop": max_top1_drop,
+                "budget_enforced": enforced,
+                "budget_note": note,
+                "rows": report.rows(),
+                "artifacts": {
+                    t: {"path": str(p), "sha256": sha256_file(p)}
+                    for t, p in report.artifacts.items()
+                },
+                "trt_cache": None if report.trt_cache is None else str(report.trt_cache),
+                "failures": report.failures,
             },
-            "max_top1_drop": max_top1_drop,
-            "budget_enforced": enforced,
-            "budget_note": note,
-            "rows": report.rows(),
-            "artifacts": {
-                t: {"path": str(p), "sha256": sha256_file(p)} for t, p in report.artifacts.items()
-            },
-            "trt_cache": None if report.trt_cache is None else str(report.trt_cache),
-            "failures": report.failures,
-        },
-    )
-    return report
+        )
+        return report

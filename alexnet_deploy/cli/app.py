@@ -8,6 +8,7 @@ code 1 (2 for usage errors), in :func:`run`, the one place that maps them.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 import traceback
@@ -55,12 +56,33 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get(C.DEBUG_ENV_VAR, "") not in ("", "0")
 
 
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, KeyboardInterrupt):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _say_interrupted() -> None:
+    err_console.print(
+        "Interrupted: files that were there before are as they were; nothing half-written "
+        "was kept.",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code; user errors become one-line messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         app(args=argv, prog_name="alexnet-deploy", standalone_mode=True)
     except SystemExit as exc:
+        if _caused_by_interrupt(exc):  # Typer turns Ctrl-C into a silent exit 130
+            _say_interrupted()
+            return 130
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AlexnetDeployError as err:
         if _debug_requested(argv):
@@ -72,8 +94,24 @@ def run(argv: list[str] | None = None) -> int:
             err_console.print(f"[dim]Hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
         return err.exit_code
     except KeyboardInterrupt:
-        err_console.print("Interrupted.")
+        _say_interrupted()
         return 130
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT) or _debug_requested(argv):
+            raise
+        where = f" writing {err.filename}" if err.filename else ""
+        err_console.print(
+            f"[bold red]Error:[/] the disk is full{where} ({escape(err.strerror or str(err))}); "
+            "nothing half-written was kept",
+            highlight=False,
+            soft_wrap=True,
+        )
+        err_console.print(
+            "[dim]Hint:[/] free space on that file system, or write elsewhere (-o, --out, --work-dir)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        return 1
     return 0
 
 

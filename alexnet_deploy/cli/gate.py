@@ -135,7 +135,7 @@ def gate(
     if frame.height:
         out_console.print(rich_table(frame.drop("note"), title="alexnet-deploy gate"))
     for verdict in result.verdicts:
-        if verdict.note and verdict.verdict in ("regressed", "not comparable"):
+        if verdict.note and verdict.verdict in ("regressed", "not comparable", "not judged"):
             out_console.print(
                 f"  {verdict.config} {verdict.metric}: {verdict.note}",
                 highlight=False,
@@ -143,7 +143,7 @@ def gate(
             )
     for note in result.notes:
         err_console.print(f"[bold yellow]{escape(note)}[/]", soft_wrap=True)
-    skipped = len(result.verdicts) - len(result.comparable)
+    skipped = len(result.not_comparable)
     if skipped and result.comparable:
         err_console.print(
             f"Warning: {skipped} check(s) not comparable (listed above); --strict fails on them.",

@@ -23,6 +23,7 @@ from alexnet_deploy.engines.registry import get_backend
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import sha256_file, staging_directory
+from alexnet_deploy.locking import directory_lock
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,8 @@ def engine_dir(
 def build_engine(
     model: Path, backend_name: str, options: BuildOptions, work_dir: Path, *, rebuild: bool = False
 ) -> tuple[Engine, bool]:
-    """Return ``(engine, reused)``. A failed build leaves no directory behind."""
+    """Return ``(engine, reused)``. A failed build leaves no directory behind. One run at a
+    time builds into a work directory (a second waits, then reuses the first one's engine)."""
     backend = get_backend(backend_name)
     backend.capability().require(backend_name)
     if options.precision not in backend.precisions:
@@ -127,6 +129,15 @@ def build_engine(
     warn_isa_mismatch(info, model)
     digest = sha256_file(artifact)
     target = engine_dir(work_dir, backend_name, options.precision, digest, options)
+    with directory_lock(work_dir, "build"):
+        return _engine_at(target, artifact, backend, options, rebuild=rebuild)
+
+
+def _engine_at(
+    target: Path, artifact: Path, backend, options: BuildOptions, *, rebuild: bool
+) -> tuple[Engine, bool]:
+    """The engine in ``target``: the one there if it loads (and ``rebuild`` is off), else a
+    new one built from ``artifact``."""
     if target.is_dir() and not rebuild:
         try:
             engine = load_engine(target)

@@ -11,7 +11,13 @@ from alexnet_deploy.exporter.config import ExportConfig
 from alexnet_deploy.exporter.convert import onnx_from_torch
 from alexnet_deploy.exporter.metadata import export_metadata, manifest_path
 from alexnet_deploy.exporter.validate import BatchComparison, comparisons_as_dicts, validate_export
-from alexnet_deploy.fileio import atomic_path, prepare_output, sha256_file, write_json_atomic
+from alexnet_deploy.fileio import (
+    atomic_path,
+    prepare_output,
+    require_free_space,
+    sha256_file,
+    write_json_atomic,
+)
 from alexnet_deploy.models.variants import Variant
 from alexnet_deploy.models.weights import WeightsInfo, build_model
 
@@ -47,6 +53,11 @@ def export_onnx(
     out = prepare_output(out, force=force, what="output")
     progress("building model")
     model, info = build_model(variant, weights, seed)
+    require_free_space(  # the weights, plus the graph's few kilobytes
+        out.parent,
+        sum(p.numel() * p.element_size() for p in model.parameters()) + (1 << 20),
+        what="the ONNX model",
+    )
     metadata = export_metadata(variant, info, config)
     with atomic_path(out, replace=force) as tmp:
         progress(f"exporting to ONNX (opset {config.opset})")

@@ -22,6 +22,8 @@ IMPROVED, UNCHANGED, REGRESSED, NOT_COMPARABLE = (
     "regressed",
     "not comparable",
 )
+# measured on both sides but too thin to judge (a p99 of few samples): shown, never a verdict
+NOT_JUDGED = "not judged"
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,13 @@ class GateResult:
 
     @property
     def comparable(self) -> list[Verdict]:
-        return [v for v in self.verdicts if v.verdict != NOT_COMPARABLE]
+        return [v for v in self.verdicts if v.verdict not in (NOT_COMPARABLE, NOT_JUDGED)]
+
+    @property
+    def not_comparable(self) -> list[Verdict]:
+        """Checks that could not be made (a configuration or its data missing): --strict
+        fails on these, not on a statistic too thin to judge."""
+        return [v for v in self.verdicts if v.verdict == NOT_COMPARABLE]
 
     @property
     def passed(self) -> bool:
@@ -104,8 +112,11 @@ class GateResult:
             k: sum(v.verdict == k for v in self.verdicts)
             for k in (REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE)
         }
+        judged_not = sum(v.verdict == NOT_JUDGED for v in self.verdicts)
         state = "PASS" if self.passed else ("FAIL" if self.regressions else "NOTHING COMPARABLE")
         text = f"gate {state}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+        if judged_not:
+            text += f", {judged_not} {NOT_JUDGED}"
         if self.env_mismatch:
             text += " [ENVIRONMENTS DIFFER: absolute timings compared across machines]"
         return text
@@ -216,7 +227,7 @@ def compare_reports(
                 )
                 fewest = min(counts.values())
                 if metric == "p99" and fewest < C.GATE_P99_MIN_SAMPLES:
-                    verdict.verdict = NOT_COMPARABLE
+                    verdict.verdict = NOT_JUDGED
                     verdict.note = (
                         f"p99 of {fewest} samples rests on {fewest // 100 or 'under one'} beyond it: "
                         f"reported, not judged (needs {C.GATE_P99_MIN_SAMPLES} samples a side; "

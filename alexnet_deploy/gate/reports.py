@@ -1,5 +1,6 @@
 """Bench reports as the gate reads them: the summary JSON, its raw samples, or a directory of
-past reports pooled into one baseline."""
+past reports pooled into one baseline. A missing, corrupt or foreign report is a usage error
+(exit 2): exit 1 means "regressed", and a broken baseline must never read as a slowdown."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy.bench.report import KEY_COLUMNS, SCHEMA
-from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.errors import UsageError
 
 SUMMARY = "bench-summary.json"
 SAMPLES = "bench-samples.parquet"
@@ -43,22 +44,22 @@ class LoadedReport:
 
 def _read_json(path: Path) -> dict:
     if not path.is_file():
-        raise AlexnetDeployError(
+        raise UsageError(
             f"report {path} not found", hint="pass a bench-summary.json or its directory"
         )
     try:
         data = json.loads(path.read_text())
     except ValueError as err:
-        raise AlexnetDeployError(
+        raise UsageError(
             f"report {path} is corrupt (not JSON: {err})", hint="re-run 'alexnet-deploy bench'"
         ) from None
     if not isinstance(data, dict):
-        raise AlexnetDeployError(f"report {path} is corrupt (expected a JSON object)")
+        raise UsageError(f"report {path} is corrupt (expected a JSON object)")
     schema = data.get("schema")
     if schema == RATIO_SCHEMA:
         return data
     if schema != SCHEMA:
-        raise AlexnetDeployError(
+        raise UsageError(
             f"report {path} has schema {schema!r}; this gate reads {SCHEMA!r}",
             hint="reports from before the schema was versioned cannot be compared: re-run 'alexnet-deploy bench' "
             "on the baseline commit, or accept the current run with --update-baseline",
@@ -76,7 +77,7 @@ def _summaries(path: Path) -> list[Path]:
             return [path / SUMMARY]
         found = sorted(path.glob(f"*/{SUMMARY}"))
         if not found:
-            raise AlexnetDeployError(
+            raise UsageError(
                 f"no {SUMMARY} in {path} or its sub-directories", hint="pass a bench report"
             )
         return found

@@ -232,7 +232,7 @@ def test_corrupt_or_old_baseline(reports, cli, tmp_path, content, message):
     bad = tmp_path / "bench-summary.json"
     bad.write_text(content)
     result = cli("gate", bad, reports / "b")
-    assert result.exit_code == 1 and message in result.stderr and "Traceback" not in result.stderr
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_baseline_and_bad_threshold(reports, cli, tmp_path):
@@ -341,6 +341,6 @@ def test_p99_is_judged_only_on_enough_samples(rows, judged):
     judged, until 1000 samples a side; a 40% slower tail is then caught."""
     result = compare_reports(_synthetic(rows, 1), _synthetic(rows, 2, 1.4), Thresholds())
     p99 = next(v for v in result.verdicts if v.metric == "p99")
-    assert p99.verdict == (REGRESSED if judged else "not comparable"), p99
+    assert p99.verdict == (REGRESSED if judged else "not judged"), p99
     if not judged:
         assert "reported, not judged" in p99.note and p99.current > p99.baseline
