@@ -10,6 +10,7 @@ import math
 import os
 from pathlib import Path
 
+from alexnet_deploy.cases import Case
 from alexnet_deploy.fileio import (
     atomic_path,
     staging_directory,
@@ -18,7 +19,6 @@ from alexnet_deploy.fileio import (
 )
 
 SCHEMA = "alexnet-deploy/bench/1"
-KEY_COLUMNS = ("backend", "precision", "quantizer", "batch", "mode", "threads", "streams")
 TERMINAL_COLUMNS = {
     "backend": "backend",
     "precision": "prec",
@@ -245,15 +245,12 @@ def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | Non
     if not ok:
         return None
     fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
-    label = lambda r: (  # noqa: E731
-        f"{r['backend']} {r['precision']}{' nncf' if r.get('quantizer') == 'nncf' else ''} "
-        f"b{r['batch']} {r['mode']}"
-    )
+    label = lambda r: Case.from_row(r).label  # noqa: E731
     # per-request latency: one request at a time where measured so, else every row's requests
     latency_rows = [r for r in ok if r["mode"] == "latency"] or ok
     data = []
     for r in latency_rows:
-        key = {k: r[k] for k in KEY_COLUMNS}
+        key = Case.from_row(r).key()
         data.append(
             [s["latency_ns"] / 1e6 for s in samples if all(s.get(k) == v for k, v in key.items())]
         )

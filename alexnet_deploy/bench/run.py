@@ -27,35 +27,10 @@ from alexnet_deploy.bench.measure import (
 from alexnet_deploy.bench.roofline import Ceilings, macs_per_image, roofline_columns, weight_bytes
 from alexnet_deploy.bench.stats import latency_stats
 from alexnet_deploy.calib.fidelity import compare_logits
+from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
 TRITON = "triton"  # a model served by Triton Inference Server, driven over HTTP or gRPC
-
-
-@dataclass(frozen=True)
-class Case:
-    backend: str
-    precision: str
-    batch: int
-    mode: str
-    threads: int | None
-    streams: int | None
-    quantizer: str = "qdq"  # INT8 route; "qdq" for every other precision
-
-    @property
-    def concurrency(self) -> int:
-        return 1 if self.mode == "latency" else (self.streams or 2)
-
-    def key(self) -> dict:
-        return {
-            "backend": self.backend,
-            "precision": self.precision,
-            "batch": self.batch,
-            "mode": self.mode,
-            "threads": self.threads,
-            "streams": self.streams,
-            "quantizer": self.quantizer,
-        }
 
 
 @dataclass
@@ -306,9 +281,7 @@ def run_matrix(
                 if progress:
                     progress.update(
                         task,
-                        description=f"{case.backend} {case.precision}"
-                        + (" (nncf)" if case.quantizer == "nncf" else "")
-                        + f" b{case.batch} {case.mode}"
+                        description=case.label
                         + (f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""),
                     )
                 run = runs[case]

@@ -19,6 +19,7 @@ import numpy as np
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.bench.report import pareto_front
+from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import write_json_atomic
 
@@ -64,8 +65,7 @@ def choose(rows: list[dict], constraint: Constraint) -> TuneResult:
     rejected, feasible = {}, []
     for row in rows:
         reason = constraint.why_not(row)
-        route = " nncf" if row.get("quantizer") == "nncf" else ""
-        label = f"{row['backend']} {row['precision']}{route} b{row['batch']} s{row.get('streams')} t{row.get('threads')}"
+        label = Case.from_row(row).label
         if reason:
             rejected[label] = reason
         else:

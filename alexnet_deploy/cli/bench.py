@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
+from alexnet_deploy.cases import Case
 from alexnet_deploy.cli.console import err_console, out_console
 from alexnet_deploy.cli.options import (
     EXIT_PARTIAL,
@@ -304,12 +305,11 @@ def bench(
         )
     for row in noisy_rows(result.rows):
         err_console.print(
-            f"Warning: noisy machine: {row['backend']} {row['precision']} b{row['batch']} "
-            f"p50 varied {100 * row['repeat_p50_spread']:.1f}% across repeats"
+            f"Warning: noisy machine: {Case.from_row(row).label}: p50 varied {100 * row['repeat_p50_spread']:.1f}% across repeats"
         )
     for row in result.failed:
         err_console.print(
-            f"Failed: {row['backend']} {row['precision']} b{row['batch']} {row['mode']}: {row['reason']}",
+            f"Failed: {Case.from_row(row).label}: {row['reason']}",
             highlight=False,
         )
     out_dir = out or Path(work_dir) / "reports"

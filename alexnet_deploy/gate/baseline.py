@@ -49,15 +49,15 @@ def bench_baseline_now(base: LoadedReport, work_dir: Path) -> Path:
             f"the baseline's model {model} is not on this machine",
             hint="run bench yourself and pass CURRENT",
         )
-    unique = lambda i: tuple(dict.fromkeys(k[i] for k in keys))  # noqa: E731
-    matrix = Matrix(
-        backends=unique(0),
-        precisions=unique(1),
-        quantizers=unique(2),
-        batches=unique(3),
-        modes=unique(4),
-        threads=unique(5),
-        streams=unique(6),
+    unique = lambda field: tuple(dict.fromkeys(getattr(k, field) for k in keys))  # noqa: E731
+    matrix = Matrix(  # every key field, threads and streams included
+        backends=unique("backend"),
+        precisions=unique("precision"),
+        quantizers=unique("quantizer"),
+        batches=unique("batch"),
+        modes=unique("mode"),
+        threads=unique("threads"),
+        streams=unique("streams"),
     )
     rules = MeasureRules(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}

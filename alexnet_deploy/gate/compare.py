@@ -13,7 +13,7 @@ import numpy as np
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.errors import UsageError
-from alexnet_deploy.gate.reports import LoadedReport, describe
+from alexnet_deploy.gate.reports import LoadedReport
 from alexnet_deploy.gate.significance import bootstrap_ratio, mann_whitney_p
 
 IMPROVED, UNCHANGED, REGRESSED, NOT_COMPARABLE = (
@@ -197,9 +197,9 @@ def compare_reports(
         result.notes.append(
             "ENVIRONMENTS DIFFER: absolute comparisons across machines are not trustworthy"
         )
-    keys = sorted(set(baseline.rows) | set(current.rows), key=lambda k: tuple(str(x) for x in k))
+    keys = sorted(set(baseline.rows) | set(current.rows), key=lambda k: k.sort_key())
     for index, key in enumerate(keys):
-        name = describe(key)
+        name = key.label
         if key not in current.rows or key not in baseline.rows:
             where = "current" if key not in current.rows else "baseline"
             result.verdicts.append(Verdict(name, "all", NOT_COMPARABLE, note=f"missing in {where}"))

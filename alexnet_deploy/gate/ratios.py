@@ -20,7 +20,7 @@ from alexnet_deploy.gate.compare import (
     GateResult,
     Verdict,
 )
-from alexnet_deploy.gate.reports import RATIO_SCHEMA, LoadedReport, describe
+from alexnet_deploy.gate.reports import RATIO_SCHEMA, LoadedReport
 from alexnet_deploy.gate.significance import RatioEstimate, bootstrap_ratio
 
 DIRECT = {"ort": "ort-direct", "openvino": "openvino-direct"}
@@ -29,21 +29,20 @@ DIRECT = {"ort": "ort-direct", "openvino": "openvino-direct"}
 def in_run_ratios(report: LoadedReport, seed: int = C.DEFAULT_SEED) -> dict[str, RatioEstimate]:
     """Speed-ups (> 1 is faster) from one report's raw samples."""
     out: dict[str, RatioEstimate] = {}
-    for key in sorted(report.rows, key=lambda k: tuple(str(x) for x in k)):
-        backend, precision, quantizer, batch, mode, threads, streams = key
+    for key in sorted(report.rows, key=lambda k: k.sort_key()):
         if key not in report.samples:
             continue
-        if precision == "int8" and backend not in DIRECT.values():
-            fp32 = (backend, "fp32", "qdq", batch, mode, threads, streams)
+        if key.precision == "int8" and key.backend not in DIRECT.values():
+            fp32 = key.but(precision="fp32", quantizer="qdq")
             if fp32 in report.samples:
                 # bootstrap_ratio gives stat(current)/stat(baseline): fp32 latency / int8 latency
-                out[f"int8_speedup {describe(key)}"] = bootstrap_ratio(
+                out[f"int8_speedup {key.label}"] = bootstrap_ratio(
                     report.samples[key], report.samples[fp32], seed=seed
                 )
-        if backend in DIRECT:
-            direct = (DIRECT[backend], precision, quantizer, batch, mode, threads, streams)
+        if key.backend in DIRECT:
+            direct = key.but(backend=DIRECT[key.backend])
             if direct in report.samples:
-                out[f"vs_direct {describe(key)}"] = bootstrap_ratio(
+                out[f"vs_direct {key.label}"] = bootstrap_ratio(
                     report.samples[key], report.samples[direct], seed=seed
                 )
     return out

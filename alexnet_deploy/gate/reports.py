@@ -10,32 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.bench.report import KEY_COLUMNS, SCHEMA
+from alexnet_deploy.bench.report import SCHEMA
+from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import UsageError
 
 SUMMARY = "bench-summary.json"
 SAMPLES = "bench-samples.parquet"
 
 
-def config_key(row: dict) -> tuple:
-    # "quantizer" came later: a report without it measured the tool's own Q/DQ route
-    return tuple(row.get(k, "qdq" if k == "quantizer" else None) for k in KEY_COLUMNS)
-
-
-def describe(key: tuple) -> str:
-    backend, precision, quantizer, batch, mode, threads, streams = key
-    extra = "".join([f" t{threads}" if threads else "", f" s{streams}" if streams else ""])
-    route = " (nncf)" if quantizer == "nncf" else ""
-    return f"{backend} {precision}{route} b{batch} {mode}{extra}"
-
-
 @dataclass
 class LoadedReport:
     paths: list[Path]
     environment_keys: set[str]
-    rows: dict[tuple, dict] = field(default_factory=dict)
+    rows: dict[Case, dict] = field(default_factory=dict)
     # raw latency samples per configuration, one array per measured round (bench --repeat)
-    samples: dict[tuple, list[np.ndarray]] = field(default_factory=dict)
+    samples: dict[Case, list[np.ndarray]] = field(default_factory=dict)
     ratios: dict[str, dict] = field(default_factory=dict)  # in-run ratio baselines only
     # ratio baselines per CPU instruction-set class (cpu_isa), where the file has them
     ratios_by_isa: dict[str, dict] = field(default_factory=dict)
@@ -109,11 +98,11 @@ def load_report(path: Path) -> LoadedReport:
         for row in data.get("rows", []):
             if row.get("status") != "ok":
                 continue
-            key = config_key(row)
+            key = Case.from_row(row)
             loaded.rows.setdefault(key, row)
             if frame is not None and frame.height:
                 selected = frame
-                for column, value in zip(KEY_COLUMNS, key, strict=True):
+                for column, value in key.key().items():
                     if column not in selected.columns:  # an older report: no quantizer column
                         continue
                     selected = selected.filter(

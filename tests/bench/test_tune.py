@@ -139,11 +139,11 @@ def test_constraint_handling():
     ]
     unconstrained = choose(rows, Constraint())
     assert unconstrained.chosen["batch"] == 64
-    assert "top-1 agreement 0.900 < 0.990" in unconstrained.rejected["ort int8 b8 s1 tNone"]
+    assert "top-1 agreement 0.900 < 0.990" in unconstrained.rejected["ort int8 b8 throughput s1"]
     assert choose(rows, Constraint(max_p99_ms=100)).chosen["batch"] == 32
     result = choose(rows, Constraint(max_p99_ms=10))
     assert result.chosen["batch"] == 1
-    assert "p99 20.0 ms > 10 ms" in result.rejected["ort int8 b8 s1 tNone"]
+    assert "p99 20.0 ms > 10 ms" in result.rejected["ort int8 b8 throughput s1"]
     assert [r["batch"] for r in result.front] == [
         1,
         8,

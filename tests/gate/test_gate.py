@@ -13,6 +13,7 @@ import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
+from alexnet_deploy.cases import Case
 from alexnet_deploy.gate.compare import REGRESSED, Thresholds, compare_reports
 from alexnet_deploy.gate.reports import LoadedReport, load_report
 
@@ -329,7 +330,7 @@ def test_ratio_baseline_per_cpu_class(reports, cli, tmp_path):
 
 
 def _synthetic(rows: int, seed: int, factor: float = 1.0) -> LoadedReport:
-    key = ("ort", "fp32", "qdq", 1, "latency", None, None)
+    key = Case("ort", "fp32", 1, "latency")
     rng = np.random.default_rng(seed)
     samples = (1e6 * factor * (1 + 0.01 * rng.standard_normal(rows))).astype(np.int64)
     return LoadedReport([], {"env"}, {key: {"top1_agreement": 1.0}}, {key: [samples]})
@@ -344,3 +345,23 @@ def test_p99_is_judged_only_on_enough_samples(rows, judged):
     assert p99.verdict == (REGRESSED if judged else "not judged"), p99
     if not judged:
         assert "reported, not judged" in p99.note and p99.current > p99.baseline
+
+
+def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, cli):
+    """`gate --run` rebuilt the matrix from the first five key fields and dropped threads."""
+    from alexnet_deploy.gate.baseline import bench_baseline_now
+    from alexnet_deploy.models.variants import register_variant
+    from tests.digits import DIGITS
+
+    register_variant(DIGITS)
+    model = tmp_path / "digits-tiny.onnx"
+    shutil.copy(digits["onnx"], model)
+    config = BenchConfig(
+        Matrix(backends=("ort",), precisions=("fp32",), batches=(2,), threads=(1,)), RULES
+    )
+    request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
+    run_bench(request, config, tmp_path / "w", tmp_path / "base", roofline=False, argv=["bench"])
+    base = load_report(tmp_path / "base")
+    now = load_report(bench_baseline_now(base, tmp_path / "w"))
+    assert set(now.rows) == set(base.rows) == {Case("ort", "fp32", 2, "latency", threads=1)}
+    assert next(iter(now.rows)).label == "ort fp32 b2 latency t1"
