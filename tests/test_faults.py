@@ -38,7 +38,7 @@ def assert_clean_failure(result, code: int, text: str, before: dict | None = Non
 def report(digits, tmp_path_factory):
     """One small real bench report of the trained test network."""
     from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
-    from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
+    from alexnet_deploy.workflow import ModelRequest, bench_model
 
     root = tmp_path_factory.mktemp("faults")
     model = root / "m.onnx"
@@ -46,7 +46,7 @@ def report(digits, tmp_path_factory):
     rules = MeasureRules(warmup_iterations=2, min_iterations=30, min_seconds=0.2, max_seconds=0.5)
     config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(2,)), rules)
     request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
-    run_bench(request, config, root / "work", root / "report", roofline=False, argv=["bench"])
+    bench_model(request, config, root / "work", root / "report", roofline=False, argv=["bench"])
     return root
 
 
@@ -329,12 +329,12 @@ def test_a_second_build_waits_then_reuses_the_engine(cli, digits, tmp_path, capl
 
 
 def test_an_early_interrupt_says_so_and_keeps_the_previous_report(cli, report, monkeypatch):
-    import alexnet_deploy.bench.pipeline as pipeline
+    import alexnet_deploy.workflow as workflow
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(pipeline, "ensure_artifacts", interrupted)
+    monkeypatch.setattr(workflow, "prepare_artifacts", interrupted)
     before = _snapshot(report / "report")
     result = cli(
         "bench", "--model", report / "m.onnx", "--backend", "ort", "--precision", "fp32",

@@ -169,3 +169,18 @@ def test_no_import_cycles_between_stages():
             stage(t) for t in targets if stage(t) != stage(module)
         )
     assert _cycle(graph) is None, " -> ".join(_cycle(graph))
+
+
+def test_stages_are_leaves_under_the_orchestration_layer():
+    """Only workflow.py (and the CLI over it) chains stages: bench and gate never export,
+    calibrate or re-bench on their own, and nothing below the CLI imports the workflow."""
+    graph = _import_graph()
+    making = {"alexnet_deploy.exporter.pipeline", "alexnet_deploy.calib.pipeline"}
+    for module, targets in graph.items():
+        if module.startswith(("alexnet_deploy.bench", "alexnet_deploy.gate")):
+            assert not targets & making, (module, targets & making)
+            assert not any(t.startswith("alexnet_deploy.gate") for t in targets) or (
+                module.startswith("alexnet_deploy.gate")
+            ), module
+        if not module.startswith(("alexnet_deploy.cli", "alexnet_deploy.workflow")):
+            assert "alexnet_deploy.workflow" not in targets, module

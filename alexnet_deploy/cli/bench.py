@@ -190,9 +190,10 @@ def bench(
         TimeRemainingColumn,
     )
 
-    from alexnet_deploy.bench.pipeline import ModelRequest, noisy_rows, run_bench
+    from alexnet_deploy.bench.pipeline import noisy_rows
     from alexnet_deploy.bench.report import terminal_frame
     from alexnet_deploy.render import rich_table
+    from alexnet_deploy.workflow import ModelRequest, bench_model
 
     if tuned is not None:
         from alexnet_deploy.bench.tune import load_tuned, tuned_quantizers
@@ -281,7 +282,7 @@ def bench(
         def stage(msg: str) -> None:
             bar.update(status_task, description=msg)
 
-        report, result, paths = run_bench(
+        report, result, paths = bench_model(
             request,
             config,
             work_dir,

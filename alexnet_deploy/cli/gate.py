@@ -104,7 +104,7 @@ def gate(
             "gate needs a BASELINE report",
             hint="alexnet-deploy gate BASELINE CURRENT, or --run, or --aa",
         )
-    from alexnet_deploy.gate.baseline import accept_baseline, bench_baseline_now
+    from alexnet_deploy.gate.baseline import accept_baseline
     from alexnet_deploy.gate.compare import compare_reports
     from alexnet_deploy.gate.output import check_output_paths, result_frame, write_outputs
     from alexnet_deploy.gate.ratios import compare_ratios
@@ -120,7 +120,9 @@ def gate(
     base = load_report(baseline)
     if run_now:
         with err_console.status("benching the baseline's configurations"):
-            current = bench_baseline_now(base, work_dir)
+            from alexnet_deploy.workflow import rerun_baseline
+
+            current = rerun_baseline(base, work_dir)
     if current is None:
         raise UsageError(
             "gate needs a CURRENT report",
@@ -172,11 +174,12 @@ def _gate_aa(
 ) -> None:
     import numpy as np
 
-    from alexnet_deploy.gate.noise import aa_on_engine, derive_threshold
+    from alexnet_deploy.gate.noise import derive_threshold
+    from alexnet_deploy.workflow import aa_on_model
 
     threshold = thresholds.values["p50"]
     with err_console.status("A/A trials") as status:
-        outcomes = aa_on_engine(
+        outcomes = aa_on_model(
             model,
             backend,
             precision,

@@ -43,21 +43,17 @@ def package(
 ) -> None:
     """Write a Triton Inference Server model repository from the built artifacts."""
     from alexnet_deploy.errors import UsageError
-    from alexnet_deploy.serve.package import package_triton
     from alexnet_deploy.serve.triton_config import ServingOptions
+    from alexnet_deploy.workflow import package_model
 
     if max_batch < 1 or instances < 1:
         raise UsageError("--max-batch and --instances must be at least 1")
-    if model is None:
-        from alexnet_deploy.bench.pipeline import ModelRequest, ensure_artifacts
-
-        with err_console.status("preparing artifacts") as status:
-            model, _ = ensure_artifacts(ModelRequest(), work_dir, status.update)
     options = ServingOptions(max_batch_size=max_batch, instances=instances, threads=threads)
-    with err_console.status("packaging"):
-        repo = package_triton(
-            model, triton, work_dir=work_dir, options=options, force=force, openvino=openvino
-        )
+    with err_console.status("preparing artifacts" if model is None else "packaging") as status:
+        repo = package_model(
+            model, triton, work_dir=work_dir, progress=status.update,
+            options=options, force=force, openvino=openvino,
+        )  # fmt: skip
     for m in repo.models:
         out_console.print(f"{m.name}: {m.kind} {m.precision} ({m.config_path})", highlight=False)
     for what, why in repo.skipped.items():

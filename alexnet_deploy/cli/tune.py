@@ -64,7 +64,6 @@ def tune(
 ) -> None:
     """Search runtime x batch x concurrency x threads for the fastest engine meeting a constraint; save the choice."""
     from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules, parse_int_list
-    from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
     from alexnet_deploy.bench.tune import (
         Constraint,
         choose,
@@ -74,6 +73,7 @@ def tune(
         tuned_record,
     )
     from alexnet_deploy.render import rich_table
+    from alexnet_deploy.workflow import ModelRequest, bench_model
 
     constraint = Constraint(max_p99_ms=max_p99_ms, min_top1_agreement=1 - max_top1_drop / 100)
     matrix = Matrix(
@@ -90,7 +90,7 @@ def tune(
     )
     out = Path(work_dir) / "reports" / "tune"
     with err_console.status("tuning") as status:
-        report, result, paths = run_bench(
+        report, result, paths = bench_model(
             ModelRequest(model=model, data=data),
             BenchConfig(matrix, rules),
             work_dir,

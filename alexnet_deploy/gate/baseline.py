@@ -1,12 +1,15 @@
-"""Baselines: accepting the current results atomically, and re-benching a baseline's
-configurations now (``gate --run``)."""
+"""Baselines: accepting the current results atomically, and what re-benching a baseline's
+configurations now means (``gate --run``; the orchestration layer runs it)."""
 
 from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
+from alexnet_deploy import constants as C
+from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import staging_directory, write_json_atomic
 from alexnet_deploy.gate.ratios import ratio_baseline
@@ -34,11 +37,17 @@ def accept_baseline(baseline: Path, current: LoadedReport, ratio_mode: bool) -> 
     return target
 
 
-def bench_baseline_now(base: LoadedReport, work_dir: Path) -> Path:
-    """Bench the baseline's configurations on this machine now; return the report directory."""
-    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
-    from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
+@dataclass(frozen=True)
+class RerunPlan:
+    model: Path
+    data: str
+    seed: int
+    config: BenchConfig
 
+
+def rerun_plan(base: LoadedReport) -> RerunPlan:
+    """What ``gate --run`` benches again: the baseline's model, its fidelity images and seed,
+    its rules, and a matrix of every key field of its configurations."""
     data = json.loads(base.paths[0].read_text())
     keys = list(base.rows)
     if not keys:
@@ -62,18 +71,10 @@ def bench_baseline_now(base: LoadedReport, work_dir: Path) -> Path:
     rules = MeasureRules(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}
     )
-    out = Path(work_dir) / "reports" / "gate-run"
-    run_bench(
-        ModelRequest(
-            model=model,
-            # the same fidelity images and seed as the baseline (older reports: the default)
-            data=data["model"].get("data", ModelRequest.data),
-            seed=data["model"].get("seed", ModelRequest.seed),
-        ),
+    return RerunPlan(
+        model,
+        # the same fidelity images and seed as the baseline (older reports: the defaults)
+        data["model"].get("data", "shipped"),
+        data["model"].get("seed", C.DEFAULT_SEED),
         BenchConfig(matrix, rules),
-        work_dir,
-        out,
-        direct=False,
-        roofline=False,
     )
-    return out

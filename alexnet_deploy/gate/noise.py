@@ -70,33 +70,28 @@ def derive_threshold(aa: list[TrialOutcome]) -> float:
     return max(FLOOR, SAFETY_FACTOR * max(abs(o.change) for o in aa))
 
 
-def aa_on_engine(
-    model,
-    backend: str,
-    precision: str,
-    batch: int,
-    trials: int,
-    threshold: float,
-    work_dir,
-    on_trial: Callable[[int, TrialOutcome], None] = lambda i, o: None,
-) -> list[TrialOutcome]:
-    """``gate --aa``: one engine against itself, interleaved, ``trials`` times."""
-    from alexnet_deploy.bench.pipeline import ModelRequest, ensure_artifacts
-    from alexnet_deploy.engines.build import build_engine
-    from alexnet_deploy.engines.options import BuildOptions
-    from alexnet_deploy.engines.registry import get_backend
+def check_trials(trials: int) -> None:
     from alexnet_deploy.errors import UsageError
 
     if trials < 2:
         raise UsageError(f"--trials must be at least 2, got {trials}")
-    path, _ = ensure_artifacts(
-        ModelRequest(model=model), work_dir, lambda _m: None, frozenset({precision}) - {"fp32"}
-    )
-    engine, _ = build_engine(path, backend, BuildOptions(precision=precision), work_dir)
+
+
+def aa_on_engine(
+    engine,
+    batch: int,
+    trials: int,
+    threshold: float,
+    on_trial: Callable[[int, TrialOutcome], None] = lambda i, o: None,
+) -> list[TrialOutcome]:
+    """``gate --aa``: one built engine against itself, interleaved, ``trials`` times."""
+    from alexnet_deploy.engines.registry import get_backend
+
+    check_trials(trials)
     data = (
         np.random.default_rng(0)
         .standard_normal((batch, *engine.sidecar.image_shape))
         .astype(np.float32)
     )
-    with get_backend(backend).runner(engine) as runner:
+    with get_backend(engine.backend).runner(engine) as runner:
         return paired_trials(runner.infer, runner.infer, data, trials, threshold, on_trial=on_trial)

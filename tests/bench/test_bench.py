@@ -10,9 +10,10 @@ import polars as pl
 import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
-from alexnet_deploy.bench.pipeline import ModelRequest, fidelity_probe, run_bench
+from alexnet_deploy.bench.pipeline import fidelity_probe
 from alexnet_deploy.bench.report import SCHEMA, pareto_front
 from alexnet_deploy.bench.run import run_matrix
+from alexnet_deploy.workflow import ModelRequest, bench_model
 
 FAST = MeasureRules(
     warmup_iterations=2, warmup_seconds=0.05, min_iterations=10, min_seconds=0.1, max_seconds=0.4
@@ -243,7 +244,7 @@ def test_run_bench_interrupt_writes_partial_report(model, digits, tmp_path, monk
 
     monkeypatch.setattr(pipeline, "run_matrix", run_then_interrupt)
     config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(1, 2)), FAST)
-    report, result, paths = run_bench(
+    report, result, paths = bench_model(
         ModelRequest(model=model, data=str(digits["heldout_dir"])),
         config,
         tmp_path / "work",
@@ -299,7 +300,7 @@ def test_a_new_report_replaces_every_file_of_the_old(model, digits, tmp_path):
     (out / "notes.txt").write_text("the user's own file")
     config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(1,)), FAST)
     request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
-    _, _, paths = run_bench(request, config, tmp_path / "w", out, roofline=False, argv=["bench"])
+    _, _, paths = bench_model(request, config, tmp_path / "w", out, roofline=False, argv=["bench"])
     png = out / "bench-report.png"
     assert ("png" in paths) == png.exists()
     assert not png.exists() or png.read_bytes() != b"an older run's plot"

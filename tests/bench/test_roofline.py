@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
-from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
 from alexnet_deploy.bench.report import describe_ceilings
 from alexnet_deploy.bench.roofline import Ceilings, measure_ceilings, roofline_columns
+from alexnet_deploy.workflow import ModelRequest, bench_model
 
 RULES = MeasureRules(
     warmup_iterations=2, warmup_seconds=0.05, min_iterations=20, min_seconds=0.2, max_seconds=0.5
@@ -50,7 +50,7 @@ def test_no_bench_row_exceeds_its_peak(digits, probed, tmp_path):
         Matrix(backends=("ort",), precisions=("fp32", "int8"), batches=(1, 16)), RULES
     )
     request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
-    report, result, _ = run_bench(request, config, tmp_path / "work", tmp_path / "out")
+    report, result, _ = bench_model(request, config, tmp_path / "work", tmp_path / "out")
     assert report["ceilings"]["int8_gops"] == ceilings.int8_gops
     rows = [r for r in result.rows if r["status"] == "ok"]
     assert len(rows) == 4
@@ -75,7 +75,7 @@ def test_real_alexnet_near_its_peak_stays_under_it(exported, probed, tmp_path):
         ),
         MeasureRules(warmup_iterations=2, warmup_seconds=0.1, min_iterations=5, max_seconds=1.0),
     )
-    _, result, _ = run_bench(ModelRequest(model=model), config, tmp_path / "work", tmp_path / "o")
+    _, result, _ = bench_model(ModelRequest(model=model), config, tmp_path / "work", tmp_path / "o")
     rows = [r for r in result.rows if r["status"] == "ok"]
     assert len(rows) == 4
     for row in rows:

@@ -12,10 +12,10 @@ import polars as pl
 import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
-from alexnet_deploy.bench.pipeline import ModelRequest, run_bench
 from alexnet_deploy.cases import Case
 from alexnet_deploy.gate.compare import REGRESSED, Thresholds, compare_reports
 from alexnet_deploy.gate.reports import LoadedReport, load_report
+from alexnet_deploy.workflow import ModelRequest, bench_model
 
 RULES = MeasureRules(
     warmup_iterations=2, warmup_seconds=0.05, min_iterations=30, min_seconds=0.2, max_seconds=0.5
@@ -37,7 +37,7 @@ def reports(digits, tmp_path_factory):
     )
     request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
     for name in ("a", "b"):
-        run_bench(request, config, root / "work", root / name, roofline=False, argv=["bench"])
+        bench_model(request, config, root / "work", root / name, roofline=False, argv=["bench"])
     return root
 
 
@@ -349,8 +349,8 @@ def test_p99_is_judged_only_on_enough_samples(rows, judged):
 
 def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, cli):
     """`gate --run` rebuilt the matrix from the first five key fields and dropped threads."""
-    from alexnet_deploy.gate.baseline import bench_baseline_now
     from alexnet_deploy.models.variants import register_variant
+    from alexnet_deploy.workflow import rerun_baseline
     from tests.digits import DIGITS
 
     register_variant(DIGITS)
@@ -360,8 +360,8 @@ def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, c
         Matrix(backends=("ort",), precisions=("fp32",), batches=(2,), threads=(1,)), RULES
     )
     request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
-    run_bench(request, config, tmp_path / "w", tmp_path / "base", roofline=False, argv=["bench"])
+    bench_model(request, config, tmp_path / "w", tmp_path / "base", roofline=False, argv=["bench"])
     base = load_report(tmp_path / "base")
-    now = load_report(bench_baseline_now(base, tmp_path / "w"))
+    now = load_report(rerun_baseline(base, tmp_path / "w"))
     assert set(now.rows) == set(base.rows) == {Case("ort", "fp32", 2, "latency", threads=1)}
     assert next(iter(now.rows)).label == "ort fp32 b2 latency t1"

@@ -1,0 +1,224 @@
+"""The orchestration layer: export -> FP16 / INT8 -> engines -> bench -> gate -> package over
+one model's artifact set (artifacts.py). The stages below it are leaves that take explicit
+artifacts; this module decides which artifacts a job needs, makes or reuses them (each cached
+by content, one run at a time per work directory), then hands them to the stage.
+
+    prepare_artifacts   FP32 export (or the given model) plus the FP16/INT8 siblings needed
+    bench_model         prepare_artifacts, then bench.pipeline.run_bench (the main job)
+    rerun_baseline      gate --run: a baseline report's configurations benched again now
+    aa_on_model         gate --aa: one engine against itself, interleaved
+    package_model       package --triton, from the given model or the main job's export
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.artifact import read_artifact
+from alexnet_deploy.artifacts import ArtifactSet
+from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.fileio import sha256_file
+from alexnet_deploy.locking import directory_lock
+from alexnet_deploy.models.variants import DEFAULT_VARIANT
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ModelRequest:
+    model: Path | None = None  # an existing FP32 export; None: export one
+    variant: str = DEFAULT_VARIANT
+    weights: Path | None = None
+    seed: int = C.DEFAULT_SEED
+    data: str = "shipped"  # calibration and fidelity images
+
+
+def _export_key(request: ModelRequest) -> str:
+    from alexnet_deploy import __version__
+
+    weights = sha256_file(request.weights) if request.weights else "untrained"
+    text = json.dumps(
+        {
+            "variant": request.variant,
+            "weights": weights,
+            "seed": request.seed,
+            "opset": C.DEFAULT_OPSET,
+            "tool": __version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def prepare_artifacts(
+    request: ModelRequest,
+    work_dir: Path,
+    progress: Progress,
+    need: frozenset = frozenset({"fp16", "int8"}),
+) -> tuple[Path, dict]:
+    """FP32 model plus the FP16, INT8 and NNCF INT8 ("int8-nncf") artifacts in ``need``,
+    reusing whatever is there (made by one run at a time per work directory)."""
+    with directory_lock(work_dir, "prepare artifacts"):
+        return _prepare_artifacts(request, work_dir, progress, need)
+
+
+def _prepare_artifacts(
+    request: ModelRequest, work_dir: Path, progress: Progress, need: frozenset
+) -> tuple[Path, dict]:
+    from alexnet_deploy.calib.fp16 import convert_fp16
+    from alexnet_deploy.calib.int8 import isa_mismatch
+    from alexnet_deploy.calib.pipeline import calibrate
+    from alexnet_deploy.calib.stage import DataRequest
+    from alexnet_deploy.cpu_isa import this_cpu
+    from alexnet_deploy.exporter.pipeline import export_onnx
+    from alexnet_deploy.models.variants import get_variant
+
+    done: dict[str, str] = {}
+    if request.model is not None:
+        model = Path(request.model)
+        read_artifact(model)
+        done["export"] = "given"
+    else:
+        model = (
+            Path(work_dir)
+            / "models"
+            / f"{request.variant}-{_export_key(request)}"
+            / f"alexnet-{request.variant}.onnx"
+        )
+        if model.is_file() and model.with_name(model.name + ".json").is_file():
+            done["export"] = "cached"
+        else:
+            progress("exporting")
+            export_onnx(
+                get_variant(request.variant),
+                model,
+                weights=request.weights,
+                seed=request.seed,
+                force=True,
+            )
+            done["export"] = "built"
+    artifacts = ArtifactSet(model)
+
+    if "fp16" not in need:
+        done["fp16"] = "not needed"
+    elif artifacts.belongs(artifacts.fp16):
+        done["fp16"] = "cached"
+    else:
+        progress("converting to FP16")
+        convert_fp16(model, DataRequest(data=request.data), force=True)
+        done["fp16"] = "built"
+
+    data_request = DataRequest(data=request.data, seed=request.seed)
+    if "int8" not in need:
+        done["int8"] = "not needed"
+    elif all(artifacts.belongs(artifacts.int8(f)) for f in ("cpu", "tensorrt")) and not (
+        isa_mismatch(read_artifact(artifacts.int8("cpu")).metadata, this_cpu().name)
+    ):  # made from this model, and the CPU form for this CPU's class: reuse
+        done["int8"] = "cached"
+    else:
+        progress("calibrating INT8")
+        report = calibrate(model, data_request, force=True)
+        if report.failures:
+            raise AlexnetDeployError("; ".join(report.failures))
+        done["int8"] = "built"
+
+    if "int8-nncf" in need:
+        from alexnet_deploy.calib.nncf_quant import quantize_nncf
+
+        if artifacts.belongs(artifacts.int8("nncf")):
+            done["int8-nncf"] = "cached"
+        else:
+            progress("quantizing INT8 with NNCF")
+            quantize_nncf(model, data_request, max_top1_drop=C.DEFAULT_MAX_TOP1_DROP, force=True)
+            done["int8-nncf"] = "built"
+    return model, done
+
+
+def artifacts_needed(precisions, quantizers, served: bool = False) -> frozenset:
+    """What a bench matrix needs made beside the FP32 model (nothing for a served model)."""
+    if served:
+        return frozenset()
+    need = frozenset(precisions) - {"fp32"}
+    if "int8" in need and "nncf" in quantizers:
+        need |= {"int8-nncf"}
+    return need
+
+
+def bench_model(
+    request: ModelRequest,
+    config,
+    work_dir: Path,
+    out_dir: Path,
+    *,
+    progress: Progress = lambda m: None,
+    served=None,
+    **bench_options,
+):
+    """The main job: the artifacts the matrix needs, then the bench over them. Returns
+    ``(report, result, paths)`` as bench.pipeline.run_bench does."""
+    from alexnet_deploy.bench.pipeline import run_bench
+
+    need = artifacts_needed(
+        config.matrix.precisions, config.matrix.quantizers, served=served is not None
+    )
+    with directory_lock(work_dir, "bench"):  # nobody changes the artifacts in between
+        model, stages = prepare_artifacts(request, work_dir, progress, need)
+        return run_bench(
+            model, config, work_dir, out_dir, data=request.data, seed=request.seed,
+            stages=stages, progress=progress, served=served, **bench_options,
+        )  # fmt: skip
+
+
+def rerun_baseline(baseline, work_dir: Path) -> Path:
+    """``gate --run``: bench a loaded baseline report's configurations (every key field,
+    threads and streams included), model, images and seed on this machine now; return the
+    new report's directory."""
+    from alexnet_deploy.gate.baseline import rerun_plan
+
+    plan = rerun_plan(baseline)
+    out = Path(work_dir) / "reports" / "gate-run"
+    bench_model(
+        ModelRequest(model=plan.model, data=plan.data, seed=plan.seed),
+        plan.config,
+        work_dir,
+        out,
+        direct=False,
+        roofline=False,
+    )
+    return out
+
+
+def aa_on_model(
+    model, backend: str, precision: str, batch: int, trials: int, threshold: float,
+    work_dir: Path, on_trial=lambda i, o: None,
+):  # fmt: skip
+    """``gate --aa``: the artifact and engine, then ``trials`` interleaved A/A trials."""
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.options import BuildOptions
+    from alexnet_deploy.gate.noise import aa_on_engine, check_trials
+
+    check_trials(trials)  # before any artifact is made
+    path, _ = prepare_artifacts(
+        ModelRequest(model=model), work_dir, lambda _m: None, frozenset({precision}) - {"fp32"}
+    )
+    engine, _ = build_engine(path, backend, BuildOptions(precision=precision), work_dir)
+    return aa_on_engine(engine, batch, trials, threshold, on_trial=on_trial)
+
+
+def package_model(
+    model: Path | None, out: Path, *, work_dir: Path, progress: Progress = lambda m: None,
+    **package_options,
+):  # fmt: skip
+    """``package --triton``: the repository for ``model``, or for the main job's export (made
+    or reused, with its FP16 and INT8 siblings) when none is given."""
+    from alexnet_deploy.serve.package import package_triton
+
+    if model is None:
+        model, _ = prepare_artifacts(ModelRequest(), work_dir, progress)
+    progress("packaging")
+    return package_triton(model, out, work_dir=work_dir, **package_options)
