@@ -6,7 +6,7 @@ Unknown keys are errors that name them (a typo must not silently fall back to a 
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 
 import tomllib
@@ -64,9 +64,8 @@ class Matrix:
     server_latency_bound_ms: float = C.BENCH_SERVER_BOUND_MS
 
     def __post_init__(self) -> None:
-        from alexnet_deploy.bench.direct import DIRECT_BACKENDS
         from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
-        from alexnet_deploy.engines.registry import BACKEND_NAMES
+        from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS
 
         known = (*BACKEND_NAMES, *DIRECT_BACKENDS)
         for backend in self.backends:
@@ -209,3 +208,33 @@ def config_from_toml(path: Path) -> BenchConfig:
         return BenchConfig(Matrix(**tuples(matrix)), MeasureRules(**tuples(rules)))
     except TypeError as err:
         raise AlexnetDeployError(f"{path}: {err}") from None
+
+
+# Matrix fields that the command line gives as comma-separated integers.
+_INT_LISTS = {"batches": "batch", "threads": "threads", "streams": "streams"}
+
+
+def config_from_sources(
+    config_file: Path | None, matrix_flags: dict | None = None, rule_flags: dict | None = None
+) -> BenchConfig:
+    """The TOML file's configuration (or the defaults), with every flag that was given
+    (not None) over it. Integer lists come as "1,32" and percentiles as "50,99"."""
+    base = config_from_toml(config_file) if config_file else BenchConfig()
+    matrix_over = {k: v for k, v in (matrix_flags or {}).items() if v is not None and v != ()}
+    for key, flag in _INT_LISTS.items():
+        if isinstance(matrix_over.get(key), str):
+            matrix_over[key] = parse_int_list(matrix_over[key], flag)
+    rules_over = {k: v for k, v in (rule_flags or {}).items() if v is not None}
+    if isinstance(rules_over.get("percentiles"), str):
+        try:
+            rules_over["percentiles"] = tuple(
+                float(p) for p in rules_over["percentiles"].split(",")
+            )
+        except ValueError:
+            raise UsageError(
+                f"--percentiles takes comma-separated numbers, got {rules_over['percentiles']!r}"
+            ) from None
+    return BenchConfig(
+        replace(base.matrix, **matrix_over),
+        MeasureRules(**{**base.rules.__dict__, **rules_over}),
+    )

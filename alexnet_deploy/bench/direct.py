@@ -8,8 +8,6 @@ from pathlib import Path
 
 import numpy as np
 
-DIRECT_BACKENDS = ("ort-direct", "openvino-direct")
-
 
 @contextlib.contextmanager
 def direct_infer(name: str, artifact: Path, workers: int = 1):

@@ -16,8 +16,8 @@ import numpy as np
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.bench.config import BenchConfig
-from alexnet_deploy.bench.direct import DIRECT_BACKENDS, direct_infer
 from alexnet_deploy.bench.direct import available as direct_available
+from alexnet_deploy.bench.direct import direct_infer
 from alexnet_deploy.bench.measure import (
     Measurement,
     measure_latency,
@@ -28,6 +28,7 @@ from alexnet_deploy.bench.roofline import Ceilings, macs_per_image, roofline_col
 from alexnet_deploy.bench.stats import latency_stats
 from alexnet_deploy.calib.fidelity import compare_logits
 from alexnet_deploy.cases import Case
+from alexnet_deploy.engines.registry import DIRECT_BACKENDS
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
 TRITON = "triton"  # a model served by Triton Inference Server, driven over HTTP or gRPC

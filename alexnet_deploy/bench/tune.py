@@ -140,7 +140,7 @@ def tuned_quantizers(choice: dict) -> tuple[str, ...]:
 
 def tuned_comparison(choice: dict, rows: list[dict]) -> dict:
     """The tuned engine's row against the best row of a runtime used directly, same run."""
-    from alexnet_deploy.bench.direct import DIRECT_BACKENDS
+    from alexnet_deploy.engines.registry import DIRECT_BACKENDS
 
     ok = [r for r in rows if r["status"] == "ok"]
     mine = [
@@ -180,6 +180,80 @@ def tuned_comparison(choice: dict, rows: list[dict]) -> dict:
             f"target >= {C.TUNED_OVER_PEER_TARGET}x)",
         }
     }
+
+
+# bench flags a tuned configuration decides (--batch may add batches beside the tuned one)
+_TUNED_DECIDES = ("backends", "precisions", "modes", "threads", "streams", "quantizers")
+
+
+def tuned_matrix_flags(choice: dict, flags: dict) -> dict:
+    """``bench --tuned``: the matrix flags of the tuned engine, with the runtimes used directly
+    beside it (its peers) and any extra batches asked for. A flag the tuned configuration
+    decides may not also be given: it would be overridden, so it is refused instead."""
+    from alexnet_deploy.engines.registry import DIRECT_BACKENDS
+
+    given = [k for k in _TUNED_DECIDES if flags.get(k) not in (None, ())]
+    if given:
+        raise UsageError(
+            f"--tuned decides {', '.join('--' + k.rstrip('s') for k in given)}; "
+            "drop them, or bench without --tuned",
+            hint="--batch may add batch sizes beside the tuned one",
+        )
+    extra = [b.strip() for b in (flags.get("batches") or "").split(",") if b.strip()]
+    return {
+        **flags,
+        "backends": (choice["backend"], *DIRECT_BACKENDS),
+        "precisions": (choice["precision"],),
+        "batches": ",".join(dict.fromkeys([str(choice["batch"]), *extra])),
+        "modes": (choice["mode"],),
+        "threads": (choice["threads"],),
+        "streams": (choice["streams"],),
+        "quantizers": tuned_quantizers(choice),
+    }
+
+
+def tuned_build_settings(choice: dict, max_batch: int) -> dict:
+    """``build --tuned``: the engine settings the tuner chose (its batch fits the profile)."""
+    return {
+        "backend": choice["backend"],
+        "precision": choice["precision"],
+        "threads": choice["threads"],
+        "streams": choice["streams"],
+        "hint": "throughput",
+        "quantizer": choice.get("quantizer", "qdq"),
+        "max_batch": max(max_batch, choice["batch"]),
+    }
+
+
+def tune_config(
+    *,
+    backends: tuple[str, ...],
+    precisions: tuple[str, ...],
+    batch: str,
+    streams: str,
+    threads: str | None,
+    quantizers: tuple[str, ...],
+    min_seconds: float,
+    max_seconds: float,
+    repeat: int,
+):
+    """The search space of ``tune``: runtimes (ORT and OpenVINO unless given) x INT8 (unless
+    given) x batch x streams x threads, throughput mode, every INT8 route installed."""
+    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules, parse_int_list
+
+    matrix = Matrix(
+        backends=backends or ("ort", "openvino"),
+        precisions=precisions or ("int8",),
+        batches=parse_int_list(batch, "batch"),
+        modes=("throughput",),
+        streams=parse_int_list(streams, "streams"),
+        threads=parse_int_list(threads, "threads") if threads else (None,),
+        quantizers=quantizers or default_quantizers(),
+    )
+    rules = MeasureRules(
+        min_seconds=min_seconds, max_seconds=max(max_seconds, min_seconds), repeat=repeat
+    )
+    return BenchConfig(matrix, rules)
 
 
 def save_tuned(record: dict, path: Path) -> Path:

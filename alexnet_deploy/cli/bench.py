@@ -25,61 +25,6 @@ from alexnet_deploy.cli.options import (
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
 
 
-def _bench_config(
-    config_file,
-    backend,
-    precision,
-    batch,
-    mode,
-    threads,
-    streams,
-    rules: dict,
-    server_bound_ms,
-    quantizers=None,
-):
-    from dataclasses import replace
-
-    from alexnet_deploy.bench.config import (
-        BenchConfig,
-        MeasureRules,
-        config_from_toml,
-        parse_int_list,
-    )
-
-    base = config_from_toml(config_file) if config_file else BenchConfig()
-    matrix_over = {}
-    if backend:
-        matrix_over["backends"] = tuple(b.value for b in backend)
-    if precision:
-        matrix_over["precisions"] = tuple(p.value for p in precision)
-    if batch is not None:
-        matrix_over["batches"] = parse_int_list(batch, "batch")
-    if mode:
-        matrix_over["modes"] = tuple(m.value for m in mode)
-    if threads is not None:
-        matrix_over["threads"] = parse_int_list(threads, "threads")
-    if streams is not None:
-        matrix_over["streams"] = parse_int_list(streams, "streams")
-    if server_bound_ms is not None:
-        matrix_over["server_latency_bound_ms"] = server_bound_ms
-    if quantizers:
-        matrix_over["quantizers"] = tuple(q.value for q in quantizers)
-    rules_over = {k: v for k, v in rules.items() if v is not None}
-    if "percentiles" in rules_over:
-        try:
-            rules_over["percentiles"] = tuple(
-                float(p) for p in rules_over["percentiles"].split(",")
-            )
-        except ValueError:
-            from alexnet_deploy.errors import UsageError
-
-            raise UsageError(
-                f"--percentiles takes comma-separated numbers, got {rules_over['percentiles']!r}"
-            ) from None
-    matrix = replace(base.matrix, **matrix_over)
-    return BenchConfig(matrix, MeasureRules(**{**base.rules.__dict__, **rules_over}))
-
-
 def bench(
     model: Annotated[
         Path | None,
@@ -190,49 +135,39 @@ def bench(
         TimeRemainingColumn,
     )
 
+    from alexnet_deploy.bench.config import config_from_sources
     from alexnet_deploy.bench.pipeline import noisy_rows
     from alexnet_deploy.bench.report import terminal_frame
     from alexnet_deploy.render import rich_table
     from alexnet_deploy.workflow import ModelRequest, bench_model
 
+    values = lambda choices: tuple(c.value for c in choices or ())  # noqa: E731
+    matrix_flags = {
+        "backends": values(backend),
+        "precisions": values(precision),
+        "batches": batch,
+        "modes": values(mode),
+        "threads": threads,
+        "streams": streams,
+        "quantizers": values(quantizer),
+        "server_latency_bound_ms": server_bound_ms,
+    }
     if tuned is not None:
-        from alexnet_deploy.bench.tune import load_tuned, tuned_quantizers
+        from alexnet_deploy.bench.tune import load_tuned, tuned_matrix_flags
 
         choice = load_tuned(tuned)["choice"]
-        backend = [
-            BenchBackendChoice(choice["backend"]),
-            BenchBackendChoice.ort_direct,
-            BenchBackendChoice.openvino_direct,
-        ]
-        precision = [PrecisionChoice(choice["precision"])]
-        # the tuned batch, and any others asked for (peers at their own best batch too)
-        extra_batches = [] if batch is None else [b.strip() for b in batch.split(",") if b.strip()]
-        batch = ",".join(dict.fromkeys([str(choice["batch"]), *extra_batches]))
-        mode = [ModeChoice(choice["mode"])]
-        streams = None if choice["streams"] is None else str(choice["streams"])
-        threads = None if choice["threads"] is None else str(choice["threads"])
-        quantizer = [QuantizerChoice(q) for q in tuned_quantizers(choice)]
-    config = _bench_config(
-        config_file,
-        backend,
-        precision,
-        batch,
-        mode,
-        threads,
-        streams,
-        {
-            "warmup_iterations": warmup_iterations,
-            "warmup_seconds": warmup_seconds,
-            "min_iterations": min_iterations,
-            "min_seconds": min_seconds,
-            "max_seconds": max_seconds,
-            "stability": stability,
-            "percentiles": percentiles,
-            "repeat": repeat,
-        },
-        server_bound_ms,
-        quantizer,
-    )
+        matrix_flags = tuned_matrix_flags(choice, matrix_flags)
+    rule_flags = {
+        "warmup_iterations": warmup_iterations,
+        "warmup_seconds": warmup_seconds,
+        "min_iterations": min_iterations,
+        "min_seconds": min_seconds,
+        "max_seconds": max_seconds,
+        "stability": stability,
+        "percentiles": percentiles,
+        "repeat": repeat,
+    }
+    config = config_from_sources(config_file, matrix_flags, rule_flags)
     request = ModelRequest(
         model=model, variant=variant.value, weights=weights, seed=seed, data=data
     )

@@ -96,31 +96,32 @@ def build(
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
 
+    settings = {
+        "backend": backend.value,
+        "precision": precision.value,
+        "threads": threads,
+        "streams": streams,
+        "hint": hint.value,
+        "quantizer": quantizer.value,
+        "max_batch": max_batch,
+    }
     if tuned is not None:
-        from alexnet_deploy.bench.tune import load_tuned
+        from alexnet_deploy.bench.tune import load_tuned, tuned_build_settings
 
-        choice = load_tuned(tuned)["choice"]
-        backend, precision = BackendChoice(choice["backend"]), PrecisionChoice(choice["precision"])
-        threads, streams, hint = choice["threads"], choice["streams"], HintChoice.throughput
-        quantizer = QuantizerChoice(choice.get("quantizer", "qdq"))
-        max_batch = max(max_batch, choice["batch"])
+        settings = tuned_build_settings(load_tuned(tuned)["choice"], max_batch)
+    name = settings.pop("backend")
     options = BuildOptions(
-        precision=precision.value,
-        max_batch=max_batch,
-        threads=threads,
-        hint=hint.value,
-        streams=streams,
+        **settings,
         channels_last=channels_last,
         batch_profile=batch,
         workspace_mb=workspace_mb,
         legacy_int8=legacy_int8,
-        quantizer=quantizer.value,
         spinning=spinning,
         mem_arena=mem_arena,
         cpu_pinning=cpu_pinning,
     )
-    with err_console.status(f"building {backend.value} {precision.value}"):
-        engine, reused = build_engine(model, backend.value, options, work_dir, rebuild=rebuild)
+    with err_console.status(f"building {name} {options.precision}"):
+        engine, reused = build_engine(model, name, options, work_dir, rebuild=rebuild)
     side = engine.sidecar
     verb = "reused" if reused else f"built in {side.build_seconds:.1f} s"
     out_console.print(

@@ -8,12 +8,21 @@ from typing import Annotated
 
 import typer
 
+from alexnet_deploy.bench.config import MODES
+from alexnet_deploy.calib.config import METHODS
+from alexnet_deploy.engines.options import HINTS, PRECISIONS, QUANTIZERS
+from alexnet_deploy.engines.registry import BACKEND_NAMES, BENCH_BACKENDS
+from alexnet_deploy.models.variants import VARIANTS
 from alexnet_deploy.render import TableFormat
 
 
-class VariantChoice(str, Enum):
-    torchvision = "torchvision"
-    paper = "paper"
+def _choices(name: str, values) -> type[Enum]:
+    """A command-line choice made from the library's own tuple of names (never a copy):
+    members are the names with '-' as '_' (BenchBackendChoice.ort_direct is 'ort-direct')."""
+    return Enum(name, {v.replace("-", "_"): v for v in values}, type=str)
+
+
+VariantChoice = _choices("VariantChoice", tuple(VARIANTS))
 
 
 VariantOpt = Annotated[
@@ -28,9 +37,7 @@ SeedOpt = Annotated[
 ]
 
 
-class QuantizerChoice(str, Enum):
-    qdq = "qdq"
-    nncf = "nncf"
+QuantizerChoice = _choices("QuantizerChoice", QUANTIZERS)
 
 
 QuantizerOpt = Annotated[
@@ -42,11 +49,7 @@ QuantizerOpt = Annotated[
 ]
 
 
-class MethodChoice(str, Enum):
-    minmax = "minmax"
-    entropy = "entropy"
-    percentile = "percentile"
-    auto = "auto"
+MethodChoice = _choices("MethodChoice", (*METHODS, "auto"))
 
 
 DataOpt = Annotated[
@@ -128,35 +131,16 @@ def parse_preprocessing(input_size, resize_size, mean, std):
     return Preprocessing(resize_size, input_size, triple(mean, "--mean"), triple(std, "--std"))
 
 
-class BackendChoice(str, Enum):
-    ort = "ort"
-    ort_cuda = "ort-cuda"
-    ort_trt = "ort-trt"
-    openvino = "openvino"
-    torch = "torch"
-    tensorrt = "tensorrt"
+BackendChoice = _choices("BackendChoice", BACKEND_NAMES)
 
 
-class BenchBackendChoice(str, Enum):
-    ort = "ort"
-    ort_cuda = "ort-cuda"
-    ort_trt = "ort-trt"
-    openvino = "openvino"
-    torch = "torch"
-    tensorrt = "tensorrt"
-    ort_direct = "ort-direct"
-    openvino_direct = "openvino-direct"
+BenchBackendChoice = _choices("BenchBackendChoice", BENCH_BACKENDS)
 
 
-class PrecisionChoice(str, Enum):
-    fp32 = "fp32"
-    fp16 = "fp16"
-    int8 = "int8"
+PrecisionChoice = _choices("PrecisionChoice", PRECISIONS)
 
 
-class HintChoice(str, Enum):
-    latency = "latency"
-    throughput = "throughput"
+HintChoice = _choices("HintChoice", HINTS)
 
 
 def _work_dir(path: Path | None) -> Path | None:
@@ -173,10 +157,7 @@ WorkDirOpt = Annotated[
 ]
 
 
-class ModeChoice(str, Enum):
-    latency = "latency"
-    throughput = "throughput"
-    server = "server"
+ModeChoice = _choices("ModeChoice", MODES)
 
 
 EXIT_PARTIAL = 3

@@ -63,36 +63,34 @@ def tune(
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
 ) -> None:
     """Search runtime x batch x concurrency x threads for the fastest engine meeting a constraint; save the choice."""
-    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules, parse_int_list
     from alexnet_deploy.bench.tune import (
         Constraint,
         choose,
-        default_quantizers,
         front_rows,
         save_tuned,
+        tune_config,
         tuned_record,
     )
     from alexnet_deploy.render import rich_table
     from alexnet_deploy.workflow import ModelRequest, bench_model
 
     constraint = Constraint(max_p99_ms=max_p99_ms, min_top1_agreement=1 - max_top1_drop / 100)
-    matrix = Matrix(
-        backends=tuple(b.value for b in backend) if backend else ("ort", "openvino"),
-        precisions=tuple(p.value for p in precision) if precision else ("int8",),
-        batches=parse_int_list(batch, "batch"),
-        modes=("throughput",),
-        streams=parse_int_list(streams, "streams"),
-        threads=parse_int_list(threads, "threads") if threads else (None,),
-        quantizers=tuple(q.value for q in quantizer) if quantizer else default_quantizers(),
-    )
-    rules = MeasureRules(
-        min_seconds=min_seconds, max_seconds=max(max_seconds, min_seconds), repeat=repeat
+    config = tune_config(
+        backends=tuple(b.value for b in backend or ()),
+        precisions=tuple(p.value for p in precision or ()),
+        batch=batch,
+        streams=streams,
+        threads=threads,
+        quantizers=tuple(q.value for q in quantizer or ()),
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        repeat=repeat,
     )
     out = Path(work_dir) / "reports" / "tune"
     with err_console.status("tuning") as status:
         report, result, paths = bench_model(
             ModelRequest(model=model, data=data),
-            BenchConfig(matrix, rules),
+            config,
             work_dir,
             out,
             direct=False,

@@ -23,7 +23,13 @@ def _backends() -> dict[str, Backend]:
     return {b.name: b for b in backends}
 
 
+# The one registry of runtime names. Engines this tool builds (each a Backend below) ...
 BACKEND_NAMES = ("ort", "ort-cuda", "ort-trt", "openvino", "torch", "tensorrt")
+# ... the runtimes used directly with their own defaults (bench's peers: bench/direct.py) ...
+DIRECT_BACKENDS = ("ort-direct", "openvino-direct")
+# ... and a model served by Triton Inference Server (bench --triton: serve/triton_client.py).
+SERVED = "triton"
+BENCH_BACKENDS = (*BACKEND_NAMES, *DIRECT_BACKENDS)
 
 
 def get_backend(name: str) -> Backend:
