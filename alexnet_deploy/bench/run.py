@@ -4,7 +4,6 @@ on; Ctrl-C stops the matrix with every finished row kept."""
 
 from __future__ import annotations
 
-import contextlib
 import itertools
 import time
 import traceback
@@ -16,8 +15,6 @@ import numpy as np
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.bench.config import BenchConfig
-from alexnet_deploy.bench.direct import available as direct_available
-from alexnet_deploy.bench.direct import direct_infer
 from alexnet_deploy.bench.measure import (
     Measurement,
     measure_latency,
@@ -26,12 +23,10 @@ from alexnet_deploy.bench.measure import (
 )
 from alexnet_deploy.bench.roofline import Ceilings, macs_per_image, roofline_columns, weight_bytes
 from alexnet_deploy.bench.stats import latency_stats
+from alexnet_deploy.bench.targets import Prepared, matrix_backends, served_cases, target_for
 from alexnet_deploy.calib.fidelity import compare_logits
 from alexnet_deploy.cases import Case
-from alexnet_deploy.engines.registry import DIRECT_BACKENDS
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
-
-TRITON = "triton"  # a model served by Triton Inference Server, driven over HTTP or gRPC
 
 
 @dataclass
@@ -132,72 +127,36 @@ def _measure(
 
 
 class CaseRun:
-    """One configuration across rounds: its engine is prepared once, each round activates a
-    runner, measures, and frees it again."""
+    """One configuration across rounds: its target is prepared once (engine built or reused,
+    artifact found), each round activates it, measures, and frees it again."""
 
     def __init__(self, case: Case, model: Path, work_dir: Path, served=None) -> None:
-        self.case, self.model, self.work_dir, self.served = case, model, work_dir, served
+        self.case, self.model, self.work_dir = case, model, work_dir
+        self.target = target_for(case.backend, served)
         self.measurements: list[Measurement] = []
         self.info: dict = {}
-        self.prepared = False
+        self.prepared: Prepared | None = None
+
+    @property
+    def max_batch(self) -> int:
+        return self.prepared.max_batch
+
+    @property
+    def artifact(self) -> Path | None:
+        return self.prepared.artifact
 
     def prepare(self) -> None:
-        from alexnet_deploy.engines.build import build_engine, resolve_artifact
-        from alexnet_deploy.engines.options import BuildOptions
         from alexnet_deploy.fileio import sha256_file
 
-        case = self.case
-        if case.backend == TRITON:
-            self.max_batch = self.served.max_batch_size or C.DEFAULT_MAX_BATCH
-            self.info["engine"] = (
-                f"triton {self.served.endpoint.protocol}://{self.served.endpoint.address} model {self.served.name}"
-            )
-            self.prepared = True
-            return
-        if case.backend in DIRECT_BACKENDS:
-            runtime = "ort" if case.backend == "ort-direct" else "openvino"
-            self.artifact = resolve_artifact(self.model, case.precision, runtime, case.quantizer)
-            self.max_batch = C.DEFAULT_MAX_BATCH
-            self.info["engine"] = "(runtime used directly)"
-        else:
-            hint = "latency" if case.mode == "latency" else "throughput"
-            self.options = BuildOptions(
-                precision=case.precision,
-                threads=case.threads,
-                streams=case.streams,
-                hint=hint,
-                max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
-                quantizer=case.quantizer,
-            )
-            self.engine, reused = build_engine(
-                self.model, case.backend, self.options, self.work_dir
-            )
-            self.artifact = Path(self.engine.sidecar.artifact)
-            self.max_batch = self.options.max_batch
-            self.info.update(
-                engine=str(self.engine.path),
-                engine_reused=reused,
-                build_seconds=self.engine.sidecar.build_seconds,
-            )
-        self.info["artifact_sha256"] = sha256_file(self.artifact)
-        self.info["weight_bytes"] = weight_bytes(self.artifact)
-        self.prepared = True
+        prepared = self.target.prepare(self.case, self.model, self.work_dir)
+        self.info.update(prepared.info)
+        if prepared.artifact is not None:  # hashed once per run (cached by file version)
+            self.info["artifact_sha256"] = sha256_file(prepared.artifact)
+            self.info["weight_bytes"] = weight_bytes(prepared.artifact)
+        self.prepared = prepared
 
-    @contextlib.contextmanager
     def workers(self):
-        if self.case.backend == TRITON:
-            from alexnet_deploy.serve.triton_client import infer_callable
-
-            yield [infer_callable(self.served) for _ in range(self.case.concurrency)]
-            return
-        if self.case.backend in DIRECT_BACKENDS:
-            with direct_infer(self.case.backend, self.artifact, self.case.concurrency) as infer:
-                yield infer
-            return
-        from alexnet_deploy.engines.registry import get_backend
-
-        with get_backend(self.case.backend).runner(self.engine) as runner:
-            yield runner.workers(self.case.concurrency)
+        return self.target.workers(self.case, self.prepared)
 
 
 def _failure(err: BaseException) -> dict:
@@ -226,26 +185,10 @@ def run_matrix(
     """Measure every case; with ``repeat`` > 1 the whole matrix runs in rounds (case 1..N,
     then again), so slow drift of a shared machine spreads over every case instead of biasing
     whichever ran last."""
-    from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
-
-    backends = (
-        [TRITON]
-        if served is not None
-        else list(config.matrix.backends)
-        or [b for b in BACKEND_NAMES if get_backend(b).capability().available]
-    )
-    if direct and not config.matrix.backends:
-        backends += [b for b in DIRECT_BACKENDS if direct_available(b)]
+    backends = matrix_backends(config.matrix.backends, direct, served)
     cases = [c for c in expand(config, backends) if supported(c) is None]
-    if (
-        served is not None
-    ):  # the server decides the precision; one case per batch/mode/threads/streams
-        cases = list(
-            dict.fromkeys(
-                Case(TRITON, "served", c.batch, c.mode, c.threads, c.streams, "served")
-                for c in cases
-            )
-        )
+    if served is not None:
+        cases = served_cases(cases)
     runs = {case: CaseRun(case, model, work_dir, served) for case in cases}
     failures: dict[Case, dict] = {}
     result = BenchResult()
@@ -287,12 +230,12 @@ def run_matrix(
                     )
                 run = runs[case]
                 try:
-                    if not run.prepared:
+                    if run.prepared is None:
                         run.prepare()
                     with run.workers() as workers:
                         if "top1_agreement" not in run.info:  # fidelity: outside the timed region
                             run.info.update(probe.of(workers[0], run.max_batch))
-                            if case.precision != "fp32" and case.backend != TRITON:
+                            if case.precision != "fp32" and run.artifact is not None:
                                 run.info.update(probe.emulated(run.artifact, run.max_batch))
                         m = _measure(case, workers, batches[case.batch], config, seed + round_index)
                     run.measurements.append(m)

@@ -1,0 +1,137 @@
+"""What a bench case runs on, behind one interface: an engine this tool builds (every Backend of
+engines/registry.py), a runtime used directly with its own defaults (the peers), or a model
+served by Triton Inference Server. ``target_for`` is the only place that tells them apart by
+name; bench/run.py measures whatever it is given.
+
+A target is prepared once per case (build or reuse the engine, find the artifact) and then, each
+round, yields ``case.concurrency`` infer callables that may run at the same time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cases import Case
+from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, SERVED
+
+
+@dataclass
+class Prepared:
+    max_batch: int
+    artifact: Path | None = None  # the ONNX file run (None: the server holds the model)
+    info: dict = field(default_factory=dict)  # columns for the report row
+    engine: object = None
+
+
+class EngineTarget:
+    """An engine built (or reused) by ``build_engine`` with the case's settings."""
+
+    def prepare(self, case: Case, model: Path, work_dir: Path) -> Prepared:
+        from alexnet_deploy.engines.build import build_engine
+        from alexnet_deploy.engines.options import BuildOptions
+
+        options = BuildOptions(
+            precision=case.precision,
+            threads=case.threads,
+            streams=case.streams,
+            hint="latency" if case.mode == "latency" else "throughput",
+            max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
+            quantizer=case.quantizer,
+        )
+        engine, reused = build_engine(model, case.backend, options, work_dir)
+        return Prepared(
+            options.max_batch,
+            Path(engine.sidecar.artifact),
+            {
+                "engine": str(engine.path),
+                "engine_reused": reused,
+                "build_seconds": engine.sidecar.build_seconds,
+            },
+            engine,
+        )
+
+    @contextlib.contextmanager
+    def workers(self, case: Case, prepared: Prepared) -> Iterator[list]:
+        from alexnet_deploy.engines.registry import get_backend
+
+        with get_backend(case.backend).runner(prepared.engine) as runner:
+            yield runner.workers(case.concurrency)
+
+
+class DirectTarget:
+    """ONNX Runtime or OpenVINO on the artifact with their defaults: no code of ours between."""
+
+    def prepare(self, case: Case, model: Path, work_dir: Path) -> Prepared:
+        from alexnet_deploy.engines.build import resolve_artifact
+
+        runtime = "ort" if case.backend == "ort-direct" else "openvino"
+        artifact = resolve_artifact(model, case.precision, runtime, case.quantizer)
+        return Prepared(C.DEFAULT_MAX_BATCH, artifact, {"engine": "(runtime used directly)"})
+
+    @contextlib.contextmanager
+    def workers(self, case: Case, prepared: Prepared) -> Iterator[list]:
+        from alexnet_deploy.bench.direct import direct_infer
+
+        with direct_infer(case.backend, prepared.artifact, case.concurrency) as infer:
+            yield infer
+
+
+class ServedTarget:
+    """A model on a Triton server, driven over HTTP or gRPC; the server decides precision."""
+
+    def __init__(self, served) -> None:
+        self.served = served
+
+    def prepare(self, case: Case, model: Path, work_dir: Path) -> Prepared:
+        s = self.served
+        return Prepared(
+            s.max_batch_size or C.DEFAULT_MAX_BATCH,
+            None,
+            {"engine": f"triton {s.endpoint.protocol}://{s.endpoint.address} model {s.name}"},
+        )
+
+    @contextlib.contextmanager
+    def workers(self, case: Case, prepared: Prepared) -> Iterator[list]:
+        from alexnet_deploy.serve.triton_client import infer_callable
+
+        yield [infer_callable(self.served) for _ in range(case.concurrency)]
+
+
+def target_for(backend: str, served=None):
+    """The target that runs ``backend`` (a name of engines/registry.py)."""
+    if backend == SERVED:
+        return ServedTarget(served)
+    if backend in DIRECT_BACKENDS:
+        return DirectTarget()
+    if backend in BACKEND_NAMES:
+        return EngineTarget()
+    raise ValueError(f"unknown bench backend {backend!r}")
+
+
+def matrix_backends(requested: tuple[str, ...], direct: bool, served) -> list[str]:
+    """The backends a run covers: the served model alone; else those asked for; else every
+    engine available here, plus the direct runtimes installed (unless ``direct`` is off)."""
+    from alexnet_deploy.bench.direct import available as direct_available
+    from alexnet_deploy.engines.registry import get_backend
+
+    if served is not None:
+        return [SERVED]
+    if requested:
+        return list(requested)
+    found = [b for b in BACKEND_NAMES if get_backend(b).capability().available]
+    if direct:
+        found += [b for b in DIRECT_BACKENDS if direct_available(b)]
+    return found
+
+
+def served_cases(cases: list[Case]) -> list[Case]:
+    """The server decides the precision: one case per batch, mode, threads and streams."""
+    return list(
+        dict.fromkeys(
+            Case(SERVED, "served", c.batch, c.mode, c.threads, c.streams, "served") for c in cases
+        )
+    )
