@@ -141,8 +141,9 @@ def _engine_at(
     if target.is_dir() and not rebuild:
         try:
             engine = load_engine(target)
-            with backend.runner(engine):
-                pass
+            # the runner checks runtime version, machine and the engine's sha256 (cached per
+            # file version) when made; it loads the engine only when activated, by its user
+            backend.runner(engine)
             return engine, True
         except AlexnetDeployError:
             pass  # stale or foreign: rebuild below
