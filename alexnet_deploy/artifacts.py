@@ -74,6 +74,11 @@ class ArtifactSet:
     def trt_cache(self, directory: Path | None = None) -> Path:
         return self._sibling("int8.trt-calibration.cache", directory)
 
+    def scratch_root(self, directory: Path | None = None) -> Path:
+        """``DIR/.cache``: calibration's range cache (``calibration/``) and per-run scratch
+        directories, beside the INT8 files it writes."""
+        return (Path(directory) if directory else self.model.parent) / ".cache"
+
     def for_precision(self, precision: str, form: str = "cpu") -> Path:
         """The file that carries ``precision`` (the model itself for fp32)."""
         if precision == "fp32":
@@ -119,3 +124,54 @@ class ArtifactSet:
         """Every derived file of the set that is present, by name (fp16, int8-cpu, ...)."""
         files = {"fp16": self.fp16, **{f"int8-{f}": self.int8(f) for f in INT8_FORMS}}
         return {name: path for name, path in files.items() if path.is_file()}
+
+
+@dataclass(frozen=True)
+class WorkDir:
+    """The work directory's layout, the one place that knows it:
+
+    * ``models/VARIANT-KEY/alexnet-VARIANT.onnx``: the main job's exports (KEY: content key of
+      variant, weights, seed, opset and tool version), each with its artifact set beside it;
+    * ``engines/BACKEND-PRECISION-ARTIFACTSHA-OPTIONS/``: built engines (sidecar engine.json);
+    * ``reports/`` (bench), ``reports/tune/``, ``reports/gate-run/``; ``tuned.json``;
+    * ``.cache/``: measured machine ceilings; ``.alexnet-deploy.lock``: one run at a time.
+    """
+
+    root: Path
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "root", Path(self.root))
+
+    def export(self, variant: str, key: str) -> Path:
+        return self.root / "models" / f"{variant}-{key}" / f"alexnet-{variant}.onnx"
+
+    @property
+    def engines(self) -> Path:
+        return self.root / "engines"
+
+    def engine(self, backend: str, precision: str, artifact_sha: str, options_key: str) -> Path:
+        return self.engines / f"{backend}-{precision}-{artifact_sha[:12]}-{options_key}"
+
+    def engines_of(self, backend: str) -> list[Path]:
+        """Sidecars of the engines built for ``backend``, in name order."""
+        return sorted(self.engines.glob(f"{backend}-*/engine.json"))
+
+    @property
+    def reports(self) -> Path:
+        return self.root / "reports"
+
+    @property
+    def tune_reports(self) -> Path:
+        return self.reports / "tune"
+
+    @property
+    def gate_run_reports(self) -> Path:
+        return self.reports / "gate-run"
+
+    @property
+    def tuned(self) -> Path:
+        return self.root / "tuned.json"
+
+    @property
+    def cache(self) -> Path:
+        return self.root / ".cache"

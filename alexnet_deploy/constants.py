@@ -92,9 +92,6 @@ PARITY_TOLERANCE = {
     "fp16": (2e-2, 0.99, 0.999),
 }
 
-# Where built engines live: WORK_DIR/engines/<backend>-<precision>-<artifact sha>-<options>/.
-ENGINES_DIR = "engines"
-
 # TensorRT builder workspace limit: AlexNet's largest tactic needs well under 1 GiB.
 TRT_WORKSPACE_MB = 1024
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import read_artifact
-from alexnet_deploy.artifacts import ArtifactSet
+from alexnet_deploy.artifacts import ArtifactSet, WorkDir
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
 from alexnet_deploy.locking import directory_lock
@@ -84,12 +84,7 @@ def _prepare_artifacts(
         read_artifact(model)
         done["export"] = "given"
     else:
-        model = (
-            Path(work_dir)
-            / "models"
-            / f"{request.variant}-{_export_key(request)}"
-            / f"alexnet-{request.variant}.onnx"
-        )
+        model = WorkDir(work_dir).export(request.variant, _export_key(request))
         if model.is_file() and model.with_name(model.name + ".json").is_file():
             done["export"] = "cached"
         else:
@@ -181,7 +176,7 @@ def rerun_baseline(baseline, work_dir: Path) -> Path:
     from alexnet_deploy.gate.baseline import rerun_plan
 
     plan = rerun_plan(baseline)
-    out = Path(work_dir) / "reports" / "gate-run"
+    out = WorkDir(work_dir).gate_run_reports
     bench_model(
         ModelRequest(model=plan.model, data=plan.data, seed=plan.seed),
         plan.config,

@@ -184,3 +184,21 @@ def test_stages_are_leaves_under_the_orchestration_layer():
             ), module
         if not module.startswith(("alexnet_deploy.cli", "alexnet_deploy.workflow")):
             assert "alexnet_deploy.workflow" not in targets, module
+
+
+def test_the_work_directory_layout_lives_in_one_module():
+    """WorkDir (artifacts.py) says where exports, engines, reports and caches go: nothing else
+    joins 'engines', 'reports', 'models' or 'tuned.json' onto a work directory by hand."""
+    import re
+    from pathlib import Path
+
+    root = Path(alexnet_deploy.__file__).parent
+    pattern = re.compile(r"""/ ["'](engines|reports|models|tuned\.json|\.cache)["']""")
+    offenders = [
+        f"{path.relative_to(root.parent)}:{number}"
+        for path in root.rglob("*.py")
+        if path.name != "artifacts.py"
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
+    assert not offenders, offenders

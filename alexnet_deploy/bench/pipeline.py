@@ -12,6 +12,7 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import read_artifact
+from alexnet_deploy.artifacts import WorkDir
 from alexnet_deploy.bench.config import BenchConfig
 from alexnet_deploy.bench.fingerprint import comparable_key, environment
 from alexnet_deploy.bench.report import SCHEMA, publish_reports
@@ -142,7 +143,7 @@ def _run_bench_locked(
     ceilings = None
     if roofline:
         progress("probing machine ceilings")
-        ceilings = measure_ceilings(Path(work_dir) / ".cache")
+        ceilings = measure_ceilings(WorkDir(work_dir).cache)
     result = run_matrix(
         model,
         config,

@@ -214,24 +214,25 @@ def calibrate(
     )
     report_path = ArtifactSet(model_path).int8_report(out_dir)
     cache_path = ArtifactSet(model_path).trt_cache(out_dir)
+    scratch_root = ArtifactSet(model_path).scratch_root(out_dir)
 
     progress("loading calibration data")
     data = request.load(info)
-    cache_dir = cache_dir or out_dir / ".cache" / "calibration"
+    cache_dir = cache_dir or scratch_root / "calibration"
     model_sha = sha256_file(model_path)
     progress(f"FP32 reference on {len(data.eval)} held-out samples")
     reference = ort_logits(model_path, info.input.name, data.eval.images, request.batch_size)
     labels = data.eval.labels
     # the range cache, the scratch files and the outputs: one calibration at a time per directory
-    with directory_lock(out_dir / ".cache", "calibrate"):
+    with directory_lock(scratch_root, "calibrate"):
         candidates: list[Candidate] = []
         written: dict[tuple[str, str], Path] = {}
         ranges_by_method: dict[str, Ranges] = {}
         # a directory of this run's own: candidates of two concurrent calibrations never collide,
         # and ONNX Runtime's quantizer writes its shape-inferred copy (STEM-inferred.onnx) beside
         # the link to the model here, not beside the model (which may be on a read-only volume)
-        (out_dir / ".cache").mkdir(parents=True, exist_ok=True)
-        scratch = Path(tempfile.mkdtemp(dir=out_dir / ".cache", prefix="int8-run-"))
+        scratch_root.mkdir(parents=True, exist_ok=True)
+        scratch = Path(tempfile.mkdtemp(dir=scratch_root, prefix="int8-run-"))
         source = scratch / model_path.name
         source.symlink_to(model_path.resolve())
         try:

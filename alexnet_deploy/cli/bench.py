@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
+from alexnet_deploy.artifacts import WorkDir
 from alexnet_deploy.cases import Case
 from alexnet_deploy.cli.console import err_console, out_console
 from alexnet_deploy.cli.options import (
@@ -221,7 +222,7 @@ def bench(
             request,
             config,
             work_dir,
-            out or Path(work_dir) / "reports",
+            out or WorkDir(work_dir).reports,
             direct=direct,
             roofline=roofline,
             progress_bar=bar,
@@ -248,7 +249,7 @@ def bench(
             f"Failed: {Case.from_row(row).label}: {row['reason']}",
             highlight=False,
         )
-    out_dir = out or Path(work_dir) / "reports"
+    out_dir = out or WorkDir(work_dir).reports
     if paths:
         out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)
     if result.interrupted:

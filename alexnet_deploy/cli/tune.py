@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
+from alexnet_deploy.artifacts import WorkDir
 from alexnet_deploy.cli.console import err_console, out_console
 from alexnet_deploy.cli.options import (
     BenchBackendChoice,
@@ -86,7 +87,7 @@ def tune(
         max_seconds=max_seconds,
         repeat=repeat,
     )
-    out = Path(work_dir) / "reports" / "tune"
+    out = WorkDir(work_dir).tune_reports
     with err_console.status("tuning") as status:
         report, result, paths = bench_model(
             ModelRequest(model=model, data=data),
@@ -111,7 +112,7 @@ def tune(
     out_console.print(rich_table(front, title="Pareto front: throughput against p99"))
     path = save_tuned(
         tuned_record(tuned, constraint, Path(report["model"]["path"]), paths["json"]),
-        output or Path(work_dir) / "tuned.json",
+        output or WorkDir(work_dir).tuned,
     )
     c = tuned.chosen
     out_console.print(

@@ -14,9 +14,8 @@ import shutil
 import time
 from pathlib import Path
 
-from alexnet_deploy import constants as C
 from alexnet_deploy.artifact import ArtifactInfo, read_artifact
-from alexnet_deploy.artifacts import ArtifactSet
+from alexnet_deploy.artifacts import ArtifactSet, WorkDir
 from alexnet_deploy.engines.base import Engine
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.registry import get_backend
@@ -90,11 +89,7 @@ def check_artifact_contract(info: ArtifactInfo) -> None:
 def engine_dir(
     work_dir: Path, backend: str, precision: str, artifact_sha: str, options: BuildOptions
 ) -> Path:
-    return (
-        Path(work_dir)
-        / C.ENGINES_DIR
-        / f"{backend}-{precision}-{artifact_sha[:12]}-{options.key()}"
-    )
+    return WorkDir(work_dir).engine(backend, precision, artifact_sha, options.key())
 
 
 def build_engine(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_deploy.artifact import read_artifact
-from alexnet_deploy.artifacts import ArtifactSet
+from alexnet_deploy.artifacts import ArtifactSet, WorkDir
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import prepare_output, staging_directory
@@ -177,7 +177,7 @@ def package_triton(
                         labels=labels,
                     )
                 )
-            for plan in sorted((Path(work_dir) / "engines").glob("*/*.plan")):
+            for plan in sorted(WorkDir(work_dir).engines.glob("*/*.plan")):
                 if not (plan.parent / "engine.json").is_file():
                     raise AlexnetDeployError(
                         f"TensorRT engine {plan} has no sidecar: its GPU, TensorRT version and profile are unknown",
@@ -214,10 +214,7 @@ def _tensorrt_engines(work_dir: Path, siblings, repo: Repository) -> list:
         "fp16": shas(siblings.fp16),
         "int8": shas(siblings.int8("tensorrt"), siblings.model),  # the model: --legacy-int8
     }
-    found = sorted(
-        (Path(work_dir) / "engines").glob("tensorrt-*/engine.json"),
-        key=lambda p: p.stat().st_mtime_ns,
-    )
+    found = sorted(WorkDir(work_dir).engines_of("tensorrt"), key=lambda p: p.stat().st_mtime_ns)
     newest: dict[str, tuple[Path, Sidecar]] = {}
     for sidecar_path in found:
         side = Sidecar.read(sidecar_path)
