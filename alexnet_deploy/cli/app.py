@@ -21,7 +21,7 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.cli.bench import bench
 from alexnet_deploy.cli.build import build
 from alexnet_deploy.cli.calibrate import calibrate, fp16
-from alexnet_deploy.cli.console import err_console
+from alexnet_deploy.cli.console import err_console, set_quiet
 from alexnet_deploy.cli.doctor import doctor
 from alexnet_deploy.cli.export import export, summary
 from alexnet_deploy.cli.gate import gate
@@ -44,8 +44,12 @@ def _root(
         bool,
         typer.Option("--debug", help=f"Show tracebacks for errors (or set {C.DEBUG_ENV_VAR}=1)."),
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress lines or spinners; results only.")
+    ] = False,
 ) -> None:
     """Take AlexNet from PyTorch to inference engines, and prove how fast and faithful they are."""
+    set_quiet(quiet)
 
 
 for command in (summary, export, calibrate, fp16, build, bench, tune, package, gate, doctor):

@@ -10,7 +10,7 @@ import typer
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifacts import WorkDir
 from alexnet_deploy.cases import Case
-from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.console import bench_progress, err_console, out_console, print_table
 from alexnet_deploy.cli.options import (
     EXIT_PARTIAL,
     BenchBackendChoice,
@@ -128,18 +128,9 @@ def bench(
     ] = None,
 ) -> None:
     """Benchmark every backend x precision (the main job with no arguments) and write reports."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
-
     from alexnet_deploy.bench.config import config_from_sources
     from alexnet_deploy.bench.pipeline import noisy_rows
     from alexnet_deploy.bench.report import terminal_frame
-    from alexnet_deploy.render import rich_table
     from alexnet_deploy.workflow import ModelRequest, bench_model
 
     values = lambda choices: tuple(c.value for c in choices or ())  # noqa: E731
@@ -204,15 +195,7 @@ def bench(
             found.update(compare(model_path, rows))
         return found
 
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err_console,
-        transient=True,
-    ) as bar:
+    with bench_progress() as bar:
         status_task = bar.add_task("preparing", total=None)
 
         def stage(msg: str) -> None:
@@ -231,14 +214,17 @@ def bench(
             served=served,
         )
         bar.remove_task(status_task)
-    out_console.print(
-        rich_table(terminal_frame(result.rows), title=f"alexnet-deploy bench ({report['status']})")
+    print_table(
+        terminal_frame(result.rows),
+        f"alexnet-deploy bench ({report['status']})",
+        note_where=f"every column in {paths['csv']}" if "csv" in paths else "",
     )
     for item in report["comparisons"].values():
         out_console.print(f"  {item['text']}", highlight=False)
     if report["model"]["weights"] == "untrained":
         err_console.print(
-            "Note: untrained weights: fidelity columns compare an untrained network (uninformative)."
+            "Note: untrained weights: the fidelity columns compare an untrained network, which says "
+            "little; pass --weights CHECKPOINT (a torchvision AlexNet state_dict) for real figures."
         )
     for row in noisy_rows(result.rows):
         err_console.print(

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.console import out_console, status
 from alexnet_deploy.cli.options import (
     BackendChoice,
     HintChoice,
@@ -120,7 +120,7 @@ def build(
         mem_arena=mem_arena,
         cpu_pinning=cpu_pinning,
     )
-    with err_console.status(f"building {name} {options.precision}"):
+    with status(f"building {name} {options.precision}"):
         engine, reused = build_engine(model, name, options, work_dir, rebuild=rebuild)
     side = engine.sidecar
     verb = "reused" if reused else f"built in {side.build_seconds:.1f} s"

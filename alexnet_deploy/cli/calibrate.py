@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.console import err_console, out_console, print_table, status
 from alexnet_deploy.cli.options import (
     BatchSizeOpt,
     DataOpt,
@@ -101,7 +101,7 @@ def calibrate(
         return
     methods = METHODS if method is MethodChoice.auto else (method.value,)
     targets = tuple(target) if target else TARGETS
-    with err_console.status("calibrating") as status:
+    with status("calibrating") as shown:
         report = run_calibration(
             model,
             request,
@@ -111,7 +111,7 @@ def calibrate(
             max_top1_drop=max_top1_drop,
             trt_cache=trt_cache,
             force=force,
-            progress=lambda msg: status.update(msg),
+            progress=lambda msg: shown.update(msg),
         )
     _print_calibration(report)
     if report.failures:
@@ -129,14 +129,14 @@ def _calibrate_nncf(model, request, target, method, output, max_top1_drop, force
         raise UsageError("--quantizer nncf writes the CPU form only", hint="drop --target")
     if method is not MethodChoice.minmax:
         raise UsageError("--method applies to --quantizer qdq; NNCF picks its own ranges")
-    with err_console.status("quantizing with NNCF") as status:
+    with status("quantizing with NNCF") as shown:
         report = quantize_nncf(
             model,
             request,
             output=Path(output) if output else None,
             max_top1_drop=max_top1_drop,
             force=force,
-            progress=lambda msg: status.update(msg),
+            progress=lambda msg: shown.update(msg),
         )
     f = report.fidelity
     out_console.print(
@@ -164,8 +164,6 @@ def _data_label(data) -> str:
 def _print_calibration(report) -> None:
     import polars as pl
 
-    from alexnet_deploy.render import rich_table
-
     short = {
         "method": "method",
         "target": "target",
@@ -182,7 +180,7 @@ def _print_calibration(report) -> None:
         "calibration_seconds": "calib s",
     }
     frame = pl.DataFrame(report.rows()).select(list(short)).rename(short)
-    out_console.print(rich_table(frame, title=f"INT8 fidelity against FP32 ({report.model.name})"))
+    print_table(frame, f"INT8 fidelity against FP32 ({report.model.name})")
     for c in report.candidates:
         if c.selected:
             figures = ", ".join(f"{basis} {f.top1_agreement:.4f}" for basis, f in c.figures.items())
@@ -230,7 +228,6 @@ def fp16(
 
     from alexnet_deploy.calib.fp16 import convert_fp16
     from alexnet_deploy.calib.stage import DataRequest
-    from alexnet_deploy.render import rich_table
 
     request = DataRequest(
         data=data,
@@ -240,14 +237,14 @@ def fp16(
         batch_size=batch_size,
         preprocessing=parse_preprocessing(input_size, resize_size, mean, std),
     )
-    with err_console.status("converting") as status:
+    with status("converting") as shown:
         report = convert_fp16(
             model,
             request,
             output=output,
             max_top1_drop=max_top1_drop,
             force=force,
-            progress=lambda msg: status.update(msg),
+            progress=lambda msg: shown.update(msg),
         )
     row = {
         "precision": "fp16",
@@ -256,9 +253,7 @@ def fp16(
         "emulated_top1_agreement": report.emulated.top1_agreement,
         "convert_seconds": report.convert_seconds,
     }
-    out_console.print(
-        rich_table(pl.DataFrame([row]), title=f"FP16 fidelity against FP32 ({model.name})")
-    )
+    print_table(pl.DataFrame([row]), f"FP16 fidelity against FP32 ({model.name})")
     out_console.print(_data_label(report.data), highlight=False)
     if report.budget_note:
         err_console.print(f"Note: {report.budget_note}", highlight=False)

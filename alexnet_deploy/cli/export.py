@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console, print_frame
+from alexnet_deploy.cli.console import out_console, print_frame, print_table, status
 from alexnet_deploy.cli.options import FormatOpt, SeedOpt, VariantChoice, VariantOpt
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
 from alexnet_deploy.render import TableFormat
@@ -60,7 +60,7 @@ def export(
     spec = get_variant(variant.value)
     config = ExportConfig(opset=opset, softmax=softmax)
     out = output or Path(C.DEFAULT_WORK_DIR) / f"alexnet-{spec.name}.onnx"
-    with err_console.status("exporting") as status:
+    with status("exporting") as shown:
         result = export_onnx(
             spec,
             out,
@@ -68,15 +68,13 @@ def export(
             seed=seed,
             config=config,
             force=force,
-            progress=lambda msg: status.update(msg),
+            progress=lambda msg: shown.update(msg),
         )
     _print_export_result(result)
 
 
 def _print_export_result(result) -> None:
     import polars as pl
-
-    from alexnet_deploy.render import rich_table
 
     frame = pl.DataFrame(
         [
@@ -90,7 +88,7 @@ def _print_export_result(result) -> None:
             for c in result.comparisons
         ]
     )
-    out_console.print(rich_table(frame, title="ONNX Runtime vs PyTorch (seeded inputs)"))
+    print_table(frame, "ONNX Runtime vs PyTorch (seeded inputs)")
     out_console.print(
         f"wrote {result.path} ({result.size_bytes / 1e6:.1f} MB, sha256 {result.sha256[:12]}), "
         f"{result.weights.label}; export {result.export_seconds:.1f} s, "

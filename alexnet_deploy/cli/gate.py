@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.console import err_console, out_console, print_table, status
 from alexnet_deploy.cli.options import BackendChoice, PrecisionChoice, WorkDirOpt
 
 
@@ -109,7 +109,6 @@ def gate(
     from alexnet_deploy.gate.output import check_output_paths, result_frame, write_outputs
     from alexnet_deploy.gate.ratios import compare_ratios
     from alexnet_deploy.gate.reports import load_report
-    from alexnet_deploy.render import rich_table
 
     check_output_paths(json_out, md_out, junit_out)
 
@@ -119,7 +118,7 @@ def gate(
         return
     base = load_report(baseline)
     if run_now:
-        with err_console.status("benching the baseline's configurations"):
+        with status("benching the baseline's configurations"):
             from alexnet_deploy.workflow import rerun_baseline
 
             current = rerun_baseline(base, work_dir)
@@ -135,7 +134,7 @@ def gate(
         result = compare_reports(base, cur, thresholds, allow_env_mismatch=allow_env_mismatch)
     frame = result_frame(result)
     if frame.height:
-        out_console.print(rich_table(frame.drop("note"), title="alexnet-deploy gate"))
+        print_table(frame.drop("note"), "alexnet-deploy gate")
     for verdict in result.verdicts:
         if verdict.note and verdict.verdict in ("regressed", "not comparable", "not judged"):
             out_console.print(
@@ -178,7 +177,7 @@ def _gate_aa(
     from alexnet_deploy.workflow import aa_on_model
 
     threshold = thresholds.values["p50"]
-    with err_console.status("A/A trials") as status:
+    with status("A/A trials") as shown:
         outcomes = aa_on_model(
             model,
             backend,
@@ -187,7 +186,7 @@ def _gate_aa(
             trials,
             threshold,
             work_dir,
-            on_trial=lambda i, o: status.update(
+            on_trial=lambda i, o: shown.update(
                 f"A/A trial {i + 1}/{trials}: {100 * o.change:+.2f}%"
             ),
         )

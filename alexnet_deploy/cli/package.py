@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.console import err_console, out_console, status
 from alexnet_deploy.cli.options import ForceOpt, WorkDirOpt
 
 
@@ -49,9 +49,9 @@ def package(
     if max_batch < 1 or instances < 1:
         raise UsageError("--max-batch and --instances must be at least 1")
     options = ServingOptions(max_batch_size=max_batch, instances=instances, threads=threads)
-    with err_console.status("preparing artifacts" if model is None else "packaging") as status:
+    with status("preparing artifacts" if model is None else "packaging") as shown:
         repo = package_model(
-            model, triton, work_dir=work_dir, progress=status.update,
+            model, triton, work_dir=work_dir, progress=shown.update,
             options=options, force=force, openvino=openvino,
         )  # fmt: skip
     for m in repo.models:

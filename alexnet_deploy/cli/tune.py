@@ -9,7 +9,7 @@ import typer
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifacts import WorkDir
-from alexnet_deploy.cli.console import err_console, out_console
+from alexnet_deploy.cli.console import err_console, out_console, print_table, status
 from alexnet_deploy.cli.options import (
     BenchBackendChoice,
     DataOpt,
@@ -72,7 +72,6 @@ def tune(
         tune_config,
         tuned_record,
     )
-    from alexnet_deploy.render import rich_table
     from alexnet_deploy.workflow import ModelRequest, bench_model
 
     constraint = Constraint(max_p99_ms=max_p99_ms, min_top1_agreement=1 - max_top1_drop / 100)
@@ -88,7 +87,7 @@ def tune(
         repeat=repeat,
     )
     out = WorkDir(work_dir).tune_reports
-    with err_console.status("tuning") as status:
+    with status("tuning") as shown:
         report, result, paths = bench_model(
             ModelRequest(model=model, data=data),
             config,
@@ -96,7 +95,7 @@ def tune(
             out,
             direct=False,
             roofline=False,
-            progress=status.update,
+            progress=shown.update,
         )
     if report["model"]["weights"] == "untrained":
         from dataclasses import replace
@@ -109,7 +108,7 @@ def tune(
     import polars as pl
 
     front = pl.DataFrame(front_rows(tuned))
-    out_console.print(rich_table(front, title="Pareto front: throughput against p99"))
+    print_table(front, "Pareto front: throughput against p99")
     path = save_tuned(
         tuned_record(tuned, constraint, Path(report["model"]["path"]), paths["json"]),
         output or WorkDir(work_dir).tuned,
