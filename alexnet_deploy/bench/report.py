@@ -85,6 +85,54 @@ def terminal_frame(rows: list[dict]):
     return frame.select(present).rename({c: TERMINAL_COLUMNS[c] for c in present})
 
 
+def _num(value, digits: int = 3) -> str:
+    """A number for people: 3 significant figures, thousands kept whole ('1,234', '11.3')."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return ""
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def people_frame(rows: list[dict]):
+    """The report's table for people: rounded numbers with units in the headers, the p50's
+    95% interval beside it, fidelity in words, and an empty cell where a column does not apply
+    (the INT8 route of an FP32 row). The CSV, JSON and Parquet keep every digit."""
+    import polars as pl
+
+    out = []
+    for r in rows:
+        ok = r.get("status") == "ok"
+        interval = (
+            f" ({_num(r['p50_ci_low_ms'])}-{_num(r['p50_ci_high_ms'])})"
+            if ok and r.get("p50_ci_low_ms") is not None
+            else ""
+        )
+        out.append(
+            {
+                "configuration": Case.from_row(r).label,
+                "INT8 made by": (r.get("quantizer") or "qdq") if r["precision"] == "int8" else "",
+                "status": r["status"] if ok else f"failed: {r.get('reason', '')}",
+                "images/s": _num(r.get("images_per_s")) if ok else "",
+                "p50 ms (95% CI)": (_num(r.get("p50_ms")) + interval) if ok else "",
+                "p99 ms": _num(r.get("p99_ms")) if ok else "",
+                "top-1 agrees with FP32, as run (%)": _num(100 * r["top1_agreement"], 4)
+                if ok and r.get("top1_agreement") is not None
+                else "",
+                "top-1 agrees, emulated (%)": _num(100 * r["emulated_top1_agreement"], 4)
+                if ok and r.get("emulated_top1_agreement") is not None
+                else "",
+                "% of compute peak": _num(r.get("pct_compute_peak"))
+                if ok and r.get("pct_compute_peak") is not None
+                else "",
+                "bound by": r.get("bound") or "",
+            }
+        )
+    frame = pl.DataFrame(out) if out else pl.DataFrame({"configuration": []})
+    empty = [c for c in frame.columns if frame[c].dtype == pl.String and (frame[c] == "").all()]
+    return frame.drop(empty)
+
+
 def markdown(report: dict, frame) -> str:
     from alexnet_deploy.render import TableFormat, frame_as_text
 
@@ -102,16 +150,20 @@ def markdown(report: dict, frame) -> str:
         c = report["ceilings"]
         lines.append(f"- ceilings: {describe_ceilings(c)}")
     lines.append(f"- fidelity inputs: {report.get('fidelity_source')}")
+    if report.get("comparisons"):  # the headline first
+        lines += ["", "## Headline (same run)", ""]
+        for name, value in report["comparisons"].items():
+            lines.append(f"- **{name}**: {value.get('text', json.dumps(value))}")
     lines += [
         "",
-        "Throughput: `images_per_s` counts images, `inferences_per_s` counts calls (one batch each).",
+        "## Every configuration",
+        "",
+        "images/s counts images (a batch of 32 is 32 images). Agreement: the share of inputs whose "
+        "top-1 class equals FP32's, as this engine ran it on this CPU, and as the artifact means "
+        "it (Q/DQ and FP16 computed exactly). Every digit is in bench-summary.csv/json.",
         "",
     ]
     lines.append(frame_as_text(frame, TableFormat.md))
-    if report.get("comparisons"):
-        lines += ["", "## Comparisons (same run)", ""]
-        for name, value in report["comparisons"].items():
-            lines.append(f"- **{name}**: {value.get('text', json.dumps(value))}")
     return "\n".join(lines) + "\n"
 
 
@@ -180,34 +232,8 @@ def write_reports(
         out_dir / "bench-summary.json",
         {**report, "rows": [{k: _clean(v) for k, v in r.items()} for r in rows]},
     )
-    md_columns = [
-        c
-        for c in (
-            "backend",
-            "precision",
-            "quantizer",
-            "batch",
-            "mode",
-            "status",
-            "p50_ms",
-            "p99_ms",
-            "p50_ci_low_ms",
-            "p50_ci_high_ms",
-            "images_per_s",
-            "inferences_per_s",
-            "top1_agreement",
-            "centered_cosine",
-            "gflops",
-            "pct_compute_peak",
-            "weight_gbs",
-            "pct_bandwidth",
-            "bound",
-            "reason",
-        )
-        if c in frame.columns
-    ]
     paths["md"] = write_text_atomic(
-        out_dir / "bench-summary.md", markdown(report, frame.select(md_columns))
+        out_dir / "bench-summary.md", markdown(report, people_frame(rows))
     )
     sample_frame = (
         pl.DataFrame(samples, infer_schema_length=None)
@@ -217,7 +243,13 @@ def write_reports(
     with atomic_path(out_dir / "bench-samples.parquet") as tmp:
         sample_frame.write_parquet(tmp)
     paths["parquet"] = out_dir / "bench-samples.parquet"
-    png = plot_report(rows, samples, out_dir / "bench-report.png")
+    env = report.get("environment", {})
+    title = (
+        f"alexnet-deploy bench: {env.get('cpu', 'unknown CPU')} "
+        f"({env.get('cpu_isa', '?')}, {env.get('logical_cores', '?')} cores), "
+        f"{str(report.get('created', ''))[:10]}"
+    )
+    png = plot_report(rows, samples, out_dir / "bench-report.png", title)
     if png:
         paths["png"] = png
     return paths
@@ -233,8 +265,11 @@ def pareto_front(points: list[tuple[float, float]]) -> list[int]:
     return front
 
 
-def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | None:
-    """Latency distributions, throughput against batch, and the throughput-vs-p99 front."""
+def plot_report(
+    rows: list[dict], samples: list[dict], path: Path, title: str = "alexnet-deploy bench"
+) -> Path | None:
+    """Latency distributions, throughput against batch, and the throughput-vs-p99 front, under
+    a title that names the machine and the date."""
     try:
         import matplotlib
 
@@ -266,16 +301,24 @@ def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | Non
         series.setdefault((r["backend"], precision, r["mode"]), []).append(
             (r["batch"], r["images_per_s"])
         )
+    # every series told apart three ways: colour by backend, marker by precision, line by mode
+    backends = sorted({b for b, _, _ in series})
+    markers = {"fp32": "o", "fp16": "s", "int8": "^", "int8 nncf": "D", "served": "P"}
+    lines = {"latency": "-", "throughput": "--", "server": ":"}
     for (backend, precision, mode), pts in sorted(series.items()):
         pts.sort()
         axes[1].plot(
             [p[0] for p in pts],
             [p[1] for p in pts],
-            marker="o",
+            color=plt.get_cmap("tab10")(backends.index(backend) % 10),
+            marker=markers.get(precision, "x"),
+            linestyle=lines.get(mode, "-."),
             label=f"{backend} {precision} {mode}",
         )
     axes[1].set_xscale("log", base=2)
-    axes[1].set_xlabel("batch")
+    batches = sorted({r["batch"] for r in ok})
+    axes[1].set_xticks(batches, [str(b) for b in batches])
+    axes[1].set_xlabel("batch (images per call)")
     axes[1].set_ylabel("images/s")
     axes[1].set_title("throughput against batch size")
     axes[1].legend(fontsize=6, loc="upper left", ncol=2)
@@ -291,6 +334,7 @@ def plot_report(rows: list[dict], samples: list[dict], path: Path) -> Path | Non
     axes[2].set_xlabel("p99 latency (ms)")
     axes[2].set_ylabel("images/s")
     axes[2].set_title("throughput vs p99: Pareto front")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

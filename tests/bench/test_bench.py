@@ -4,6 +4,7 @@ reports; partial failure and interruption."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import polars as pl
@@ -80,7 +81,15 @@ def test_cli_bench_writes_every_report(model, digits, cli, tmp_path):
     csv = pl.read_csv(reports / "bench-summary.csv")
     assert csv.height == 16 and "p99_ms" in csv.columns
     md = (reports / "bench-summary.md").read_text()
-    assert md.startswith("# alexnet-deploy bench") and "images_per_s" in md
+    assert md.startswith("# alexnet-deploy bench") and "| images/s |" in md.replace("  ", "")
+    # for people: the headline before the table, numbers rounded, the p50 with its interval,
+    # no INT8 route on rows that have none
+    assert md.index("## Headline") < md.index("## Every configuration")
+    table = [line for line in md.splitlines() if line.startswith("| ") and " b1 " in line]
+    assert table and all(re.search(r"\| [\d.]+ \([\d.]+-[\d.]+\) +\|", line) for line in table)
+    assert not re.search(r"\d\.\d{5,}", md.split("## Every configuration")[1])
+    fp32_line = next(line for line in table if " fp32 " in line)
+    assert "qdq" not in fp32_line
     assert (reports / "bench-report.png").read_bytes()[:4] == b"\x89PNG"
     # the second run reuses every artifact and engine
     again = cli(
