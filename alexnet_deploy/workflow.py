@@ -8,6 +8,7 @@ by content, one run at a time per work directory), then hands them to the stage.
     rerun_baseline      gate --run: a baseline report's configurations benched again now
     aa_on_model         gate --aa: one engine against itself, interleaved
     package_model       package --triton, from the given model or the main job's export
+    predict_images      predict: real images classified by a built engine, timed per stage
 """
 
 from __future__ import annotations
@@ -217,3 +218,38 @@ def package_model(
         model, _ = prepare_artifacts(ModelRequest(), work_dir, progress)
     progress("packaging")
     return package_triton(model, out, work_dir=work_dir, **package_options)
+
+
+def predict_images(
+    paths: list[Path], model: Path | None, backend: str, precision: str, work_dir: Path, *,
+    top: int = 5, labels: Path | None = None, progress: Progress = lambda m: None,
+):  # fmt: skip
+    """``predict``: the model (or the main job's export, made or reused with the artifact the
+    precision needs), its engine (built or reused), then each image classified. Returns
+    ``(predictions, engine, artifact info)``."""
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.options import BuildOptions
+    from alexnet_deploy.engines.registry import get_backend
+    from alexnet_deploy.predict import class_names, classify, image_files
+
+    files, failed = image_files(paths)
+    if model is None:  # the main job's export, with the artifact this precision needs
+        need = frozenset({precision}) - {"fp32"}
+        model, _ = prepare_artifacts(ModelRequest(), work_dir, progress, need)
+    # a given model's FP16/INT8 file must exist beside it (build names the command if not)
+    info = read_artifact(model)
+    if info.preprocessing() is None:
+        from alexnet_deploy.errors import UsageError
+
+        raise UsageError(
+            f"{model} does not say how its images are preprocessed (not an alexnet-deploy export)",
+            hint="export it with 'alexnet-deploy export', which records resize, crop, mean and std",
+        )
+    progress(f"engine: {backend} {precision}")
+    engine, _ = build_engine(model, backend, BuildOptions(precision=precision), work_dir)
+    classes = info.outputs[0].dims[-1]
+    names = class_names(classes if isinstance(classes, int) else 0, labels)
+    progress(f"classifying {len(files)} image(s)")
+    with get_backend(backend).runner(engine) as runner:
+        results = classify(files, runner.infer, info.preprocessing(), top, names)
+    return failed + results, engine, info

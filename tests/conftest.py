@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
 from dataclasses import dataclass
 
@@ -44,6 +45,14 @@ class CliResult:
     exit_code: int
     stdout: str
     stderr: str
+
+
+PROGRESS_LINE = re.compile(r"^\[\d+:\d\d\] ")
+
+
+def without_progress(text: str) -> str:
+    """stderr without the progress lines a command prints off a terminal ("[0:03] exporting")."""
+    return "\n".join(line for line in text.splitlines() if not PROGRESS_LINE.match(line))
 
 
 @pytest.fixture

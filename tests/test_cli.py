@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
+from tests.conftest import without_progress
 from tests.models.test_weights import NotATensor
 
 
 def _assert_user_error(result, code, message, *paths):
     assert result.exit_code == code, (result.stdout, result.stderr)
-    first = result.stderr.splitlines()[0]
+    first = without_progress(result.stderr).splitlines()[0]
     assert first.startswith("Error: ") and message in first, result.stderr
     assert "Traceback" not in result.stderr
     for path in paths:

@@ -11,6 +11,7 @@ import pytest
 
 import alexnet_deploy
 from alexnet_deploy.cli import app
+from tests.conftest import without_progress
 
 MODULES = sorted(
     m.name
@@ -60,7 +61,7 @@ def test_console_script_maps_user_errors_without_traceback(tmp_path):
         text=True,
     )
     assert proc.returncode == 1
-    assert proc.stderr.startswith("Error: weights file not found")
+    assert without_progress(proc.stderr).startswith("Error: weights file not found")
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "m.onnx").exists()
 

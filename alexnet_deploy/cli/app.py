@@ -26,6 +26,7 @@ from alexnet_deploy.cli.doctor import doctor
 from alexnet_deploy.cli.export import export, summary
 from alexnet_deploy.cli.gate import gate
 from alexnet_deploy.cli.package import package
+from alexnet_deploy.cli.predict import predict
 from alexnet_deploy.cli.tune import tune
 from alexnet_deploy.errors import AlexnetDeployError
 
@@ -52,7 +53,19 @@ def _root(
     set_quiet(quiet)
 
 
-for command in (summary, export, calibrate, fp16, build, bench, tune, package, gate, doctor):
+for command in (
+    summary,
+    export,
+    calibrate,
+    fp16,
+    build,
+    bench,
+    tune,
+    package,
+    gate,
+    predict,
+    doctor,
+):
     app.command()(command)
 
 

@@ -20,10 +20,14 @@ from alexnet_deploy.render import TableFormat
 out_console = Console()
 err_console = Console(stderr=True)
 _QUIET = {"on": False}
+_STARTED = time.monotonic()  # the running command's start (set_quiet restarts it)
 
 
 def set_quiet(quiet: bool) -> None:
+    """Called once per command: progress on or off, and the command's clock started."""
+    global _STARTED
     _QUIET["on"] = quiet
+    _STARTED = time.monotonic()
 
 
 def _clock(seconds: float) -> str:
@@ -52,9 +56,6 @@ class LineStatus:
 class _Silent:
     def update(self, message: str) -> None:
         pass
-
-
-_STARTED = time.monotonic()
 
 
 @contextlib.contextmanager

