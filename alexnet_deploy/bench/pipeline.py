@@ -44,6 +44,26 @@ def fidelity_probe(model: Path, data: str, seed: int) -> FidelityProbe:
     return FidelityProbe(images, reference, label)
 
 
+def timed_inputs(model: Path, data: str, count: int, seed: int):
+    """``bench --inputs``: real images, decoded and preprocessed as the model says, to time
+    inference on (instead of random tensors, which hide data-dependent behaviour)."""
+    from alexnet_deploy.calib.data import load_held_out
+
+    info = read_artifact(model)
+    loaded = load_held_out(
+        data,
+        image_shape=info.image_shape,
+        preprocessing=info.preprocessing(),
+        count=count,
+        seed=seed,
+    )
+    images = loaded.eval.images
+    return (
+        images,
+        f"{len(images)} {'synthetic' if loaded.synthetic else 'real'} images from {loaded.source}, repeated to fill a batch",
+    )
+
+
 def comparisons(rows: list[dict]) -> dict:
     """Best INT8 row against PyTorch eager FP32, ONNX Runtime direct and OpenVINO direct, each
     at the same batch and mode."""
@@ -96,6 +116,7 @@ def run_bench(
     data: str = "shipped",
     seed: int = C.DEFAULT_SEED,
     stages: dict | None = None,
+    inputs: str | None = None,
     direct: bool = True,
     roofline: bool = True,
     progress_bar=None,
@@ -113,6 +134,7 @@ def run_bench(
     with directory_lock(work_dir, "bench"):  # engines and caches of the work directory
         return _run_bench_locked(
             Path(model), config, work_dir, out_dir, data=data, seed=seed, stages=stages or {},
+            inputs=inputs,
             direct=direct, roofline=roofline, progress_bar=progress_bar, progress=progress,
             argv=argv, extra_comparisons=extra_comparisons, served=served,
         )  # fmt: skip
@@ -127,6 +149,7 @@ def _run_bench_locked(
     data: str,
     seed: int,
     stages: dict,
+    inputs: str | None,
     direct: bool,
     roofline: bool,
     progress_bar,
@@ -140,6 +163,10 @@ def _run_bench_locked(
     started = time.time()
     progress("fidelity reference")
     probe = fidelity_probe(model, data, seed)
+    timed, inputs_text = None, "random: seeded standard-normal tensors"
+    if inputs is not None:
+        progress(f"loading the timed inputs from {inputs}")
+        timed, inputs_text = timed_inputs(model, inputs, max(config.matrix.batches), seed)
     ceilings = None
     if roofline:
         progress("probing machine ceilings")
@@ -154,6 +181,7 @@ def _run_bench_locked(
         direct=direct,
         progress=progress_bar,
         served=served,
+        inputs=timed,
     )
     env = environment()
     meta = read_artifact(model).metadata
@@ -178,6 +206,7 @@ def _run_bench_locked(
         "stages": stages,
         "ceilings": None if ceilings is None else ceilings.__dict__,
         "fidelity_source": probe.source,
+        "timed_inputs": inputs_text,
         "comparisons": comparisons(result.rows),
     }
     if extra_comparisons and not result.interrupted:

@@ -150,6 +150,7 @@ def markdown(report: dict, frame) -> str:
         c = report["ceilings"]
         lines.append(f"- ceilings: {describe_ceilings(c)}")
     lines.append(f"- fidelity inputs: {report.get('fidelity_source')}")
+    lines.append(f"- timed inputs: {report.get('timed_inputs', 'random')}")
     if report.get("comparisons"):  # the headline first
         lines += ["", "## Headline (same run)", ""]
         for name, value in report["comparisons"].items():

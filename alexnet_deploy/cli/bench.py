@@ -123,6 +123,14 @@ def bench(
             "--triton", help="Bench a model served by Triton: http://HOST:PORT or grpc://HOST:PORT."
         ),
     ] = None,
+    inputs: Annotated[
+        str | None,
+        typer.Option(
+            "--inputs",
+            help="Time inference on these real images (folder, .npy/.npz or 'shipped'), "
+            "preprocessed as the model says, instead of seeded random tensors.",
+        ),
+    ] = None,
     triton_model: Annotated[
         str | None, typer.Option("--triton-model", help="The served model's name (with --triton).")
     ] = None,
@@ -211,6 +219,7 @@ def bench(
             progress_bar=bar,
             progress=stage,
             extra_comparisons=extra,
+            inputs=inputs,
             served=served,
         )
         bar.remove_task(status_task)

@@ -315,3 +315,25 @@ def test_a_new_report_replaces_every_file_of_the_old(model, digits, tmp_path):
     assert not png.exists() or png.read_bytes() != b"an older run's plot"
     assert (out / "notes.txt").read_text() == "the user's own file"
     assert not list(tmp_path.glob(".out.*"))  # no staging directory left behind
+
+
+def test_inputs_times_real_images(model, digits, cli, tmp_path):
+    """`--inputs DIR`: inference timed on real preprocessed images, said in the report."""
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "--model", model, "--data", digits["heldout_dir"], "--inputs",
+        digits["heldout_dir"] / "5", "--backend", "ort", "--precision", "fp32", "--batch", "4",
+        "--no-direct", "--no-roofline", "--min-seconds", "0.1", "--max-seconds", "0.2",
+        "--work-dir", tmp_path / "w", "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((out / "bench-summary.json").read_text())
+    assert re.match(r"\d+ real images from .*heldout/5, repeated", report["timed_inputs"])
+    assert "timed inputs: " in (out / "bench-summary.md").read_text()
+    missing = cli(
+        "bench", "--model", model, "--inputs", tmp_path / "nope", "--backend", "ort",
+        "--precision", "fp32", "--batch", "1", "--no-direct", "--no-roofline",
+        "--work-dir", tmp_path / "w", "--out", tmp_path / "out2",
+    )  # fmt: skip
+    assert missing.exit_code == 1 and "not found" in missing.stderr
+    assert not (tmp_path / "out2").exists()
