@@ -80,7 +80,13 @@ def summary_frame(rows: list[dict]):
 
 
 def terminal_frame(rows: list[dict]):
+    import polars as pl
+
     frame = summary_frame(rows)
+    if {"quantizer", "precision"} <= set(frame.columns):  # an INT8 route only on INT8 rows
+        frame = frame.with_columns(
+            pl.when(pl.col("precision") == "int8").then(pl.col("quantizer")).alias("quantizer")
+        )
     present = [c for c in TERMINAL_COLUMNS if c in frame.columns]
     return frame.select(present).rename({c: TERMINAL_COLUMNS[c] for c in present})
 

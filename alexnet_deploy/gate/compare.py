@@ -70,6 +70,9 @@ class Verdict:
     ci_high: float | None = None
     p_value: float | None = None
     note: str = ""
+    # the smallest change this check could call a regression: the threshold, or the interval's
+    # half-width where that is wider (a noisier pair of runs cannot see less)
+    detectable: float | None = None
 
 
 @dataclass
@@ -156,6 +159,7 @@ def _speed_verdict(
     note = ""
     if np.ptp(base) == 0 and np.ptp(cur) == 0:
         note = "zero-variance samples: the ratio is exact"
+    half_width = (high - low) / 2
     return Verdict(
         name,
         metric,
@@ -167,6 +171,7 @@ def _speed_verdict(
         high,
         mann_whitney_p(base, cur),
         note,
+        detectable=max(threshold, half_width),
     )
 
 
@@ -260,6 +265,18 @@ def compare_reports(
                     note=f"top-1 agreement (as executed on each report's CPU) drop {drop:+.1f} points (budget {thresholds.top1_budget_points:g})",
                 )
             )
+    blind = [
+        v
+        for v in result.comparable
+        if v.detectable is not None and v.detectable > thresholds.values[v.metric] + 1e-12
+    ]
+    if blind:
+        worst = max(blind, key=lambda v: v.detectable)
+        result.notes.append(
+            f"{len(blind)} check(s) cannot see a change as small as their threshold: these runs "
+            f"vary more than that (worst: {worst.config} {worst.metric}, smallest detectable "
+            f"change {100 * worst.detectable:.0f}%); measure longer or in rounds (bench --repeat)"
+        )
     if not result.comparable:
         result.notes.append("no configuration could be compared")
     return result

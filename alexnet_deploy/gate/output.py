@@ -24,6 +24,7 @@ def result_frame(result: GateResult):
             "change_pct": None if v.change is None else 100 * v.change,
             "ci_low": v.ci_low,
             "ci_high": v.ci_high,
+            "detectable_pct": None if v.detectable is None else 100 * v.detectable,
             "note": v.note,
         }
         for v in result.verdicts

@@ -342,10 +342,10 @@ def test_ratio_baseline_per_cpu_class(reports, cli, tmp_path):
     assert f"no figures for CPU class {here}" in fallback.stderr
 
 
-def _synthetic(rows: int, seed: int, factor: float = 1.0) -> LoadedReport:
+def _synthetic(rows: int, seed: int, factor: float = 1.0, spread: float = 0.01) -> LoadedReport:
     key = Case("ort", "fp32", 1, "latency")
     rng = np.random.default_rng(seed)
-    samples = (1e6 * factor * (1 + 0.01 * rng.standard_normal(rows))).astype(np.int64)
+    samples = (1e6 * factor * (1 + spread * rng.standard_normal(rows))).clip(1).astype(np.int64)
     return LoadedReport([], {"env"}, {key: {"top1_agreement": 1.0}}, {key: [samples]})
 
 
@@ -378,3 +378,16 @@ def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, c
     now = load_report(rerun_baseline(base, tmp_path / "w"))
     assert set(now.rows) == set(base.rows) == {Case("ort", "fp32", 2, "latency", threads=1)}
     assert next(iter(now.rows)).label == "ort fp32 b2 latency t1"
+
+
+def test_the_smallest_detectable_change_is_said():
+    """Two tight runs can see the 10% threshold; two noisy short ones cannot, and say so."""
+    tight = compare_reports(_synthetic(1000, 1), _synthetic(1000, 2), Thresholds())
+    p50 = next(v for v in tight.verdicts if v.metric == "p50")
+    assert p50.detectable == pytest.approx(0.10) and not any("cannot see" in n for n in tight.notes)
+    noisy = compare_reports(
+        _synthetic(12, 1, spread=0.6), _synthetic(12, 2, spread=0.6), Thresholds()
+    )
+    p50 = next(v for v in noisy.verdicts if v.metric == "p50")
+    assert p50.detectable > 0.10 and p50.verdict != REGRESSED
+    assert any("cannot see a change as small as their threshold" in n for n in noisy.notes)
