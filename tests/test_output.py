@@ -108,3 +108,27 @@ def test_quiet_prints_results_only(cli, model, digits, tmp_path, monkeypatch):
     )  # fmt: skip
     assert result.exit_code == 0 and not re.search(r"^\[\d+:\d\d\]", result.stderr, re.M)
     assert "p50 ms" in result.stdout
+
+
+def test_format_gives_stdout_the_table_alone(cli, model, digits, tmp_path):
+    """`--format csv|json|md`: a pipe gets the table and nothing else; the rest on stderr."""
+    import io
+    import json
+
+    import polars as pl
+
+    result = cli(
+        "--quiet", "bench", "--model", model, "--backend", "ort", "--precision", "fp32",
+        "--batch", "1", *FAST, "--work-dir", tmp_path / "w", "--out", tmp_path / "r",
+        "--format", "csv",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    frame = pl.read_csv(io.StringIO(result.stdout))
+    assert frame.height == 1 and {"backend", "img/s", "p50 ms"} <= set(frame.columns)
+    assert "reports:" in result.stderr
+    gate = cli("gate", tmp_path / "r", tmp_path / "r", "--format", "json")
+    verdicts = json.loads(gate.stdout)
+    assert gate.exit_code == 0 and {v["metric"] for v in verdicts} >= {"p50", "fidelity"}
+    assert "gate PASS" in gate.stderr
+    calibrate = cli("calibrate", model, "--data", digits["heldout_dir"], "--format", "md")
+    assert calibrate.exit_code == 0 and calibrate.stdout.startswith("| method")

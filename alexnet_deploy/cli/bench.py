@@ -10,11 +10,18 @@ import typer
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifacts import WorkDir
 from alexnet_deploy.cases import Case
-from alexnet_deploy.cli.console import bench_progress, err_console, out_console, print_table
+from alexnet_deploy.cli.console import (
+    bench_progress,
+    err_console,
+    out_console,
+    print_table,
+    use_format,
+)
 from alexnet_deploy.cli.options import (
     EXIT_PARTIAL,
     BenchBackendChoice,
     DataOpt,
+    FormatOpt,
     ModeChoice,
     PrecisionChoice,
     QuantizerChoice,
@@ -24,6 +31,7 @@ from alexnet_deploy.cli.options import (
     WorkDirOpt,
 )
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
+from alexnet_deploy.render import TableFormat
 
 
 def bench(
@@ -134,8 +142,10 @@ def bench(
     triton_model: Annotated[
         str | None, typer.Option("--triton-model", help="The served model's name (with --triton).")
     ] = None,
+    fmt: FormatOpt = TableFormat.table,
 ) -> None:
     """Benchmark every backend x precision (the main job with no arguments) and write reports."""
+    use_format(fmt)
     from alexnet_deploy.bench.config import config_from_sources
     from alexnet_deploy.bench.pipeline import noisy_rows
     from alexnet_deploy.bench.report import terminal_frame

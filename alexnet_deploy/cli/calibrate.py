@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console, print_table, status
+from alexnet_deploy.cli.console import err_console, out_console, print_table, status, use_format
 from alexnet_deploy.cli.options import (
     BatchSizeOpt,
     DataOpt,
     EvalDataOpt,
     EvalSizeOpt,
     ForceOpt,
+    FormatOpt,
     InputSizeOpt,
     LabelsOpt,
     MaxDropOpt,
@@ -29,6 +30,7 @@ from alexnet_deploy.cli.options import (
     parse_preprocessing,
 )
 from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.render import TableFormat
 
 
 def calibrate(
@@ -79,8 +81,10 @@ def calibrate(
     ] = True,
     quantizer: QuantizerOpt = QuantizerChoice.qdq,
     force: ForceOpt = False,
+    fmt: FormatOpt = TableFormat.table,
 ) -> None:
     """Calibrate once on real images and write INT8 Q/DQ models for TensorRT and for CPUs."""
+    use_format(fmt)
     from alexnet_deploy.calib.config import METHODS
     from alexnet_deploy.calib.int8 import TARGETS
     from alexnet_deploy.calib.pipeline import calibrate as run_calibration
@@ -222,8 +226,10 @@ def fp16(
         typer.Option("-o", "--output", help="FP16 model (default: MODEL_DIR/STEM.fp16.onnx)."),
     ] = None,
     force: ForceOpt = False,
+    fmt: FormatOpt = TableFormat.table,
 ) -> None:
     """Convert to FP16 (float32 inputs/outputs kept) and measure its fidelity against FP32."""
+    use_format(fmt)
     import polars as pl
 
     from alexnet_deploy.calib.fp16 import convert_fp16

@@ -20,6 +20,7 @@ from alexnet_deploy.render import TableFormat
 out_console = Console()
 err_console = Console(stderr=True)
 _QUIET = {"on": False}
+_FORMAT = {"fmt": TableFormat.table}
 _STARTED = time.monotonic()  # the running command's start (set_quiet restarts it)
 
 
@@ -28,6 +29,14 @@ def set_quiet(quiet: bool) -> None:
     global _STARTED
     _QUIET["on"] = quiet
     _STARTED = time.monotonic()
+    use_format(TableFormat.table)
+
+
+def use_format(fmt: TableFormat) -> None:
+    """``--format md|csv|json``: stdout carries the command's table alone, for a pipe or a
+    script; every other line the command prints goes to stderr."""
+    _FORMAT["fmt"] = fmt
+    out_console._file = sys.stderr if fmt is not TableFormat.table else None
 
 
 def _clock(seconds: float) -> str:
@@ -146,8 +155,11 @@ def bench_progress() -> Iterator:
 def print_table(frame, title: str, note_where: str = "") -> None:
     """A frame as a table: on a terminal, the columns that fit its width in the frame's order
     (the rest named below it, with where to find them); off a terminal, every column."""
-    from alexnet_deploy.render import fit_columns, rich_table, table_width
+    from alexnet_deploy.render import fit_columns, frame_as_text, rich_table, table_width
 
+    if _FORMAT["fmt"] is not TableFormat.table:
+        sys.stdout.write(frame_as_text(frame, _FORMAT["fmt"]))
+        return
     width = out_console.width if out_console.is_terminal else None
     shown, left_out = fit_columns(frame, width)
     table = rich_table(frame.select(shown), title=title)
@@ -166,9 +178,5 @@ def print_table(frame, title: str, note_where: str = "") -> None:
 
 
 def print_frame(frame, fmt: TableFormat, title: str, note_where: str = "") -> None:
-    from alexnet_deploy.render import frame_as_text
-
-    if fmt is TableFormat.table:
-        print_table(frame, title, note_where)
-    else:
-        sys.stdout.write(frame_as_text(frame, fmt))
+    use_format(fmt)
+    print_table(frame, title, note_where)

@@ -9,8 +9,9 @@ import typer
 from rich.markup import escape
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console, print_table, status
-from alexnet_deploy.cli.options import BackendChoice, PrecisionChoice, WorkDirOpt
+from alexnet_deploy.cli.console import err_console, out_console, print_table, status, use_format
+from alexnet_deploy.cli.options import BackendChoice, FormatOpt, PrecisionChoice, WorkDirOpt
+from alexnet_deploy.render import TableFormat
 
 
 def gate(
@@ -90,8 +91,10 @@ def gate(
     batch: Annotated[int, typer.Option("--batch", help="A/A: batch size.")] = 1,
     trials: Annotated[int, typer.Option("--trials", help="A/A: number of paired trials.")] = 10,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    fmt: FormatOpt = TableFormat.table,
 ) -> None:
     """Compare a bench report with a baseline: exit 0 pass, 1 regression, 2 usage error or nothing comparable."""
+    use_format(fmt)
     from alexnet_deploy.errors import UsageError
     from alexnet_deploy.gate.compare import Thresholds
 

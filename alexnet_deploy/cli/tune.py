@@ -9,15 +9,17 @@ import typer
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifacts import WorkDir
-from alexnet_deploy.cli.console import err_console, out_console, print_table, status
+from alexnet_deploy.cli.console import err_console, out_console, print_table, status, use_format
 from alexnet_deploy.cli.options import (
     BenchBackendChoice,
     DataOpt,
+    FormatOpt,
     MaxDropOpt,
     PrecisionChoice,
     QuantizerChoice,
     WorkDirOpt,
 )
+from alexnet_deploy.render import TableFormat
 
 
 def tune(
@@ -62,8 +64,10 @@ def tune(
         ),
     ] = None,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    fmt: FormatOpt = TableFormat.table,
 ) -> None:
     """Search runtime x batch x concurrency x threads for the fastest engine meeting a constraint; save the choice."""
+    use_format(fmt)
     from alexnet_deploy.bench.tune import (
         Constraint,
         choose,
