@@ -9,6 +9,7 @@ by content, one run at a time per work directory), then hands them to the stage.
     aa_on_model         gate --aa: one engine against itself, interleaved
     package_model       package --triton, from the given model or the main job's export
     predict_images      predict: real images classified by a built engine, timed per stage
+    end_to_end_model    bench --end-to-end: image bytes to label, per preprocessing placement
 """
 
 from __future__ import annotations
@@ -253,3 +254,39 @@ def predict_images(
     with get_backend(backend).runner(engine) as runner:
         results = classify(files, runner.infer, info.preprocessing(), top, names)
     return failed + results, engine, info
+
+
+def end_to_end_model(
+    request: ModelRequest, config, inputs: str, work_dir: Path, out_dir: Path, *,
+    progress: Progress = lambda m: None,
+):  # fmt: skip
+    """``bench --end-to-end``: the artifacts the matrix's precisions need, then each
+    (backend, precision) from image bytes to label per preprocessing placement; the table
+    written beside the bench reports. Returns ``(rows, paths)``."""
+    import time
+
+    from alexnet_deploy.bench.end_to_end import end_to_end_rows, write_end_to_end
+    from alexnet_deploy.bench.fingerprint import environment
+    from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
+    from alexnet_deploy.fileio import prepare_output
+
+    prepare_output(Path(out_dir) / "end-to-end.json", force=True, what="report", option="--out")
+    backends = [b for b in config.matrix.backends if b in BACKEND_NAMES] or [
+        b for b in ("ort", "openvino") if get_backend(b).capability().available
+    ]
+    with directory_lock(work_dir, "bench"):
+        need = artifacts_needed(config.matrix.precisions, ("qdq",))
+        model, _ = prepare_artifacts(request, work_dir, progress, need)
+        cases = [(b, p) for b in backends for p in config.matrix.precisions]
+        rows = end_to_end_rows(
+            model, cases, inputs, work_dir, min_seconds=config.rules.min_seconds,
+            max_seconds=config.rules.max_seconds, progress=progress,
+        )  # fmt: skip
+    env = environment()
+    meta = {
+        "machine": f"{env['cpu']} ({env.get('cpu_isa')}), {env['logical_cores']} logical cores",
+        "model": str(model),
+        "inputs": inputs,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return rows, write_end_to_end(rows, out_dir, meta)

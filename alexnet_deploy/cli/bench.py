@@ -15,6 +15,7 @@ from alexnet_deploy.cli.console import (
     err_console,
     out_console,
     print_table,
+    status,
     use_format,
 )
 from alexnet_deploy.cli.options import (
@@ -131,6 +132,14 @@ def bench(
             "--triton", help="Bench a model served by Triton: http://HOST:PORT or grpc://HOST:PORT."
         ),
     ] = None,
+    end_to_end: Annotated[
+        bool,
+        typer.Option(
+            "--end-to-end",
+            help="From image bytes to label (--inputs, default the shipped photos): each stage "
+            "timed, for each backend and precision and each place the preprocessing can run.",
+        ),
+    ] = False,
     inputs: Annotated[
         str | None,
         typer.Option(
@@ -181,6 +190,9 @@ def bench(
     request = ModelRequest(
         model=model, variant=variant.value, weights=weights, seed=seed, data=data
     )
+    if end_to_end:
+        _end_to_end(request, config, inputs or "shipped", work_dir, out)
+        return
     served = None
     if triton is not None:
         from alexnet_deploy.errors import UsageError
@@ -266,3 +278,20 @@ def bench(
         raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _end_to_end(request, config, inputs: str, work_dir: Path, out: Path | None) -> None:
+    from alexnet_deploy.bench.end_to_end import end_to_end_frame
+    from alexnet_deploy.workflow import end_to_end_model
+
+    with status("end to end") as shown:
+        rows, paths = end_to_end_model(
+            request, config, inputs, work_dir, out or WorkDir(work_dir).reports,
+            progress=shown.update,
+        )  # fmt: skip
+    print_table(
+        end_to_end_frame(rows),
+        "alexnet-deploy bench --end-to-end: image bytes to label",
+        note_where=f"every column in {paths['csv']}",
+    )
+    out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)

@@ -1,0 +1,70 @@
+"""bench --end-to-end: image bytes to label through real engines, each stage timed, with the
+preprocessing on the host or inside OpenVINO's compiled model."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from alexnet_deploy.engines.registry import get_backend
+
+OPENVINO = get_backend("openvino").capability().available
+
+
+@pytest.fixture
+def model(digits, tmp_path):
+    path = tmp_path / "m.onnx"
+    shutil.copy(digits["onnx"], path)
+    return path
+
+
+def test_end_to_end_table_and_stage_shares(cli, model, digits, tmp_path):
+    out = tmp_path / "out"
+    result = cli(
+        "bench", "--end-to-end", "--model", model, "--data", digits["heldout_dir"],
+        "--inputs", digits["heldout_dir"] / "1", "--precision", "fp32", "--precision", "int8",
+        "--min-seconds", "0.2", "--max-seconds", "0.5", "--work-dir", tmp_path / "w",
+        "--out", out,
+    )  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    rows = json.loads((out / "end-to-end.json").read_text())["rows"]
+    expected = {("ort", "fp32", "host"), ("ort", "int8", "host")}
+    if OPENVINO:
+        expected |= {
+            (("openvino", p, where)) for p in ("fp32", "int8") for where in ("host", "openvino-ppp")
+        }
+    assert {(r["backend"], r["precision"], r["placement"]) for r in rows} == expected
+    for r in rows:
+        shares = [r[f"{s}_pct"] for s in ("decode", "preprocess", "inference", "postprocess")]
+        assert sum(shares) == pytest.approx(100) and min(shares) > 0
+        # the stages, timed back to back, account for the whole within 5%
+        assert 95 <= r["stages_over_wall_pct"] <= 100.5, r
+        assert r["images_per_s"] > 0 and r["images"] >= 1
+    assert "decode %" in result.stdout and (out / "end-to-end.md").read_text().count("|") > 10
+
+
+@pytest.mark.skipif(not OPENVINO, reason="OpenVINO is not installed")
+def test_preprocessing_inside_openvino_matches_the_host(digits, model):
+    """uint8 NHWC into the compiled model (convert, layout, mean, scale as graph operations)
+    gives the logits of the host's float32 preprocessing fed to the same runtime (OpenVINO
+    may run float work in bf16 where the CPU has it: compared runtime to runtime)."""
+    import openvino as ov
+
+    from alexnet_deploy.artifact import read_artifact
+    from alexnet_deploy.bench.end_to_end import _resize_crop, ppp_infer
+    from alexnet_deploy.calib.images import load_rgb, preprocess
+
+    pre = read_artifact(model).preprocessing()
+    infer = ppp_infer(model, pre)
+    plain = ov.Core().compile_model(str(model), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    request = plain.create_infer_request()
+    files = sorted((digits["heldout_dir"] / "3").iterdir())[:8]
+    for path in files:
+        image = load_rgb(path)
+        inside = np.asarray(infer(_resize_crop(image, pre)[None]))[0]
+        host = np.asarray(request.infer({0: preprocess(image, pre)[None]})[0])[0]
+        assert inside.argmax() == host.argmax()
+        assert np.abs(inside - host).max() <= 1e-3 * np.abs(host).max() + 1e-4
