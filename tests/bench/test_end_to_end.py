@@ -31,7 +31,7 @@ def test_end_to_end_table_and_stage_shares(cli, model, digits, tmp_path):
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     rows = json.loads((out / "end-to-end.json").read_text())["rows"]
-    expected = {("ort", "fp32", "host"), ("ort", "int8", "host")}
+    expected = {("ort", p, where) for p in ("fp32", "int8") for where in ("host", "onnx-graph")}
     if OPENVINO:
         expected |= {
             (("openvino", p, where)) for p in ("fp32", "int8") for where in ("host", "openvino-ppp")
@@ -68,3 +68,22 @@ def test_preprocessing_inside_openvino_matches_the_host(digits, model):
         host = np.asarray(request.infer({0: preprocess(image, pre)[None]})[0])[0]
         assert inside.argmax() == host.argmax()
         assert np.abs(inside - host).max() <= 1e-3 * np.abs(host).max() + 1e-4
+
+
+def test_preprocessing_inside_the_onnx_graph_matches_the_host(digits, model, tmp_path):
+    """The uint8-input copy of the model (cast, transpose, normalize prepended) gives the
+    logits of host preprocessing, same runtime."""
+    import onnxruntime as ort
+
+    from alexnet_deploy.artifact import read_artifact
+    from alexnet_deploy.bench.end_to_end import _resize_crop, graph_infer, with_graph_preprocessing
+    from alexnet_deploy.calib.images import load_rgb, preprocess
+
+    pre = read_artifact(model).preprocessing()
+    infer = graph_infer(with_graph_preprocessing(model, pre, tmp_path / "pre.onnx"))
+    session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
+    for path in sorted((digits["heldout_dir"] / "8").iterdir())[:8]:
+        image = load_rgb(path)
+        inside = np.asarray(infer(_resize_crop(image, pre)[None]))[0]
+        host = session.run(None, {session.get_inputs()[0].name: preprocess(image, pre)[None]})
+        np.testing.assert_allclose(inside, host[0][0], rtol=1e-4, atol=1e-4)
