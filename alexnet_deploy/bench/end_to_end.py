@@ -57,11 +57,16 @@ def _resize_crop(image, pre):
     return np.asarray(image.crop((left, top, left + pre.crop_size, top + pre.crop_size)))
 
 
-def ppp_infer(artifact: Path, pre):
+def ppp_infer(artifact: Path, pre, precision: str = "fp32"):
     """An infer callable (uint8 NHWC batch -> logits) over the artifact compiled by OpenVINO
-    with the conversion, layout change and normalization inside the model."""
+    with the conversion, layout change and normalization inside the model, and the compile
+    settings of this tool's OpenVINO engine (so the placement is the only difference: left to
+    itself OpenVINO would run float work in bf16 on a CPU that has it)."""
     import openvino as ov
     from openvino.preprocess import PrePostProcessor
+
+    from alexnet_deploy.engines.openvino import DEVICE, compile_config
+    from alexnet_deploy.engines.options import BuildOptions
 
     core = ov.Core()
     model = core.read_model(str(artifact))
@@ -71,7 +76,10 @@ def ppp_infer(artifact: Path, pre):
     ppp.input().preprocess().convert_element_type(ov.Type.f32).mean(
         [255.0 * m for m in pre.mean]
     ).scale([255.0 * s for s in pre.std])
-    compiled = core.compile_model(ppp.build(), "CPU", {"PERFORMANCE_HINT": "LATENCY"})
+    config = compile_config(
+        BuildOptions(precision=precision), core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES")
+    )
+    compiled = core.compile_model(ppp.build(), DEVICE, config)
     request = compiled.create_infer_request()
     return lambda batch: request.infer({0: batch})[0]
 
@@ -190,7 +198,7 @@ def end_to_end_rows(
         if backend == "openvino" and get_backend("openvino").capability().available:
             progress(f"end to end: {backend} {precision}, preprocessing in OpenVINO's PPP")
             artifact = resolve_artifact(model, precision, "openvino", "qdq")
-            infer = ppp_infer(artifact, pre)
+            infer = ppp_infer(artifact, pre, precision)
             measured = _measure(
                 payloads, lambda img: _resize_crop(img, pre)[None], infer, min_seconds, max_seconds
             )

@@ -24,7 +24,7 @@ from alexnet_deploy.fileio import atomic_path
 DEVICE = "CPU"
 
 
-def _compile_config(options: BuildOptions, capabilities: list[str]) -> dict:
+def compile_config(options: BuildOptions, capabilities: list[str]) -> dict:
     precision = "f16" if options.precision == "fp16" and "FP16" in capabilities else "f32"
     config = {
         "PERFORMANCE_HINT": options.hint.upper(),
@@ -86,7 +86,7 @@ class OpenVINOBackend(Backend):
                 )
             }
         )
-        config = _compile_config(options, core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
+        config = compile_config(options, core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
         compiled = core.compile_model(model, DEVICE, config)
         engine_path = out_dir / "model.ov.blob"
         with atomic_path(engine_path) as tmp:
