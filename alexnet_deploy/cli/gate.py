@@ -134,7 +134,13 @@ def gate(
     if ratios or base.ratios:
         result = compare_ratios(base, cur, thresholds.values["p50"])
     else:
-        result = compare_reports(base, cur, thresholds, allow_env_mismatch=allow_env_mismatch)
+        result = compare_reports(
+            base,
+            cur,
+            thresholds,
+            allow_env_mismatch=allow_env_mismatch,
+            mode="rerun" if run_now else None,
+        )
     frame = result_frame(result)
     if frame.height:
         print_table(frame.drop("note"), "alexnet-deploy gate")

@@ -25,6 +25,16 @@ IMPROVED, UNCHANGED, REGRESSED, NOT_COMPARABLE = (
 # measured on both sides but too thin to judge (a p99 of few samples): shown, never a verdict
 NOT_JUDGED = "not judged"
 
+# What was compared with what; named in every output (terminal, JSON, Markdown, JUnit).
+MODES = {
+    "unpaired": "two independent runs; noise between runs is in the interval only when each "
+    "ran in rounds (bench --repeat)",
+    "history": "a directory of past reports of this environment pooled as the baseline",
+    "rerun": "the baseline's configurations benched again now (gate --run), then unpaired",
+    "ratios": "ratios measured within one run (INT8 vs FP32, engine vs direct): "
+    "machine-independent",
+}
+
 
 @dataclass(frozen=True)
 class Thresholds:
@@ -80,6 +90,7 @@ class GateResult:
     verdicts: list[Verdict]
     notes: list[str] = field(default_factory=list)
     env_mismatch: bool = False
+    mode: str = "unpaired"  # a key of MODES
 
     @property
     def regressions(self) -> list[Verdict]:
@@ -117,7 +128,7 @@ class GateResult:
         }
         judged_not = sum(v.verdict == NOT_JUDGED for v in self.verdicts)
         state = "PASS" if self.passed else ("FAIL" if self.regressions else "NOTHING COMPARABLE")
-        text = f"gate {state}: " + ", ".join(f"{n} {k}" for k, n in counts.items())
+        text = f"gate {state} ({self.mode}): " + ", ".join(f"{n} {k}" for k, n in counts.items())
         if judged_not:
             text += f", {judged_not} {NOT_JUDGED}"
         if self.env_mismatch:
@@ -188,8 +199,11 @@ def compare_reports(
     *,
     allow_env_mismatch: bool = False,
     seed: int = C.DEFAULT_SEED,
+    mode: str | None = None,
 ) -> GateResult:
-    result = GateResult([])
+    """``mode``: how the two reports came to be (default: "history" for a pooled directory of
+    past reports, else "unpaired")."""
+    result = GateResult([], mode=mode or ("history" if len(baseline.paths) > 1 else "unpaired"))
     if baseline.environment_keys != current.environment_keys:
         if not allow_env_mismatch:
             raise UsageError(

@@ -8,7 +8,7 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from alexnet_deploy.fileio import write_json_atomic, write_text_atomic
-from alexnet_deploy.gate.compare import NOT_COMPARABLE, NOT_JUDGED, REGRESSED, GateResult
+from alexnet_deploy.gate.compare import MODES, NOT_COMPARABLE, NOT_JUDGED, REGRESSED, GateResult
 
 
 def result_frame(result: GateResult):
@@ -36,7 +36,14 @@ def markdown(result: GateResult) -> str:
     from alexnet_deploy.render import TableFormat, frame_as_text
 
     icon = "✅" if result.passed else "❌"
-    lines = [f"## {icon} alexnet-deploy gate", "", result.summary(), ""]
+    lines = [
+        f"## {icon} alexnet-deploy gate",
+        "",
+        result.summary(),
+        "",
+        f"mode: **{result.mode}**: {MODES[result.mode]}",
+        "",
+    ]
     lines += [f"> {note}" for note in result.notes]
     frame = result_frame(result)
     if frame.height:
@@ -59,6 +66,7 @@ def junit(result: GateResult) -> str:
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="alexnet-deploy gate" '
         f'tests="{len(result.verdicts)}" failures="{failures}" skipped="{skipped}">\n'
+        f'  <properties><property name="mode" value="{result.mode}"/></properties>\n'
         + "\n".join(cases)
         + "\n</testsuite>\n"
     )
@@ -86,6 +94,8 @@ def write_outputs(
                 "summary": result.summary(),
                 "notes": result.notes,
                 "env_mismatch": result.env_mismatch,
+                "mode": result.mode,
+                "mode_means": MODES[result.mode],
                 "verdicts": [asdict(v) for v in result.verdicts],
             },
         )

@@ -93,7 +93,7 @@ def compare_ratios(
     ``ratios`` apply (the floor that holds on every class measured)."""
     expected, note = expected_ratios(baseline, current)
     measured = in_run_ratios(current)
-    result = GateResult([])
+    result = GateResult([], mode="ratios")
     result.notes.append(note)
     for name, spec in sorted(expected.items()):
         threshold = spec.get("threshold", default_threshold)

@@ -391,3 +391,20 @@ def test_the_smallest_detectable_change_is_said():
     p50 = next(v for v in noisy.verdicts if v.metric == "p50")
     assert p50.detectable > 0.10 and p50.verdict != REGRESSED
     assert any("cannot see a change as small as their threshold" in n for n in noisy.notes)
+
+
+def test_the_mode_is_named_in_every_output(reports, cli, tmp_path):
+    history = tmp_path / "history"
+    for name in ("a", "b"):
+        shutil.copytree(reports / name, history / f"run-{name}")
+    for baseline, mode in ((reports / "a", "unpaired"), (history, "history")):
+        out = tmp_path / mode
+        result = cli(
+            "gate", baseline, reports / "b", "--threshold", "0.5", "--json", out / "g.json",
+            "--md", out / "g.md", "--junit", out / "g.xml",
+        )  # fmt: skip
+        assert f"gate PASS ({mode}):" in result.stdout, result.stdout + result.stderr
+        assert json.loads((out / "g.json").read_text())["mode"] == mode
+        assert f"mode: **{mode}**" in (out / "g.md").read_text()
+        suite = ET.parse(out / "g.xml").getroot()
+        assert suite.find("properties/property[@name='mode']").get("value") == mode
