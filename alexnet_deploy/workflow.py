@@ -10,6 +10,7 @@ by content, one run at a time per work directory), then hands them to the stage.
     package_model       package --triton, from the given model or the main job's export
     predict_images      predict: real images classified by a built engine, timed per stage
     end_to_end_model    bench --end-to-end: image bytes to label, per preprocessing placement
+    paired_gate         gate --paired: baseline's and current engines interleaved, judged per pair
 """
 
 from __future__ import annotations
@@ -290,3 +291,30 @@ def end_to_end_model(
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     return rows, write_end_to_end(rows, out_dir, meta)
+
+
+def paired_gate(
+    baseline, base_model: Path, current_model: Path | None, work_dir: Path, threshold: float, *,
+    progress: Progress = lambda m: None,
+):  # fmt: skip
+    """``gate --paired``: for each configuration of the ``baseline`` report, the engine of its
+    model and the engine of ``current_model`` (artifacts made or reused as needed), measured
+    interleaved in one process; a GateResult in mode "paired". No ``current_model``: the main
+    job's export."""
+    from alexnet_deploy.bench.targets import engine_options
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.gate.paired_gate import compare_paired
+
+    cases = list(baseline.rows)
+    need = artifacts_needed({c.precision for c in cases}, {c.quantizer for c in cases})
+    with directory_lock(work_dir, "gate"):
+        models = [
+            prepare_artifacts(ModelRequest(model=m), work_dir, progress, need)[0]
+            for m in (base_model, current_model)
+        ]
+
+        def engines_for(case):
+            options = engine_options(case)
+            return tuple(build_engine(m, case.backend, options, work_dir)[0] for m in models)
+
+        return compare_paired(cases, engines_for, threshold, progress=progress)

@@ -27,21 +27,27 @@ class Prepared:
     engine: object = None
 
 
+def engine_options(case: Case):
+    """The build options of a case's engine (bench and the paired gate build the same)."""
+    from alexnet_deploy.engines.options import BuildOptions
+
+    return BuildOptions(
+        precision=case.precision,
+        threads=case.threads,
+        streams=case.streams,
+        hint="latency" if case.mode == "latency" else "throughput",
+        max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
+        quantizer=case.quantizer,
+    )
+
+
 class EngineTarget:
     """An engine built (or reused) by ``build_engine`` with the case's settings."""
 
     def prepare(self, case: Case, model: Path, work_dir: Path) -> Prepared:
         from alexnet_deploy.engines.build import build_engine
-        from alexnet_deploy.engines.options import BuildOptions
 
-        options = BuildOptions(
-            precision=case.precision,
-            threads=case.threads,
-            streams=case.streams,
-            hint="latency" if case.mode == "latency" else "throughput",
-            max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
-            quantizer=case.quantizer,
-        )
+        options = engine_options(case)
         engine, reused = build_engine(model, case.backend, options, work_dir)
         return Prepared(
             options.max_batch,

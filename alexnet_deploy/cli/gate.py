@@ -90,6 +90,22 @@ def gate(
     ] = PrecisionChoice.fp32,
     batch: Annotated[int, typer.Option("--batch", help="A/A: batch size.")] = 1,
     trials: Annotated[int, typer.Option("--trials", help="A/A: number of paired trials.")] = 10,
+    paired: Annotated[
+        bool,
+        typer.Option(
+            "--paired",
+            help="Measure the baseline's engines and --model's interleaved in this process "
+            "(the evaluated setting) instead of comparing two reports.",
+        ),
+    ] = False,
+    baseline_model: Annotated[
+        Path | None,
+        typer.Option("--baseline-model", help="Paired: the baseline's FP32 model, if moved."),
+    ] = None,
+    require_paired: Annotated[
+        bool,
+        typer.Option("--require-paired", help="Paired: exit 2 rather than fall back to unpaired."),
+    ] = False,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
@@ -99,6 +115,8 @@ def gate(
     from alexnet_deploy.gate.compare import Thresholds
 
     thresholds = Thresholds.parse(threshold or [], top1_budget)
+    if paired and update_baseline:
+        raise UsageError("--update-baseline takes a CURRENT report; --paired measures none")
     if aa:
         _gate_aa(model, backend.value, precision.value, batch, trials, thresholds, work_dir)
         return
@@ -120,27 +138,34 @@ def gate(
         out_console.print(f"baseline {baseline} created from {current}", highlight=False)
         return
     base = load_report(baseline)
-    if run_now:
+    result = None
+    if paired:
+        result = _gate_paired(
+            base, baseline_model, model, thresholds, work_dir, require_paired, current is None
+        )
+    if result is None and run_now:
         with status("benching the baseline's configurations"):
             from alexnet_deploy.workflow import rerun_baseline
 
             current = rerun_baseline(base, work_dir)
-    if current is None:
-        raise UsageError(
-            "gate needs a CURRENT report",
-            hint="pass it, or --run to bench the baseline's configurations now",
-        )
-    cur = load_report(current)
-    if ratios or base.ratios:
-        result = compare_ratios(base, cur, thresholds.values["p50"])
-    else:
-        result = compare_reports(
-            base,
-            cur,
-            thresholds,
-            allow_env_mismatch=allow_env_mismatch,
-            mode="rerun" if run_now else None,
-        )
+    cur = None
+    if result is None:
+        if current is None:
+            raise UsageError(
+                "gate needs a CURRENT report",
+                hint="pass it, or --run to bench the baseline's configurations now, or --paired",
+            )
+        cur = load_report(current)
+        if ratios or base.ratios:
+            result = compare_ratios(base, cur, thresholds.values["p50"])
+        else:
+            result = compare_reports(
+                base,
+                cur,
+                thresholds,
+                allow_env_mismatch=allow_env_mismatch,
+                mode="rerun" if run_now else None,
+            )
     frame = result_frame(result)
     if frame.height:
         print_table(frame.drop("note"), "alexnet-deploy gate")
@@ -208,3 +233,26 @@ def _gate_aa(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _gate_paired(base, baseline_model, model, thresholds, work_dir, required: bool, alone: bool):
+    """Paired mode, or None (and a line saying why) when the baseline's model is missing and
+    an unpaired comparison can stand in."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.gate.paired_gate import baseline_model as find_model
+    from alexnet_deploy.workflow import paired_gate
+
+    found = find_model(base.paths[0], baseline_model)
+    if found is None:
+        why = (
+            f"paired mode needs the baseline's model ({baseline_model or 'the path in '}"
+            f"{'' if baseline_model else base.paths[0]}), which is not on this machine"
+        )
+        if required or alone:
+            raise UsageError(why, hint="pass it with --baseline-model, or a CURRENT report")
+        err_console.print(f"Warning: {why}: comparing the reports unpaired instead", soft_wrap=True)
+        return None
+    with status("paired") as shown:
+        return paired_gate(
+            base, found, model, work_dir, thresholds.values["p50"], progress=shown.update
+        )

@@ -33,6 +33,8 @@ MODES = {
     "rerun": "the baseline's configurations benched again now (gate --run), then unpaired",
     "ratios": "ratios measured within one run (INT8 vs FP32, engine vs direct): "
     "machine-independent",
+    "paired": "the baseline's engine and the current one measured interleaved in one process "
+    "(blocks A B, B A, ...), judged on the ratio of each pair",
 }
 
 

@@ -1,0 +1,94 @@
+"""Paired mode: the baseline's engine and the current one measured in the same process,
+alternating in blocks (A B, B A, ...), judged on the per-pair ratio of block medians with a
+bootstrap over pairs: the setting the gate's evaluation measured (docs/gate-evaluation.md),
+where each pair sees the same machine and the drift of a shared host cancels.
+
+What it needs from a baseline report: its configurations (``Case`` keys) and the FP32 model it
+measured (its path; ``--baseline-model`` gives another). The current side is a model given now.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cases import Case
+from alexnet_deploy.engines.registry import BACKEND_NAMES
+from alexnet_deploy.gate.compare import (
+    IMPROVED,
+    NOT_COMPARABLE,
+    REGRESSED,
+    UNCHANGED,
+    GateResult,
+    Verdict,
+)
+from alexnet_deploy.paired import interleaved_ratios, judge_ratios
+
+
+def baseline_model(report_path: Path, given: Path | None) -> Path | None:
+    """The FP32 model a baseline measured (or the one given), if it is on this machine."""
+    import json
+
+    if given is not None:
+        return Path(given) if Path(given).is_file() else None
+    path = Path(json.loads(Path(report_path).read_text())["model"]["path"])
+    return path if path.is_file() else None
+
+
+def paired_verdict(case: Case, infer_a, infer_b, batch, threshold: float, seed: int) -> Verdict:
+    """One configuration: warm both, then ``C.AA_PAIRS`` interleaved pairs of blocks."""
+    for _ in range(5):
+        infer_a(batch)
+        infer_b(batch)
+    ratios = interleaved_ratios(infer_a, infer_b, batch, C.AA_PAIRS, C.AA_BLOCK_CALLS)
+    outcome = judge_ratios(ratios, threshold, seed)
+    if outcome.flagged:
+        verdict = REGRESSED
+    elif outcome.change < -threshold and outcome.ci_high < 0:
+        verdict = IMPROVED
+    else:
+        verdict = UNCHANGED
+    return Verdict(
+        case.label,
+        "p50 (paired)",
+        verdict,
+        change=outcome.change,
+        ci_low=1 + outcome.ci_low,
+        ci_high=1 + outcome.ci_high,
+        note=f"median of {len(ratios)} interleaved pair ratios (current / baseline)",
+        detectable=max(threshold, (outcome.ci_high - outcome.ci_low) / 2),
+    )
+
+
+def compare_paired(
+    cases: list[Case],
+    engines_for,
+    threshold: float,
+    *,
+    seed: int = C.DEFAULT_SEED,
+    progress=lambda m: None,
+) -> GateResult:
+    """``engines_for(case)`` -> (baseline engine, current engine); each case judged paired."""
+    from alexnet_deploy.engines.registry import get_backend
+
+    result = GateResult([], mode="paired")
+    for index, case in enumerate(sorted(cases, key=Case.sort_key)):
+        if case.backend not in BACKEND_NAMES:
+            result.verdicts.append(
+                Verdict(case.label, "p50 (paired)", NOT_COMPARABLE, note="paired mode runs engines")
+            )
+            continue
+        progress(f"paired: {case.label}")
+        base, current = engines_for(case)
+        shape = (case.batch, *base.sidecar.image_shape)
+        batch = np.random.default_rng(seed).standard_normal(shape, dtype=np.float32)
+        backend = get_backend(case.backend)
+        with backend.runner(base) as a, backend.runner(current) as b:
+            result.verdicts.append(
+                paired_verdict(case, a.infer, b.infer, batch, threshold, seed + index)
+            )
+    if not result.comparable:
+        result.notes.append("no configuration could be compared")
+    return result
