@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -38,6 +39,45 @@ def slowed(infer: Callable, fraction: float) -> Callable:
         return out
 
     return run
+
+
+def slower_copy(model: Path, out: Path, width: int) -> Path:
+    """A copy of an ONNX model that is genuinely slower with identical outputs: a MatMul of the
+    flattened input by a ``[input size, width]`` matrix, summed, multiplied by zero and added to
+    the logits (a runtime cannot skip work whose result it adds). Its metadata is kept, so it
+    stays a model of this tool; ``width`` sets the extra cost (measure it: it depends on the
+    CPU's caches)."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    proto = onnx.load(str(model))
+    graph = proto.graph
+    output = graph.output[0].name
+    producer = next(n for n in graph.node if output in n.output)
+    producer.output[list(producer.output).index(output)] = "slower_logits"
+    dims = graph.input[0].type.tensor_type.shape.dim[1:]
+    size = int(np.prod([d.dim_value for d in dims]))
+    weight = np.random.default_rng(0).standard_normal((size, width)).astype(np.float32)
+    graph.initializer.extend(
+        [
+            numpy_helper.from_array(weight, "slower_w"),
+            numpy_helper.from_array(np.zeros((), np.float32), "slower_zero"),
+        ]
+    )
+    graph.node.extend(
+        [
+            helper.make_node("Flatten", [graph.input[0].name], ["slower_flat"]),
+            helper.make_node("MatMul", ["slower_flat", "slower_w"], ["slower_mm"]),
+            helper.make_node("Relu", ["slower_mm"], ["slower_relu"]),
+            helper.make_node("ReduceSum", ["slower_relu"], ["slower_sum"], keepdims=0),
+            helper.make_node("Mul", ["slower_sum", "slower_zero"], ["slower_nothing"]),
+            helper.make_node("Add", ["slower_logits", "slower_nothing"], [output]),
+        ]
+    )
+    onnx.checker.check_model(proto)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(proto, str(out))
+    return Path(out)
 
 
 def paired_trials(

@@ -7,46 +7,14 @@ import json
 import shutil
 
 import numpy as np
-import onnx
+import onnxruntime as ort
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+from alexnet_deploy.gate.noise import slower_copy
 from alexnet_deploy.workflow import ModelRequest, bench_model
 
 RULES = MeasureRules(warmup_iterations=2, min_iterations=30, min_seconds=0.1, max_seconds=0.3)
-
-
-def _slower_copy(model, out):
-    """The same network plus real work whose result is multiplied by zero and added to the
-    logits (the runtime cannot skip it): a slower engine with identical outputs."""
-    proto = onnx.load(str(model))
-    graph = proto.graph
-    output = graph.output[0].name
-    producer = next(n for n in graph.node if output in n.output)
-    producer.output[list(producer.output).index(output)] = "logits_raw"
-    width = int(np.prod([d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]))
-    weight = np.random.default_rng(0).standard_normal((width, 4096)).astype(np.float32)
-    graph.initializer.extend(
-        [
-            numpy_helper.from_array(weight, "extra_w"),
-            numpy_helper.from_array(np.zeros((), np.float32), "extra_zero"),
-        ]
-    )
-    graph.node.extend(
-        [
-            helper.make_node("Flatten", [graph.input[0].name], ["extra_flat"]),
-            helper.make_node("MatMul", ["extra_flat", "extra_w"], ["extra_mm"]),
-            helper.make_node("Relu", ["extra_mm"], ["extra_relu"]),
-            helper.make_node("ReduceSum", ["extra_relu"], ["extra_sum"], keepdims=0),
-            helper.make_node("Mul", ["extra_sum", "extra_zero"], ["extra_nothing"]),
-            helper.make_node("Add", ["logits_raw", "extra_nothing"], [output]),
-        ]
-    )
-    assert graph.output[0].type.tensor_type.elem_type == TensorProto.FLOAT
-    onnx.checker.check_model(proto)
-    onnx.save(proto, str(out))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +40,7 @@ def test_the_same_engine_passes(cli, baseline, tmp_path):
 
 
 def test_a_slower_engine_fails(cli, baseline, tmp_path):
-    slow = _slower_copy(baseline["model"], tmp_path / "slow.onnx")
+    slow = slower_copy(baseline["model"], tmp_path / "slow.onnx", width=4096)
     result = cli(
         "gate", baseline["report"], "--paired", "--model", slow,
         "--json", tmp_path / "g.json", "--work-dir", baseline["root"] / "w",
@@ -100,3 +68,13 @@ def test_a_baseline_without_its_model(cli, baseline, tmp_path):
     )  # fmt: skip
     assert "comparing the reports unpaired instead" in fallback.stderr
     assert "(unpaired)" in fallback.stdout and fallback.exit_code == 0, fallback.stdout
+
+
+def test_the_slower_copy_has_the_same_outputs(baseline, tmp_path):
+    slow = slower_copy(baseline["model"], tmp_path / "slow.onnx", width=64)
+    batch = np.random.default_rng(0).standard_normal((2, 3, 32, 32), dtype=np.float32)
+    outs = [
+        ort.InferenceSession(str(m), providers=["CPUExecutionProvider"]).run(None, {"input": batch})
+        for m in (baseline["model"], slow)
+    ]
+    np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-6, atol=1e-6)
