@@ -318,3 +318,23 @@ def paired_gate(
             return tuple(build_engine(m, case.backend, options, work_dir)[0] for m in models)
 
         return compare_paired(cases, engines_for, threshold, progress=progress)
+
+
+def paired_gate_or_fallback(
+    baseline, baseline_model: Path | None, current_model: Path | None, work_dir: Path,
+    threshold: float, *, required: bool, progress: Progress = lambda m: None,
+):  # fmt: skip
+    """Paired mode when the baseline's model (its recorded path, or ``baseline_model``) is on
+    this machine: ``(result, None)``. Otherwise ``(None, why)`` for the caller to compare the
+    reports unpaired, or, when ``required`` (or no CURRENT report exists), a usage error."""
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.gate.paired_gate import baseline_model as find_model
+
+    found = find_model(baseline.paths[0], baseline_model)
+    if found is None:
+        where = baseline_model or f"the path recorded in {baseline.paths[0]}"
+        why = f"paired mode needs the baseline's model ({where}), which is not on this machine"
+        if required:
+            raise UsageError(why, hint="pass it with --baseline-model, or a CURRENT report")
+        return None, why
+    return paired_gate(baseline, found, current_model, work_dir, threshold, progress=progress), None

@@ -124,9 +124,9 @@ def graph_infer(path: Path):
 
 
 def _top5(logits: np.ndarray) -> np.ndarray:
-    shifted = logits - logits.max()
-    probabilities = np.exp(shifted) / np.exp(shifted).sum()
-    return np.argsort(-probabilities)[:5]
+    """Softmax and the five most likely classes: the postprocessing a caller does."""
+    exp = np.exp(logits - logits.max())
+    return np.argsort(-(exp / exp.sum()))[:5]
 
 
 def _measure(payloads, decode_pre, infer, min_seconds: float, max_seconds: float) -> dict:

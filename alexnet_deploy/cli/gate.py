@@ -236,23 +236,13 @@ def _gate_aa(
 
 
 def _gate_paired(base, baseline_model, model, thresholds, work_dir, required: bool, alone: bool):
-    """Paired mode, or None (and a line saying why) when the baseline's model is missing and
-    an unpaired comparison can stand in."""
-    from alexnet_deploy.errors import UsageError
-    from alexnet_deploy.gate.paired_gate import baseline_model as find_model
-    from alexnet_deploy.workflow import paired_gate
+    from alexnet_deploy.workflow import paired_gate_or_fallback
 
-    found = find_model(base.paths[0], baseline_model)
-    if found is None:
-        why = (
-            f"paired mode needs the baseline's model ({baseline_model or 'the path in '}"
-            f"{'' if baseline_model else base.paths[0]}), which is not on this machine"
-        )
-        if required or alone:
-            raise UsageError(why, hint="pass it with --baseline-model, or a CURRENT report")
-        err_console.print(f"Warning: {why}: comparing the reports unpaired instead", soft_wrap=True)
-        return None
     with status("paired") as shown:
-        return paired_gate(
-            base, found, model, work_dir, thresholds.values["p50"], progress=shown.update
-        )
+        result, why = paired_gate_or_fallback(
+            base, baseline_model, model, work_dir, thresholds.values["p50"],
+            required=required or alone, progress=shown.update,
+        )  # fmt: skip
+    if why:
+        err_console.print(f"Warning: {why}: comparing the reports unpaired instead", soft_wrap=True)
+    return result
