@@ -4,7 +4,6 @@ each available engine; ImageNet names for a 1000-class model; bad files reported
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
 
@@ -15,15 +14,10 @@ SHIPPED = __import__("pathlib").Path(__file__).parents[1] / "alexnet_deploy" / "
 CPU_BACKENDS = [b for b in ("ort", "openvino", "torch") if get_backend(b).capability().available]
 
 
-@pytest.fixture(scope="module")
-def model(digits, tmp_path_factory):
-    from alexnet_deploy.models.variants import register_variant
-    from tests.digits import DIGITS
-
-    register_variant(DIGITS)
-    path = tmp_path_factory.mktemp("predict") / "digits-tiny.onnx"
-    shutil.copy(digits["onnx"], path)
-    return path
+@pytest.fixture
+def model(digits_model):
+    """The trained test network (its variant registered), shared by the session."""
+    return digits_model
 
 
 @pytest.mark.parametrize("backend", CPU_BACKENDS)
