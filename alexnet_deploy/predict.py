@@ -68,7 +68,7 @@ def class_names(classes: int, labels_file: Path | None = None) -> list[str]:
     return [f"class {i}" for i in range(classes)]
 
 
-def _softmax(logits: np.ndarray) -> np.ndarray:
+def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = logits - logits.max(axis=-1, keepdims=True)
     e = np.exp(shifted.astype(np.float64))
     return e / e.sum(axis=-1, keepdims=True)
@@ -82,7 +82,7 @@ def classify(
 
     if top < 1:
         raise UsageError(f"--top must be at least 1, got {top}")
-    results = []
+    results, labels = [], names
     for path in files:
         result = Prediction(path)
         clock = time.perf_counter
@@ -98,9 +98,9 @@ def classify(
             continue
         logits = np.asarray(infer(batch))[0]
         t3 = clock()
-        probabilities = _softmax(logits)
+        probabilities = softmax(logits)
         order = np.argsort(-probabilities)[:top]
-        labels = names or [f"class {i}" for i in range(len(probabilities))]
+        labels = labels or [f"class {i}" for i in range(len(probabilities))]
         result.top = [(int(i), labels[int(i)], float(probabilities[i])) for i in order]
         t4 = clock()
         result.seconds = dict(zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True))

@@ -29,9 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy.errors import UsageError
-
-STAGES = ("decode", "preprocess", "inference", "postprocess")
-PLACEMENTS = ("host", "onnx-graph", "openvino-ppp")
+from alexnet_deploy.predict import STAGES, softmax  # the same stages as predict's
 
 
 def _payloads(inputs: str) -> list[tuple[str, bytes]]:
@@ -43,18 +41,6 @@ def _payloads(inputs: str) -> list[tuple[str, bytes]]:
     if missing:
         raise UsageError(f"--inputs {inputs}: {missing[0].error}", hint="pass a folder of images")
     return [(p.name, p.read_bytes()) for p in files]
-
-
-def _resize_crop(image, pre):
-    """The resize and center crop of calib/images.preprocess, kept as uint8 HWC."""
-    from PIL import Image
-
-    width, height = image.size
-    scale = pre.resize_size / min(width, height)
-    size = (max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR)
-    left, top = (image.width - pre.crop_size) // 2, (image.height - pre.crop_size) // 2
-    return np.asarray(image.crop((left, top, left + pre.crop_size, top + pre.crop_size)))
 
 
 def ppp_infer(artifact: Path, pre, precision: str = "fp32"):
@@ -125,8 +111,7 @@ def graph_infer(path: Path):
 
 def _top5(logits: np.ndarray) -> np.ndarray:
     """Softmax and the five most likely classes: the postprocessing a caller does."""
-    exp = np.exp(logits - logits.max())
-    return np.argsort(-(exp / exp.sum()))[:5]
+    return np.argsort(-softmax(logits))[:5]
 
 
 def _measure(payloads, decode_pre, infer, min_seconds: float, max_seconds: float) -> dict:
@@ -165,8 +150,7 @@ def end_to_end_rows(
     import tempfile
 
     from alexnet_deploy.artifact import read_artifact
-    from alexnet_deploy.artifacts import WorkDir
-    from alexnet_deploy.calib.images import preprocess
+    from alexnet_deploy.calib.images import preprocess, resize_crop
     from alexnet_deploy.engines.build import build_engine, resolve_artifact
     from alexnet_deploy.engines.options import BuildOptions
     from alexnet_deploy.engines.registry import get_backend
@@ -188,10 +172,10 @@ def end_to_end_rows(
         if backend == "ort":
             progress(f"end to end: {backend} {precision}, preprocessing in the ONNX graph")
             artifact = resolve_artifact(model, precision, "ort", "qdq")
-            with tempfile.TemporaryDirectory(dir=WorkDir(work_dir).cache.parent) as scratch:
+            with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
                 path = with_graph_preprocessing(artifact, pre, Path(scratch) / "pre.onnx")
                 measured = _measure(
-                    payloads, lambda img: _resize_crop(img, pre)[None], graph_infer(path),
+                    payloads, lambda img: resize_crop(img, pre)[None], graph_infer(path),
                     min_seconds, max_seconds,
                 )  # fmt: skip
             rows.append(_row(backend, precision, "onnx-graph", measured))
@@ -200,7 +184,7 @@ def end_to_end_rows(
             artifact = resolve_artifact(model, precision, "openvino", "qdq")
             infer = ppp_infer(artifact, pre, precision)
             measured = _measure(
-                payloads, lambda img: _resize_crop(img, pre)[None], infer, min_seconds, max_seconds
+                payloads, lambda img: resize_crop(img, pre)[None], infer, min_seconds, max_seconds
             )
             rows.append(_row(backend, precision, "openvino-ppp", measured))
     return rows

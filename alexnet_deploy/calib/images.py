@@ -23,9 +23,9 @@ def load_rgb(path):
         return image.convert("RGB")
 
 
-def preprocess(image, pre: Preprocessing) -> np.ndarray:
-    """Resize the short side to ``resize_size`` (bilinear; smaller images are upscaled),
-    center-crop ``crop_size``, scale to [0, 1], normalize: CHW float32."""
+def resize_crop(image, pre: Preprocessing) -> np.ndarray:
+    """Resize the short side to ``resize_size`` (bilinear; smaller images are upscaled) and
+    center-crop ``crop_size``: HWC uint8 (what a runtime that normalizes in its graph takes)."""
     from PIL import Image
 
     width, height = image.size
@@ -34,8 +34,12 @@ def preprocess(image, pre: Preprocessing) -> np.ndarray:
     image = image.resize(size, Image.Resampling.BILINEAR)
     left = (image.width - pre.crop_size) // 2
     top = (image.height - pre.crop_size) // 2
-    image = image.crop((left, top, left + pre.crop_size, top + pre.crop_size))
-    pixels = np.asarray(image, dtype=np.float32) / 255.0
+    return np.asarray(image.crop((left, top, left + pre.crop_size, top + pre.crop_size)))
+
+
+def preprocess(image, pre: Preprocessing) -> np.ndarray:
+    """:func:`resize_crop`, then scale to [0, 1] and normalize: CHW float32."""
+    pixels = resize_crop(image, pre).astype(np.float32) / 255.0
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
     return ((pixels - mean) / std).transpose(2, 0, 1).astype(np.float32)

@@ -54,8 +54,8 @@ def test_preprocessing_inside_openvino_matches_the_host(digits, model):
     import openvino as ov
 
     from alexnet_deploy.artifact import read_artifact
-    from alexnet_deploy.bench.end_to_end import _resize_crop, ppp_infer
-    from alexnet_deploy.calib.images import load_rgb, preprocess
+    from alexnet_deploy.bench.end_to_end import ppp_infer
+    from alexnet_deploy.calib.images import load_rgb, preprocess, resize_crop
 
     pre = read_artifact(model).preprocessing()
     infer = ppp_infer(model, pre)
@@ -69,7 +69,7 @@ def test_preprocessing_inside_openvino_matches_the_host(digits, model):
     files = sorted((digits["heldout_dir"] / "3").iterdir())[:8]
     for path in files:
         image = load_rgb(path)
-        inside = np.asarray(infer(_resize_crop(image, pre)[None]))[0]
+        inside = np.asarray(infer(resize_crop(image, pre)[None]))[0]
         host = np.asarray(request.infer({0: preprocess(image, pre)[None]})[0])[0]
         np.testing.assert_allclose(inside, host, rtol=1e-4, atol=1e-4)
 
@@ -80,14 +80,14 @@ def test_preprocessing_inside_the_onnx_graph_matches_the_host(digits, model, tmp
     import onnxruntime as ort
 
     from alexnet_deploy.artifact import read_artifact
-    from alexnet_deploy.bench.end_to_end import _resize_crop, graph_infer, with_graph_preprocessing
-    from alexnet_deploy.calib.images import load_rgb, preprocess
+    from alexnet_deploy.bench.end_to_end import graph_infer, with_graph_preprocessing
+    from alexnet_deploy.calib.images import load_rgb, preprocess, resize_crop
 
     pre = read_artifact(model).preprocessing()
     infer = graph_infer(with_graph_preprocessing(model, pre, tmp_path / "pre.onnx"))
     session = ort.InferenceSession(str(model), providers=["CPUExecutionProvider"])
     for path in sorted((digits["heldout_dir"] / "8").iterdir())[:8]:
         image = load_rgb(path)
-        inside = np.asarray(infer(_resize_crop(image, pre)[None]))[0]
+        inside = np.asarray(infer(resize_crop(image, pre)[None]))[0]
         host = session.run(None, {session.get_inputs()[0].name: preprocess(image, pre)[None]})
         np.testing.assert_allclose(inside, host[0][0], rtol=1e-4, atol=1e-4)
