@@ -54,7 +54,11 @@ def gate(
     ] = False,
     strict: Annotated[
         bool,
-        typer.Option("--strict", help="Fail (exit 2) when any configuration is not comparable."),
+        typer.Option(
+            "--strict",
+            help="Fail (exit 2) when any check is not comparable or inconclusive (worse beyond "
+            "the threshold, but too noisy to call).",
+        ),
     ] = False,
     json_out: Annotated[
         Path | None, typer.Option("--json", help="Write the result as JSON.")
@@ -126,7 +130,13 @@ def gate(
             hint="alexnet-deploy gate BASELINE CURRENT, or --run, or --aa",
         )
     from alexnet_deploy.gate.baseline import accept_baseline
-    from alexnet_deploy.gate.compare import compare_reports
+    from alexnet_deploy.gate.compare import (
+        INCONCLUSIVE,
+        NOT_COMPARABLE,
+        NOT_JUDGED,
+        REGRESSED,
+        compare_reports,
+    )
     from alexnet_deploy.gate.output import check_output_paths, result_frame, write_outputs
     from alexnet_deploy.gate.ratios import compare_ratios
     from alexnet_deploy.gate.reports import load_report
@@ -170,7 +180,12 @@ def gate(
     if frame.height:
         print_table(frame.drop("note"), "alexnet-deploy gate")
     for verdict in result.verdicts:
-        if verdict.note and verdict.verdict in ("regressed", "not comparable", "not judged"):
+        if verdict.note and verdict.verdict in (
+            REGRESSED,
+            INCONCLUSIVE,
+            NOT_COMPARABLE,
+            NOT_JUDGED,
+        ):
             out_console.print(
                 f"  {verdict.config} {verdict.metric}: {verdict.note}",
                 highlight=False,
@@ -178,10 +193,11 @@ def gate(
             )
     for note in result.notes:
         err_console.print(f"[bold yellow]{escape(note)}[/]", soft_wrap=True)
-    skipped = len(result.not_comparable)
+    skipped = len(result.unsettled)
     if skipped and result.comparable:
         err_console.print(
-            f"Warning: {skipped} check(s) not comparable (listed above); --strict fails on them.",
+            f"Warning: {skipped} check(s) not comparable or inconclusive (listed above); "
+            "--strict fails on them.",
             soft_wrap=True,
         )
     code = result.exit_code
@@ -189,7 +205,7 @@ def gate(
     if strict and code == 0 and skipped:
         code = 2  # --strict: a check that could not be compared fails, and the line says so
         summary = (
-            f"gate FAIL (--strict): {skipped} check(s) not comparable; "
+            f"gate FAIL (--strict): {skipped} check(s) not comparable or inconclusive; "
             + summary.split(": ", 1)[-1]
         )
     out_console.print(summary, highlight=False, soft_wrap=True)

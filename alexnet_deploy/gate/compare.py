@@ -24,6 +24,21 @@ IMPROVED, UNCHANGED, REGRESSED, NOT_COMPARABLE = (
 )
 # measured on both sides but too thin to judge (a p99 of few samples): shown, never a verdict
 NOT_JUDGED = "not judged"
+# worse by more than the threshold, but the interval still reaches "no change": these runs vary
+# too much to tell. Not a failure (no false alarms from a noisy machine); never "unchanged"
+# either; --strict fails on it.
+INCONCLUSIVE = "inconclusive"
+
+
+def verdict_of(change: float, threshold: float, worse_sure: bool, better_sure: bool) -> str:
+    """The one rule every gate mode judges by. ``change``: relative, worse is positive;
+    ``worse_sure``/``better_sure``: the interval lies wholly on that side of no change."""
+    if change > threshold:
+        return REGRESSED if worse_sure else INCONCLUSIVE
+    if change < -threshold and better_sure:
+        return IMPROVED
+    return UNCHANGED
+
 
 # What was compared with what; named in every output (terminal, JSON, Markdown, JUnit).
 MODES = {
@@ -109,6 +124,15 @@ class GateResult:
         return [v for v in self.verdicts if v.verdict == NOT_COMPARABLE]
 
     @property
+    def inconclusive(self) -> list[Verdict]:
+        return [v for v in self.verdicts if v.verdict == INCONCLUSIVE]
+
+    @property
+    def unsettled(self) -> list[Verdict]:
+        """What --strict fails on: checks not made, and changes too noisy to call."""
+        return self.not_comparable + self.inconclusive
+
+    @property
     def passed(self) -> bool:
         return not self.regressions and bool(self.comparable)
 
@@ -128,11 +152,12 @@ class GateResult:
             k: sum(v.verdict == k for v in self.verdicts)
             for k in (REGRESSED, IMPROVED, UNCHANGED, NOT_COMPARABLE)
         }
-        judged_not = sum(v.verdict == NOT_JUDGED for v in self.verdicts)
         state = "PASS" if self.passed else ("FAIL" if self.regressions else "NOTHING COMPARABLE")
         text = f"gate {state} ({self.mode}): " + ", ".join(f"{n} {k}" for k, n in counts.items())
-        if judged_not:
-            text += f", {judged_not} {NOT_JUDGED}"
+        for shown_if_any in (INCONCLUSIVE, NOT_JUDGED):
+            n = sum(v.verdict == shown_if_any for v in self.verdicts)
+            if n:
+                text += f", {n} {shown_if_any}"
         if self.env_mismatch:
             text += " [ENVIRONMENTS DIFFER: absolute timings compared across machines]"
         return text
@@ -163,16 +188,13 @@ def _speed_verdict(
             float(np.percentile(base, q)) / 1e6,
             float(np.percentile(cur, q)) / 1e6,
         )
-    if change > threshold and worse_significant:
-        verdict = REGRESSED
-    elif change < -threshold and better_significant:
-        verdict = IMPROVED
-    else:
-        verdict = UNCHANGED
+    verdict = verdict_of(change, threshold, worse_significant, better_significant)
     note = ""
     if np.ptp(base) == 0 and np.ptp(cur) == 0:
         note = "zero-variance samples: the ratio is exact"
     half_width = (high - low) / 2
+    if verdict == INCONCLUSIVE:
+        note = inconclusive_note(change, low, high)
     return Verdict(
         name,
         metric,
@@ -185,6 +207,14 @@ def _speed_verdict(
         mann_whitney_p(base, cur),
         note,
         detectable=max(threshold, half_width),
+    )
+
+
+def inconclusive_note(change: float, low: float, high: float) -> str:
+    return (
+        f"{100 * change:.0f}% worse, but the 95% interval of the ratio ({low:.2f} to {high:.2f}) "
+        "reaches no change: these runs vary too much to tell; measure in more rounds "
+        "(bench --repeat) or compare interleaved (gate --paired)"
     )
 
 

@@ -8,7 +8,14 @@ from pathlib import Path
 from xml.sax.saxutils import escape
 
 from alexnet_deploy.fileio import write_json_atomic, write_text_atomic
-from alexnet_deploy.gate.compare import MODES, NOT_COMPARABLE, NOT_JUDGED, REGRESSED, GateResult
+from alexnet_deploy.gate.compare import (
+    INCONCLUSIVE,
+    MODES,
+    NOT_COMPARABLE,
+    NOT_JUDGED,
+    REGRESSED,
+    GateResult,
+)
 
 
 def result_frame(result: GateResult):
@@ -51,6 +58,10 @@ def markdown(result: GateResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+# JUnit has pass, failure and skipped: a check not made, too thin or too noisy to call is skipped
+UNSETTLED_OR_UNJUDGED = (NOT_COMPARABLE, INCONCLUSIVE, NOT_JUDGED)
+
+
 def junit(result: GateResult) -> str:
     cases = []
     for v in result.verdicts:
@@ -58,11 +69,11 @@ def junit(result: GateResult) -> str:
         body = ""
         if v.verdict == REGRESSED:
             body = f'<failure message="{escape(v.note or "regressed", {chr(34): "&quot;"})}">change {v.change}</failure>'
-        elif v.verdict in (NOT_COMPARABLE, NOT_JUDGED):
+        elif v.verdict in UNSETTLED_OR_UNJUDGED:
             body = f'<skipped message="{escape(v.note, {chr(34): "&quot;"})}"/>'
         cases.append(f'  <testcase classname="alexnet-deploy.gate" name="{name}">{body}</testcase>')
     failures = len(result.regressions)
-    skipped = sum(v.verdict in (NOT_COMPARABLE, NOT_JUDGED) for v in result.verdicts)
+    skipped = sum(v.verdict in UNSETTLED_OR_UNJUDGED for v in result.verdicts)
     return (
         f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="alexnet-deploy gate" '
         f'tests="{len(result.verdicts)}" failures="{failures}" skipped="{skipped}">\n'

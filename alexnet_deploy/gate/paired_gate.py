@@ -17,12 +17,10 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.cases import Case
 from alexnet_deploy.engines.registry import BACKEND_NAMES
 from alexnet_deploy.gate.compare import (
-    IMPROVED,
     NOT_COMPARABLE,
-    REGRESSED,
-    UNCHANGED,
     GateResult,
     Verdict,
+    verdict_of,
 )
 from alexnet_deploy.paired import interleaved_ratios, judge_ratios
 
@@ -44,12 +42,7 @@ def paired_verdict(case: Case, infer_a, infer_b, batch, threshold: float, seed: 
         infer_b(batch)
     ratios = interleaved_ratios(infer_a, infer_b, batch, C.AA_PAIRS, C.AA_BLOCK_CALLS)
     outcome = judge_ratios(ratios, threshold, seed)
-    if outcome.flagged:
-        verdict = REGRESSED
-    elif outcome.change < -threshold and outcome.ci_high < 0:
-        verdict = IMPROVED
-    else:
-        verdict = UNCHANGED
+    verdict = verdict_of(outcome.change, threshold, outcome.ci_low > 0, outcome.ci_high < 0)
     return Verdict(
         case.label,
         "p50 (paired)",

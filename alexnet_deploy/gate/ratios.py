@@ -13,12 +13,10 @@ import time
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.gate.compare import (
-    IMPROVED,
     NOT_COMPARABLE,
-    REGRESSED,
-    UNCHANGED,
     GateResult,
     Verdict,
+    verdict_of,
 )
 from alexnet_deploy.gate.reports import RATIO_SCHEMA, LoadedReport
 from alexnet_deploy.gate.significance import RatioEstimate, bootstrap_ratio
@@ -104,12 +102,7 @@ def compare_ratios(
             continue
         est = measured[name]
         change = 1 - est.ratio / spec["value"]  # positive: the speed-up shrank
-        if change > threshold and est.high < spec["value"]:
-            verdict = REGRESSED
-        elif change < -threshold and est.low > spec["value"]:
-            verdict = IMPROVED
-        else:
-            verdict = UNCHANGED
+        verdict = verdict_of(change, threshold, est.high < spec["value"], est.low > spec["value"])
         result.verdicts.append(
             Verdict(
                 name,
