@@ -47,6 +47,7 @@ class ArtifactInfo:
     @property
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of one input."""
+        self.require_float_input()
         dims = self.input.dims[1:]
         if len(dims) != 3 or not all(isinstance(d, int) for d in dims):
             raise AlexnetDeployError(
@@ -54,6 +55,20 @@ class ArtifactInfo:
                 "expected [batch, C, H, W] with fixed C, H, W"
             )
         return dims  # type: ignore[return-value]
+
+    @property
+    def takes_pixels(self) -> bool:
+        """Exported with --preprocess: uint8 NHWC pixels in, preprocessing in the graph."""
+        return self.metadata.get("input_layout", "").startswith("pixels")
+
+    def require_float_input(self) -> None:
+        if self.takes_pixels:
+            raise AlexnetDeployError(
+                f"{self.path} takes decoded uint8 pixels (exported with --preprocess): "
+                "calibrate, build and bench take the float export",
+                hint="export again without --preprocess for them; the --preprocess file is for "
+                "deployment (feed it an RGB image as uint8 [1, height, width, 3])",
+            )
 
     @property
     def precision(self) -> str:

@@ -12,6 +12,13 @@ DEFAULT_SEED = 0
 # ONNX tensor names are a contract with every runtime and with Triton configs: never rely on
 # whatever name the exporter happens to produce.
 INPUT_NAME = "input"
+# the input of a model with its preprocessing in the graph (export --preprocess): uint8 NHWC
+PIXELS_INPUT_NAME = "pixels"
+# export --preprocess checks its in-graph resize against Pillow's on the shipped photos as they
+# are and at these sizes (reducing, enlarging); measured: within one level everywhere
+PIXEL_GRAPH_CHECK_SIZES = ((640, 480), (333, 517), (150, 100))
+PIXEL_GRAPH_MAX_LEVELS = 1.5
+PIXEL_GRAPH_MIN_OPSET = 18  # Resize antialias and axes, CenterCropPad
 LOGITS_NAME = "logits"
 PROBABILITIES_NAME = "probabilities"
 BATCH_AXIS_NAME = "batch"

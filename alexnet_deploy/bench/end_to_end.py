@@ -2,19 +2,23 @@
 preprocessing. No peer measures this; at about 2-3 ms per INT8 image on this class of CPU the
 preprocessing may cost as much as the network.
 
-Each image, held as its file's bytes in memory, goes: decode (Pillow) -> preprocess -> inference
--> softmax and top-5. Placements of the preprocessing:
+Each image, held as its file's bytes in memory, goes: decode -> preprocess -> inference ->
+softmax and top-5. Placements of the preprocessing:
 
-* ``host``: Pillow resizes the short side and center-crops, NumPy scales and normalizes to
-  float32 NCHW; the engine (any backend) runs the model as exported.
+* ``host``: Pillow decodes, resizes the short side and center-crops, NumPy scales and
+  normalizes to float32 NCHW; the engine (any backend) runs the model as exported.
+* ``host-opencv`` (when ``opencv-python-headless`` is installed: the ``opencv`` extra): the
+  same on the host with OpenCV's decode and resize. Pillow-SIMD, the other fast host library,
+  is not on the package registry this project installs from.
 * ``onnx-graph``: Pillow resizes and crops (uint8 stays uint8); the rest (cast, NHWC to NCHW,
-  mean and scale) is prepended to the ONNX graph itself, run by ONNX Runtime: a model file that
-  takes uint8 pixels, for any runtime.
+  mean and scale) is prepended to the ONNX graph itself, run by ONNX Runtime.
+* ``onnx-graph-resize``: Pillow only decodes; the resize, crop and the rest are in the graph
+  (the model ``export --preprocess`` writes: uint8 NHWC of any size in; exporter/pixels.py).
 * ``openvino-ppp``: Pillow resizes and crops; OpenVINO's PrePostProcessor does the rest inside
   the compiled model (uint8 NHWC in; convert, layout, mean and scale as graph operations).
 
-Resizing stays on the host in every placement: the short-side resize and center crop depend on
-each image's size, which a fixed graph input does not have.
+Each row says how often its top-1 class agrees with the ``host`` row's on the same images:
+moving the resize changes pixels by up to a level or so, which can flip a close call.
 
 The stages are timed back to back around each call: their sum is the whole within the timer's
 resolution (the test holds it within 5%).
@@ -70,43 +74,45 @@ def ppp_infer(artifact: Path, pre, precision: str = "fp32"):
     return lambda batch: request.infer({0: batch})[0]
 
 
-def with_graph_preprocessing(artifact: Path, pre, out: Path) -> Path:
-    """A copy of the ONNX model that takes uint8 NHWC pixels (resized and cropped): Cast,
-    Transpose to NCHW, subtract 255*mean and divide by 255*std, prepended to the graph."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+def pillow_decode(payload: bytes):
+    from alexnet_deploy.calib.images import load_rgb
 
-    model = onnx.load(str(artifact))
-    graph = model.graph
-    old = graph.input[0]
-    size = pre.crop_size
-    pixels = helper.make_tensor_value_info("pixels_u8", TensorProto.UINT8, ["batch", size, size, 3])
-    mean = np.asarray([255.0 * m for m in pre.mean], np.float32).reshape(1, 3, 1, 1)
-    std = np.asarray([255.0 * s for s in pre.std], np.float32).reshape(1, 3, 1, 1)
-    graph.initializer.extend(
-        [numpy_helper.from_array(mean, "pre_mean255"), numpy_helper.from_array(std, "pre_std255")]
-    )
-    nodes = [
-        helper.make_node("Cast", ["pixels_u8"], ["pre_f32"], to=TensorProto.FLOAT),
-        helper.make_node("Transpose", ["pre_f32"], ["pre_nchw"], perm=[0, 3, 1, 2]),
-        helper.make_node("Sub", ["pre_nchw", "pre_mean255"], ["pre_centered"]),
-        helper.make_node("Div", ["pre_centered", "pre_std255"], [old.name]),
-    ]
-    graph.input.remove(old)
-    graph.input.insert(0, pixels)
-    for node in reversed(nodes):
-        graph.node.insert(0, node)
-    onnx.checker.check_model(model)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, str(out))
-    return out
+    return load_rgb(io.BytesIO(payload))
 
 
-def graph_infer(path: Path):
-    import onnxruntime as ort
+def opencv_available() -> bool:
+    import importlib.util
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return lambda batch: session.run(None, {"pixels_u8": batch})[0]
+    return importlib.util.find_spec("cv2") is not None
+
+
+def opencv_decode(payload: bytes) -> np.ndarray:
+    """JPEG/PNG bytes -> RGB HWC uint8 with OpenCV (its libjpeg-turbo and libpng)."""
+    import cv2
+
+    image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise UsageError("OpenCV could not decode an input image", hint="check the --inputs files")
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def opencv_preprocess(pixels: np.ndarray, pre) -> np.ndarray:
+    """The host rule (calib/images.py) with OpenCV's resize: the short side to
+    ``resize_size`` (INTER_AREA when reducing, which averages as an antialiased filter does;
+    INTER_LINEAR when enlarging), center crop, scale, normalize, NCHW float32, batch of one."""
+    import cv2
+
+    height, width = pixels.shape[:2]
+    scale = pre.resize_size / min(width, height)
+    size = (max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale)))
+    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(pixels, size, interpolation=method)
+    top = (resized.shape[0] - pre.crop_size) // 2
+    left = (resized.shape[1] - pre.crop_size) // 2
+    crop = resized[top : top + pre.crop_size, left : left + pre.crop_size]
+    mean = np.asarray(pre.mean, np.float32) * 255
+    std = np.asarray(pre.std, np.float32) * 255
+    return ((crop.astype(np.float32) - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
 
 
 def _top5(logits: np.ndarray) -> np.ndarray:
@@ -114,44 +120,77 @@ def _top5(logits: np.ndarray) -> np.ndarray:
     return np.argsort(-softmax(logits))[:5]
 
 
-def _measure(payloads, decode_pre, infer, min_seconds: float, max_seconds: float) -> dict:
-    """Every image in turn until ``min_seconds`` have passed (at least one pass over them)."""
-    from alexnet_deploy.calib.images import load_rgb
-
+def _measure(payloads, decode, prepare, infer, min_seconds: float, max_seconds: float) -> dict:
+    """Every image in turn until ``min_seconds`` have passed (at least one pass over them);
+    the top-1 class of each image on the first pass (to compare placements)."""
     clock = time.perf_counter
     totals = dict.fromkeys(STAGES, 0.0)
-    count, start = 0, clock()
+    count, start, top1 = 0, clock(), []
     while True:
         for _name, payload in payloads:
             t0 = clock()
-            image = load_rgb(io.BytesIO(payload))
+            image = decode(payload)
             t1 = clock()
-            batch = decode_pre(image)
+            batch = prepare(image)
             t2 = clock()
             logits = np.asarray(infer(batch))[0]
             t3 = clock()
-            _top5(logits)
+            best = _top5(logits)
             t4 = clock()
             for stage, seconds in zip(STAGES, (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True):
                 totals[stage] += seconds
+            if len(top1) < len(payloads):
+                top1.append(int(best[0]))
             count += 1
         elapsed = clock() - start
         if elapsed >= min_seconds or elapsed >= max_seconds:
             break
-    return {"images": count, "wall_seconds": elapsed, **{f"{s}_s": totals[s] for s in STAGES}}
+    return {
+        "images": count,
+        "wall_seconds": elapsed,
+        "top1": top1,
+        **{f"{s}_s": totals[s] for s in STAGES},
+    }
+
+
+def _placements(backend: str, precision: str, model: Path, pre, scratch: Path):
+    """(name, decode, prepare, infer factory) for each placement this case can have beyond
+    ``host``. The infer factory is called only when the placement is measured."""
+    from alexnet_deploy.calib.images import resize_crop
+    from alexnet_deploy.engines.build import resolve_artifact
+    from alexnet_deploy.engines.registry import get_backend
+    from alexnet_deploy.exporter.pixels import pixel_session, write_with_pixel_input
+
+    if backend == "ort":
+        artifact = resolve_artifact(model, precision, "ort", "qdq")
+
+        def graph(resize: bool):
+            out = scratch / f"{precision}-{'resize' if resize else 'crop'}.onnx"
+            return lambda: pixel_session(write_with_pixel_input(artifact, pre, out, resize=resize))
+
+        yield "onnx-graph", pillow_decode, lambda img: resize_crop(img, pre)[None], graph(False)
+        yield "onnx-graph-resize", pillow_decode, lambda img: np.asarray(img)[None], graph(True)
+    if backend == "openvino" and get_backend("openvino").capability().available:
+        artifact = resolve_artifact(model, precision, "openvino", "qdq")
+        yield (
+            "openvino-ppp",
+            pillow_decode,
+            lambda img: resize_crop(img, pre)[None],
+            lambda: ppp_infer(artifact, pre, precision),
+        )
 
 
 def end_to_end_rows(
     model: Path, cases: list[tuple[str, str]], inputs: str, work_dir: Path, *,
     min_seconds: float = 1.0, max_seconds: float = 6.0, progress=lambda m: None,
 ) -> list[dict]:  # fmt: skip
-    """One row per (backend, precision) and placement: end-to-end images/s and each stage's
-    share of the time."""
+    """One row per (backend, precision) and placement: end-to-end images/s, each stage's
+    share of the time, and how often its top-1 agrees with the host placement's."""
     import tempfile
 
     from alexnet_deploy.artifact import read_artifact
-    from alexnet_deploy.calib.images import preprocess, resize_crop
-    from alexnet_deploy.engines.build import build_engine, resolve_artifact
+    from alexnet_deploy.calib.images import preprocess
+    from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
     from alexnet_deploy.engines.registry import get_backend
 
@@ -164,34 +203,33 @@ def end_to_end_rows(
         progress(f"end to end: {backend} {precision}, host preprocessing")
         engine, _ = build_engine(model, backend, BuildOptions(precision=precision), work_dir)
         with get_backend(backend).runner(engine) as runner:
-            measured = _measure(
-                payloads, lambda img: preprocess(img, pre)[None], runner.infer,
+            host = _measure(
+                payloads, pillow_decode, lambda img: preprocess(img, pre)[None], runner.infer,
                 min_seconds, max_seconds,
             )  # fmt: skip
-        rows.append(_row(backend, precision, "host", measured))
-        if backend == "ort":
-            progress(f"end to end: {backend} {precision}, preprocessing in the ONNX graph")
-            artifact = resolve_artifact(model, precision, "ort", "qdq")
-            with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
-                path = with_graph_preprocessing(artifact, pre, Path(scratch) / "pre.onnx")
+            rows.append(_row(backend, precision, "host", host, host["top1"]))
+            if opencv_available():
+                progress(f"end to end: {backend} {precision}, host preprocessing with OpenCV")
                 measured = _measure(
-                    payloads, lambda img: resize_crop(img, pre)[None], graph_infer(path),
+                    payloads, opencv_decode, lambda px: opencv_preprocess(px, pre), runner.infer,
                     min_seconds, max_seconds,
                 )  # fmt: skip
-            rows.append(_row(backend, precision, "onnx-graph", measured))
-        if backend == "openvino" and get_backend("openvino").capability().available:
-            progress(f"end to end: {backend} {precision}, preprocessing in OpenVINO's PPP")
-            artifact = resolve_artifact(model, precision, "openvino", "qdq")
-            infer = ppp_infer(artifact, pre, precision)
-            measured = _measure(
-                payloads, lambda img: resize_crop(img, pre)[None], infer, min_seconds, max_seconds
-            )
-            rows.append(_row(backend, precision, "openvino-ppp", measured))
+                rows.append(_row(backend, precision, "host-opencv", measured, host["top1"]))
+        with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
+            for name, decode, prepare, make_infer in _placements(
+                backend, precision, model, pre, Path(scratch)
+            ):
+                progress(f"end to end: {backend} {precision}, preprocessing: {name}")
+                measured = _measure(
+                    payloads, decode, prepare, make_infer(), min_seconds, max_seconds
+                )
+                rows.append(_row(backend, precision, name, measured, host["top1"]))
     return rows
 
 
-def _row(backend: str, precision: str, placement: str, m: dict) -> dict:
+def _row(backend: str, precision: str, placement: str, m: dict, host_top1: list[int]) -> dict:
     stages = sum(m[f"{s}_s"] for s in STAGES)
+    agree = sum(a == b for a, b in zip(m["top1"], host_top1, strict=True))
     return {
         "backend": backend,
         "precision": precision,
@@ -201,6 +239,7 @@ def _row(backend: str, precision: str, placement: str, m: dict) -> dict:
         "ms_per_image": 1e3 * m["wall_seconds"] / m["images"],
         **{f"{s}_pct": 100 * m[f"{s}_s"] / stages for s in STAGES},
         "stages_over_wall_pct": 100 * stages / m["wall_seconds"],
+        "top1_agrees_with_host_pct": 100 * agree / len(host_top1),
     }
 
 
@@ -217,6 +256,7 @@ def end_to_end_frame(rows: list[dict]):
                 "images/s": round(r["images_per_s"], 1),
                 "ms/image": round(r["ms_per_image"], 2),
                 **{f"{s} %": round(r[f"{s}_pct"], 1) for s in STAGES},
+                "top-1 as host %": round(r["top1_agrees_with_host_pct"], 1),
             }
             for r in rows
         ]

@@ -42,6 +42,15 @@ def export(
     softmax: Annotated[
         bool, typer.Option("--softmax", help=f"Also output softmax as '{C.PROBABILITIES_NAME}'.")
     ] = False,
+    preprocess: Annotated[
+        bool,
+        typer.Option(
+            "--preprocess",
+            help="Bake the preprocessing into the graph: the model takes a decoded RGB image as "
+            "uint8 [batch, height, width, 3] of any size and resizes, crops and normalizes it "
+            "itself (opset 18+). For deployment; calibrate, build and bench take the float export.",
+        ),
+    ] = False,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -58,7 +67,7 @@ def export(
     from alexnet_deploy.models.variants import get_variant
 
     spec = get_variant(variant.value)
-    config = ExportConfig(opset=opset, softmax=softmax)
+    config = ExportConfig(opset=opset, softmax=softmax, preprocess=preprocess)
     out = output or Path(C.DEFAULT_WORK_DIR) / f"alexnet-{spec.name}.onnx"
     with status("exporting") as shown:
         result = export_onnx(
@@ -94,3 +103,12 @@ def _print_export_result(result) -> None:
         f"{result.weights.label}; export {result.export_seconds:.1f} s, "
         f"validation {result.validate_seconds:.1f} s; manifest {result.manifest}"
     )
+    if result.pixels_check:
+        check = result.pixels_check
+        out_console.print(
+            f"input: {C.PIXELS_INPUT_NAME!r}, uint8 [batch, height, width, 3], any size; the "
+            f"graph's resize, crop and normalization against Pillow's on {check['images']} "
+            f"images: at most {check['max_levels']:.2f} pixel levels apart "
+            f"(mean {check['mean_levels']:.3f})",
+            highlight=False,
+        )

@@ -68,6 +68,7 @@ def resolve_artifact(model: Path, precision: str, backend: str, quantizer: str =
 
 def check_artifact_contract(info: ArtifactInfo) -> None:
     """One float32 NCHW image input with a dynamic batch axis, [batch, classes] logits."""
+    info.require_float_input()
     spec = info.input
     if spec.dtype != "float32" or len(spec.dims) != 4:
         raise AlexnetDeployError(

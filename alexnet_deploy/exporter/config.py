@@ -12,6 +12,8 @@ from alexnet_deploy.errors import UsageError
 class ExportConfig:
     opset: int = C.DEFAULT_OPSET
     softmax: bool = False
+    # prepend decode-to-tensor preprocessing: the input becomes uint8 NHWC pixels of any size
+    preprocess: bool = False
     atol: float = C.FP32_ATOL
     rtol: float = C.FP32_RTOL
     validation_batch_sizes: tuple[int, ...] = C.VALIDATION_BATCH_SIZES
@@ -26,6 +28,12 @@ class ExportConfig:
             raise UsageError(
                 f"opset {self.opset} is out of range",
                 hint=f"--opset takes {C.MIN_OPSET} to {C.MAX_OPSET} (default {C.DEFAULT_OPSET})",
+            )
+        if self.preprocess and self.opset < C.PIXEL_GRAPH_MIN_OPSET:
+            raise UsageError(
+                f"--preprocess needs opset {C.PIXEL_GRAPH_MIN_OPSET} or later (Resize with "
+                f"antialias, CenterCropPad); --opset is {self.opset}",
+                hint=f"drop --opset (default {C.DEFAULT_OPSET}) or raise it",
             )
 
     @property

@@ -10,6 +10,7 @@ from pathlib import Path
 from alexnet_deploy.exporter.config import ExportConfig
 from alexnet_deploy.exporter.convert import onnx_from_torch
 from alexnet_deploy.exporter.metadata import export_metadata, manifest_path
+from alexnet_deploy.exporter.pixels import PIXELS_ANY_SIZE, bake_preprocessing
 from alexnet_deploy.exporter.validate import BatchComparison, comparisons_as_dicts, validate_export
 from alexnet_deploy.fileio import (
     atomic_path,
@@ -34,6 +35,7 @@ class ExportResult:
     export_seconds: float
     validate_seconds: float
     comparisons: list[BatchComparison] = field(default_factory=list)
+    pixels_check: dict | None = None  # export --preprocess: the graph's preprocessing vs host
 
 
 def export_onnx(
@@ -67,6 +69,10 @@ def export_onnx(
         progress("validating against PyTorch")
         start = time.perf_counter()
         comparisons = validate_export(tmp, model, variant, config, seed)
+        pixels = None
+        if config.preprocess:
+            progress("baking the preprocessing into the graph (--preprocess) and checking it")
+            pixels = bake_preprocessing(tmp, variant.preprocessing)
         validate_seconds = time.perf_counter() - start
         digest = sha256_file(tmp)
         size = tmp.stat().st_size
@@ -83,6 +89,9 @@ def export_onnx(
             "batches": comparisons_as_dicts(comparisons),
         },
     }
+    if pixels is not None:
+        manifest["metadata"]["input_layout"] = PIXELS_ANY_SIZE
+        manifest["validation"]["preprocessing_in_graph"] = pixels
     manifest_file = write_json_atomic(manifest_path(out), manifest)
     return ExportResult(
         path=out,
@@ -93,4 +102,5 @@ def export_onnx(
         export_seconds=export_seconds,
         validate_seconds=validate_seconds,
         comparisons=comparisons,
+        pixels_check=pixels,
     )

@@ -84,3 +84,60 @@ def test_checkpoint_export_and_softmax_output(tmp_path):
     np.testing.assert_allclose(logits, expected, rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert (probabilities.argmax(1) == expected.argmax(1)).all()
+
+
+# --- export --preprocess: decoded pixels of any size in, the preprocessing in the graph ---
+
+
+@pytest.fixture(scope="module")
+def pixel_export(digits, tmp_path_factory):
+    from alexnet_deploy.models.variants import register_variant
+    from tests.digits import DIGITS, SEED
+
+    register_variant(DIGITS)
+    out = tmp_path_factory.mktemp("pixels") / "digits-pixels.onnx"
+    return export_onnx(
+        DIGITS, out, weights=digits["checkpoint"], seed=SEED, config=ExportConfig(preprocess=True)
+    )
+
+
+def test_preprocess_export_takes_pixels_of_any_size_and_matches_the_host(pixel_export, digits):
+    from PIL import Image
+
+    from alexnet_deploy.artifact import read_artifact
+    from alexnet_deploy.calib.images import load_rgb, preprocess
+    from alexnet_deploy.exporter.pixels import PIXELS_ANY_SIZE, pixel_session
+
+    info = read_artifact(pixel_export.path)
+    assert info.input.name == "pixels" and info.input.dtype == "uint8"
+    assert list(info.input.dims) == ["batch", "height", "width", 3]
+    assert info.metadata["input_layout"] == PIXELS_ANY_SIZE
+    manifest = json.loads(manifest_path(pixel_export.path).read_text())
+    check = manifest["validation"]["preprocessing_in_graph"]
+    assert check == pixel_export.pixels_check and check["max_levels"] <= 1.5
+    pre = info.preprocessing()
+    infer = pixel_session(pixel_export.path)
+    float_model = ort.InferenceSession(str(digits["onnx"]), providers=["CPUExecutionProvider"])
+    agree, files = 0, sorted((digits["heldout_dir"] / "4").iterdir())[:10]
+    for path in files:
+        image = load_rgb(path)  # already 36 px: the graph's resize is the identity
+        host = float_model.run(None, {"input": preprocess(image, pre)[None]})[0][0]
+        np.testing.assert_allclose(infer(np.asarray(image)[None])[0], host, atol=1e-4, rtol=1e-4)
+        bigger = image.resize((97, 61), Image.Resampling.LANCZOS)  # reduced in the graph
+        logits = infer(np.asarray(bigger)[None])[0]
+        host = float_model.run(None, {"input": preprocess(bigger, pre)[None]})[0][0]
+        agree += int(np.argmax(logits) == np.argmax(host))
+    assert agree >= len(files) - 1  # one pixel level apart can flip a close call, rarely
+
+
+def test_preprocess_export_is_refused_by_float_stages_with_a_hint(pixel_export, cli, tmp_path):
+    result = cli("build", pixel_export.path, "--backend", "ort", "--work-dir", tmp_path / "w")
+    assert result.exit_code != 0 and "Traceback" not in result.stderr
+    assert "exported with --preprocess" in result.stderr and "without --preprocess" in result.stderr
+
+
+def test_preprocess_needs_opset_18_and_writes_nothing(cli, tmp_path):
+    out = tmp_path / "m.onnx"
+    result = cli("export", "--preprocess", "--opset", "17", "-o", out)
+    assert result.exit_code == 2 and "--preprocess needs opset 18" in result.stderr
+    assert not out.exists() and list(tmp_path.iterdir()) == []

@@ -334,18 +334,12 @@ def test_samples_are_real_measurements(reports):
 
 
 def test_run_benches_the_baselines_configurations_now(reports, cli, tmp_path):
-    result = cli(
-        "gate",
-        reports / "a",
-        "--run",
-        "--work-dir",
-        tmp_path / "w",
-        "--threshold",
-        "0.5",
-        "--threshold",
-        "p99=5",
-    )
-    assert result.exit_code == 0, result.stdout + result.stderr
+    # the plumbing of --run: what it benches and that every check compares. Its speed verdict
+    # is two runs minutes apart on a shared machine (CI saw 1.7x while other work ran): that
+    # noise is scripts/gate-evaluation-unpaired's to measure, not a test's to assume away.
+    result = cli("gate", reports / "a", "--run", "--work-dir", tmp_path / "w")
+    assert result.exit_code in (0, 1), result.stdout + result.stderr
+    assert "(rerun): " in result.stdout and " 0 not comparable" in result.stdout
     rerun = json.loads((tmp_path / "w" / "reports" / "gate-run" / "bench-summary.json").read_text())
     base = json.loads((reports / "a" / "bench-summary.json").read_text())
     assert sorted((r["backend"], r["precision"]) for r in rerun["rows"]) == sorted(
