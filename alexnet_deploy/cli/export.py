@@ -111,4 +111,5 @@ def _print_export_result(result) -> None:
             f"images: at most {check['max_levels']:.2f} pixel levels apart "
             f"(mean {check['mean_levels']:.3f})",
             highlight=False,
+            markup=False,
         )
