@@ -49,6 +49,7 @@ class DataRequest:
 
 
 def check_input_model(info: ArtifactInfo) -> None:
+    info.require_float_input()
     if info.precision != "fp32":
         raise AlexnetDeployError(
             f"{info.path} is already a {info.precision} model; calibration starts from the FP32 export",

@@ -130,8 +130,14 @@ def test_preprocess_export_takes_pixels_of_any_size_and_matches_the_host(pixel_e
     assert agree >= len(files) - 1  # one pixel level apart can flip a close call, rarely
 
 
-def test_preprocess_export_is_refused_by_float_stages_with_a_hint(pixel_export, cli, tmp_path):
-    result = cli("build", pixel_export.path, "--backend", "ort", "--work-dir", tmp_path / "w")
+@pytest.mark.parametrize(
+    "command", [("build", "--backend", "ort", "--work-dir"), ("calibrate", "--output")]
+)
+def test_preprocess_export_is_refused_by_float_stages_with_a_hint(
+    pixel_export, cli, tmp_path, command
+):
+    name, *options = command
+    result = cli(name, pixel_export.path, *options, tmp_path / "w")
     assert result.exit_code != 0 and "Traceback" not in result.stderr
     assert "exported with --preprocess" in result.stderr and "without --preprocess" in result.stderr
 
