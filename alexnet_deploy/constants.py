@@ -137,6 +137,10 @@ GATE_MIN_SAMPLES = 10
 GATE_P99_MIN_SAMPLES = 1000
 # Fidelity budget: top-1 agreement may fall this many points before the gate fails.
 GATE_TOP1_BUDGET_POINTS = 1.0
+# unpaired and history gates: threshold = this x the largest change between two separate runs of
+# the configuration (gate --measure-noise, or the history's runs); gate/spread.py
+NOISE_SAFETY_FACTOR = 2.0
+NOISE_RUNS = 3
 # A/A and evaluation trials: pairs of interleaved blocks (A then B, B then A, ...), each block
 # this many calls (~0.1 s for AlexNet INT8 at batch 1 here).
 AA_PAIRS = 20

@@ -172,14 +172,14 @@ def bench_model(
         )  # fmt: skip
 
 
-def rerun_baseline(baseline, work_dir: Path) -> Path:
+def rerun_baseline(baseline, work_dir: Path, out: Path | None = None) -> Path:
     """``gate --run``: bench a loaded baseline report's configurations (every key field,
     threads and streams included), model, images and seed on this machine now; return the
     new report's directory."""
     from alexnet_deploy.gate.baseline import rerun_plan
 
     plan = rerun_plan(baseline)
-    out = WorkDir(work_dir).gate_run_reports
+    out = out or WorkDir(work_dir).gate_run_reports
     bench_model(
         ModelRequest(model=plan.model, data=plan.data, seed=plan.seed),
         plan.config,
@@ -189,6 +189,37 @@ def rerun_baseline(baseline, work_dir: Path) -> Path:
         roofline=False,
     )
     return out
+
+
+def measure_run_noise(baseline, runs: int, work_dir: Path, progress=lambda m: None):
+    """``gate BASELINE --measure-noise RUNS``: the baseline's configurations benched ``runs``
+    more times as separate runs (fresh sessions each), their spread with the baseline's own
+    run stored beside it (gate/spread.py). Returns the spread and the file."""
+    import tempfile
+
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.gate.reports import load_report
+    from alexnet_deploy.gate.spread import spread_of_runs, write_noise_record
+    from alexnet_deploy.sysinfo import cpu_info
+
+    if runs < 2:
+        raise UsageError(f"--measure-noise needs at least 2 runs, got {runs}")
+    if baseline.is_history or baseline.ratios:
+        raise UsageError(
+            "--measure-noise takes one bench report as BASELINE",
+            hint="a history directory measures its spread from its own reports",
+        )
+    measured = [baseline.runs[0]]
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="noise-runs-") as scratch:
+        for i in range(runs):
+            progress(f"separate run {i + 1}/{runs}")
+            out = rerun_baseline(baseline, work_dir, Path(scratch) / f"run-{i}")
+            measured.append(load_report(out).runs[0])
+    spread = spread_of_runs(measured, f"{len(measured)} separate runs")
+    cpu = cpu_info()
+    machine = f"{cpu['model']}, {cpu['logical_cores']} logical cores"
+    return spread, write_noise_record(baseline.paths[0].parent, spread, machine)
 
 
 def aa_on_model(

@@ -110,6 +110,17 @@ def gate(
         bool,
         typer.Option("--require-paired", help="Paired: exit 2 rather than fall back to unpaired."),
     ] = False,
+    measure_noise: Annotated[
+        int,
+        typer.Option(
+            "--measure-noise",
+            metavar="RUNS",
+            help="Bench the baseline's configurations RUNS more times as separate runs now and "
+            "store their run-to-run spread with the baseline (gate-noise.json); unpaired gates "
+            f"against it then use {C.NOISE_SAFETY_FACTOR:g}x that spread as their threshold "
+            f"where it is above the one asked for. Use {C.NOISE_RUNS} or more.",
+        ),
+    ] = 0,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
@@ -148,6 +159,9 @@ def gate(
         out_console.print(f"baseline {baseline} created from {current}", highlight=False)
         return
     base = load_report(baseline)
+    if measure_noise:
+        _measure_noise(base, measure_noise, work_dir)
+        return
     result = None
     if paired:
         result = _gate_paired(
@@ -166,6 +180,9 @@ def gate(
                 hint="pass it, or --run to bench the baseline's configurations now, or --paired",
             )
         cur = load_report(current)
+        if base.is_history and len(cur.environment_keys) == 1:
+            # a history keeps the reports of the current's environment; the rest are listed
+            base = load_report(baseline, environment_key=next(iter(cur.environment_keys)))
         if ratios or base.ratios:
             result = compare_ratios(base, cur, thresholds.values["p50"])
         else:
@@ -249,6 +266,30 @@ def _gate_aa(
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _measure_noise(base, runs: int, work_dir: Path) -> None:
+    import polars as pl
+
+    from alexnet_deploy.workflow import measure_run_noise
+
+    with status("run-to-run noise") as shown:
+        spread, path = measure_run_noise(base, runs, work_dir, progress=shown.update)
+    frame = pl.DataFrame(
+        [
+            {
+                "config": label,
+                **{f"{metric} spread %": round(100 * v, 2) for metric, v in metrics.items()},
+                **{
+                    f"{metric} threshold %": round(100 * spread.threshold(label, metric, 0), 1)
+                    for metric in metrics
+                },
+            }
+            for label, metrics in spread.by_config.items()
+        ]
+    )
+    print_table(frame, f"run-to-run noise over {spread.runs} separate runs")
+    out_console.print(f"stored with the baseline: {path}", highlight=False, soft_wrap=True)
 
 
 def _gate_paired(base, baseline_model, model, thresholds, work_dir, required: bool, alone: bool):

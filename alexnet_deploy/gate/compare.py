@@ -100,6 +100,7 @@ class Verdict:
     # the smallest change this check could call a regression: the threshold, or the interval's
     # half-width where that is wider (a noisier pair of runs cannot see less)
     detectable: float | None = None
+    threshold: float | None = None  # the one this check used (raised by run-to-run noise)
 
 
 @dataclass
@@ -108,6 +109,7 @@ class GateResult:
     notes: list[str] = field(default_factory=list)
     env_mismatch: bool = False
     mode: str = "unpaired"  # a key of MODES
+    history: object | None = None  # history mode: gate.history.HistoryView (change points)
 
     @property
     def regressions(self) -> list[Verdict]:
@@ -235,7 +237,20 @@ def compare_reports(
 ) -> GateResult:
     """``mode``: how the two reports came to be (default: "history" for a pooled directory of
     past reports, else "unpaired")."""
-    result = GateResult([], mode=mode or ("history" if len(baseline.paths) > 1 else "unpaired"))
+    from alexnet_deploy.gate.spread import read_noise_record, spread_of_runs
+
+    result = GateResult([], mode=mode or ("history" if baseline.is_history else "unpaired"))
+    spread = None
+    if result.mode == "history" and len(baseline.runs) > 1:
+        spread = spread_of_runs(baseline.runs, f"the {len(baseline.runs)} reports of the history")
+    elif result.mode in ("unpaired", "rerun") and len(baseline.paths) == 1:
+        spread = read_noise_record(baseline.paths[0].parent)
+    for path, why in baseline.skipped:
+        result.notes.append(f"history: left out {path.parent.name}: {why}")
+    if baseline.is_history:
+        result.notes.append(
+            f"history: {len(baseline.paths)} reports used (" + ", ".join(baseline.run_names) + ")"
+        )
     if baseline.environment_keys != current.environment_keys:
         if not allow_env_mismatch:
             raise UsageError(
@@ -249,6 +264,7 @@ def compare_reports(
             "ENVIRONMENTS DIFFER: absolute comparisons across machines are not trustworthy"
         )
     keys = sorted(set(baseline.rows) | set(current.rows), key=lambda k: k.sort_key())
+    raised: list[float] = []
     for index, key in enumerate(keys):
         name = key.label
         if key not in current.rows or key not in baseline.rows:
@@ -273,9 +289,12 @@ def compare_reports(
             )
         else:
             for metric in ("p50", "p99", "throughput"):
-                verdict = _speed_verdict(
-                    name, metric, base, cur, thresholds.values[metric], seed + index
-                )
+                asked = thresholds.values[metric]
+                threshold = (spread.threshold(name, metric, asked) if spread else None) or asked
+                verdict = _speed_verdict(name, metric, base, cur, threshold, seed + index)
+                verdict.threshold = threshold
+                if threshold > asked:
+                    raised.append(threshold)
                 fewest = min(counts.values())
                 if metric == "p99" and fewest < C.GATE_P99_MIN_SAMPLES:
                     verdict.verdict = NOT_JUDGED
@@ -311,10 +330,29 @@ def compare_reports(
                     note=f"top-1 agreement (as executed on each report's CPU) drop {drop:+.1f} points (budget {thresholds.top1_budget_points:g})",
                 )
             )
+    if spread is not None:
+        result.notes.append(
+            f"thresholds from measured run-to-run noise ({spread.source}): "
+            f"{C.NOISE_SAFETY_FACTOR:g}x the largest change between two of those runs; "
+            + (
+                f"{len(raised)} check(s) raised above the threshold asked (up to "
+                f"{100 * max(raised):.0f}%)"
+                if raised
+                else "none above the threshold asked"
+            )
+        )
+    elif result.mode in ("unpaired", "rerun"):
+        result.notes.append(
+            "unpaired, with no measured run-to-run noise: separate runs of one engine differ "
+            "by more than the within-run interval shows (up to 20% on this project's machines, "
+            "docs/gate-evaluation-unpaired.md), so a regression may be noise. Measure it once: "
+            "alexnet-deploy gate BASELINE --measure-noise 3; or compare interleaved: --paired"
+        )
     blind = [
         v
         for v in result.comparable
-        if v.detectable is not None and v.detectable > thresholds.values[v.metric] + 1e-12
+        if v.detectable is not None
+        and v.detectable > (v.threshold or thresholds.values[v.metric]) + 1e-12
     ]
     if blind:
         worst = max(blind, key=lambda v: v.detectable)
@@ -323,6 +361,10 @@ def compare_reports(
             f"vary more than that (worst: {worst.config} {worst.metric}, smallest detectable "
             f"change {100 * worst.detectable:.0f}%); measure longer or in rounds (bench --repeat)"
         )
+    if baseline.is_history and baseline.runs:
+        from alexnet_deploy.gate.history import history_view
+
+        result.history = history_view(baseline, current)
     if not result.comparable:
         result.notes.append("no configuration could be compared")
     return result

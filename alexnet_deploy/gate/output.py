@@ -31,6 +31,7 @@ def result_frame(result: GateResult):
             "change_pct": None if v.change is None else 100 * v.change,
             "ci_low": v.ci_low,
             "ci_high": v.ci_high,
+            "threshold_pct": None if v.threshold is None else 100 * v.threshold,
             "detectable_pct": None if v.detectable is None else 100 * v.detectable,
             "note": v.note,
         }
@@ -55,6 +56,8 @@ def markdown(result: GateResult) -> str:
     frame = result_frame(result)
     if frame.height:
         lines += ["", frame_as_text(frame, TableFormat.md)]
+    if result.history is not None:
+        lines += ["", result.history.as_markdown()]
     return "\n".join(lines) + "\n"
 
 
@@ -108,6 +111,7 @@ def write_outputs(
                 "mode": result.mode,
                 "mode_means": MODES[result.mode],
                 "verdicts": [asdict(v) for v in result.verdicts],
+                "history": None if result.history is None else asdict(result.history),
             },
         )
     text = markdown(result)

@@ -29,6 +29,15 @@ class LoadedReport:
     # ratio baselines per CPU instruction-set class (cpu_isa), where the file has them
     ratios_by_isa: dict[str, dict] = field(default_factory=dict)
     cpu_isas: set[str] = field(default_factory=set)  # of bench reports ("unknown" if older)
+    # a history directory: each report's own samples (its runs, oldest first), when it was
+    # made, and the reports left out with why
+    runs: list[dict[Case, list[np.ndarray]]] = field(default_factory=list)
+    run_names: list[str] = field(default_factory=list)
+    skipped: list[tuple[Path, str]] = field(default_factory=list)
+
+    @property
+    def is_history(self) -> bool:
+        return len(self.paths) > 1
 
 
 def _read_json(path: Path) -> dict:
@@ -73,19 +82,44 @@ def _summaries(path: Path) -> list[Path]:
     return [path]
 
 
-def load_report(path: Path) -> LoadedReport:
-    """One report, or every report in a directory pooled (samples concatenated per config)."""
+def load_report(path: Path, environment_key: str | None = None) -> LoadedReport:
+    """One report, or every report in a directory pooled (samples concatenated per config).
+
+    A directory of several (a history): a report that cannot be read, of another schema, or
+    (given ``environment_key``) of another environment is left out and listed in ``skipped``
+    rather than failing the gate; with none left, a usage error."""
     import polars as pl
 
     files = _summaries(path)
-    loaded = LoadedReport(paths=files, environment_keys=set())
+    history = len(files) > 1
+    loaded = LoadedReport(paths=[], environment_keys=set())
+    readable = []
     for file in files:
-        data = _read_json(file)
+        try:
+            readable.append((file, _read_json(file)))
+        except UsageError as err:
+            if not history:
+                raise
+            loaded.skipped.append((file, str(err.args[0]) if err.args else "unreadable"))
+    readable.sort(key=lambda item: str(item[1].get("created", "")))  # oldest first
+    for file, data in readable:
         if data.get("schema") == RATIO_SCHEMA:
+            if history:
+                loaded.skipped.append((file, "a ratio baseline, not a bench report"))
+                continue
+            loaded.paths.append(file)
             loaded.ratios.update(data.get("ratios", {}))
             loaded.ratios_by_isa.update(data.get("by_isa", {}))
             continue
-        loaded.environment_keys.add(data.get("environment_key", "unknown"))
+        env_key = data.get("environment_key", "unknown")
+        if history and environment_key is not None and env_key != environment_key:
+            loaded.skipped.append((file, "another environment (CPU, cores or runtime versions)"))
+            continue
+        loaded.paths.append(file)
+        loaded.environment_keys.add(env_key)
+        run: dict[Case, list[np.ndarray]] = {}
+        loaded.runs.append(run)
+        loaded.run_names.append(f"{file.parent.name} ({str(data.get('created', ''))[:16]})")
         loaded.cpu_isas.add(data.get("environment", {}).get("cpu_isa", "unknown"))
         samples_file = file.with_name(SAMPLES)
         try:
@@ -115,5 +149,13 @@ def load_report(path: Path) -> LoadedReport:
                     ]
                 else:
                     rounds = [selected["latency_ns"].to_numpy()]
-                loaded.samples.setdefault(key, []).extend(r for r in rounds if len(r))
+                kept = [r for r in rounds if len(r)]
+                loaded.samples.setdefault(key, []).extend(kept)
+                run.setdefault(key, []).extend(kept)
+    if not loaded.paths:
+        reasons = "; ".join(f"{f.parent.name}: {why}" for f, why in loaded.skipped[:3])
+        raise UsageError(
+            f"no usable report in {path} ({reasons})",
+            hint="a history directory holds bench reports of this environment",
+        )
     return loaded

@@ -471,3 +471,87 @@ def test_the_mode_is_named_in_every_output(reports, cli, tmp_path):
         assert f"mode: **{mode}**" in (out / "g.md").read_text()
         suite = ET.parse(out / "g.xml").getroot()
         assert suite.find("properties/property[@name='mode']").get("value") == mode
+
+
+# --- run-to-run noise: measured, stored with the baseline, and used as the threshold ---
+
+
+def test_spread_is_the_largest_change_between_two_runs_and_raises_thresholds():
+    from alexnet_deploy.gate.spread import Spread, spread_of
+
+    assert spread_of([1.0, 1.2, 1.1]) == pytest.approx(0.2)
+    spread = Spread(3, "test", {"ort fp32 b1 latency": {"p50": 0.2, "throughput": 0.01}})
+    assert spread.threshold("ort fp32 b1 latency", "p50", 0.1) == pytest.approx(0.4)
+    assert spread.threshold("ort fp32 b1 latency", "throughput", 0.1) == 0.1  # never below
+    assert spread.threshold("ort fp32 b1 latency", "p99", 0.25) is None
+    assert spread.threshold("another", "p50", 0.1) is None
+
+
+def test_measure_noise_stores_the_spread_and_unpaired_gates_use_it(reports, cli, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(reports / "a", base)
+    measured = cli("gate", base, "--measure-noise", "2", "--work-dir", tmp_path / "w")
+    assert measured.exit_code == 0, measured.stderr
+    record = json.loads((base / "gate-noise.json").read_text())
+    assert record["schema"] == "alexnet-deploy/gate-noise/1" and record["runs"] == 3
+    assert set(record["spread"]) == {r.label for r in load_report(base).rows}
+    assert all(v["p50"] >= 0 for v in record["spread"].values())
+    assert "run-to-run noise over 3 separate runs" in measured.stdout
+    # every check of a later gate says which threshold it used: 2x the stored spread or more
+    result = cli("gate", base, reports / "b", "--json", tmp_path / "g.json")
+    assert result.exit_code in (0, 1)
+    data = json.loads((tmp_path / "g.json").read_text())
+    assert any("thresholds from measured run-to-run noise" in n for n in data["notes"])
+    for v in data["verdicts"]:
+        if v["metric"] in ("p50", "throughput"):
+            spread = record["spread"][v["config"]][v["metric"]]
+            assert v["threshold"] == pytest.approx(max(0.1, 2 * spread))
+    assert (tmp_path / "w").is_dir() and not list((tmp_path / "w").glob("noise-runs-*"))
+
+
+def test_unpaired_without_noise_says_so(reports, tmp_path):
+    result = compare_reports(load_report(reports / "a"), load_report(reports / "b"), Thresholds())
+    assert any("no measured run-to-run noise" in n for n in result.notes)
+
+
+def test_a_corrupt_noise_record_is_a_usage_error(reports, cli, tmp_path):
+    base = tmp_path / "base"
+    shutil.copytree(reports / "a", base)
+    (base / "gate-noise.json").write_text("{not json")
+    result = cli("gate", base, reports / "b")
+    assert result.exit_code == 2 and "gate-noise.json is corrupt" in result.stderr
+
+
+def test_history_lists_what_it_used_and_skipped_and_shows_when_it_changed(reports, cli, tmp_path):
+    history = tmp_path / "history"
+    history.mkdir()
+    for name in ("run1", "run2"):
+        shutil.copytree(reports / ("a" if name == "run1" else "b"), history / name)
+    shutil.copytree(reports / "a", history / "other-machine")
+    data = json.loads((history / "other-machine" / "bench-summary.json").read_text())
+    data["environment_key"] = "another-cpu"
+    (history / "other-machine" / "bench-summary.json").write_text(json.dumps(data))
+    (history / "broken").mkdir()
+    (history / "broken" / "bench-summary.json").write_text("{truncated")
+    slow = _slow_down(_one_round(reports / "a", tmp_path / "one"), tmp_path / "slow", 2.0)
+    result = cli("gate", history, slow, "--md", tmp_path / "g.md", "--json", tmp_path / "g.json")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    notes = json.loads((tmp_path / "g.json").read_text())["notes"]
+    assert any("left out other-machine: another environment" in n for n in notes)
+    assert any("left out broken" in n and "corrupt" in n for n in notes)
+    assert any(n.startswith("history: 2 reports used (run1") for n in notes)
+    assert any("the 2 reports of the history" in n for n in notes)
+    text = (tmp_path / "g.md").read_text()
+    assert "### History: p50 (ms) per run, oldest first" in text
+    # the 2x slowdown is the largest step, at the current run
+    current_row = next(line for line in text.splitlines() if line.startswith("| current |"))
+    assert current_row.count("◀ +") == len(load_report(slow).rows)
+
+
+def test_history_of_unreadable_reports_only_is_a_usage_error(cli, tmp_path, reports):
+    history = tmp_path / "history"
+    for name in ("x", "y"):
+        (history / name).mkdir(parents=True)
+        (history / name / "bench-summary.json").write_text("[]")
+    result = cli("gate", history, reports / "a")
+    assert result.exit_code == 2 and "no usable report" in result.stderr
