@@ -509,3 +509,30 @@ def test_build_and_package_refuse_the_previous_models_int8(cli, digits_artifacts
     )  # fmt: skip
     assert_clean_failure(result, 1, "was made from another model", before, [root])
     assert not (tmp_path / "repo").exists()
+
+
+def test_an_engine_reused_after_its_source_file_moved(digits, tmp_path):
+    """Engines are found by their artifact's content: a cached engine built from a file since
+    deleted, asked for by an identical file elsewhere, benches that file (it once failed with
+    a FileNotFoundError traceback on the old path)."""
+    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+    from alexnet_deploy.workflow import ModelRequest, bench_model
+
+    rules = MeasureRules(warmup_iterations=2, min_iterations=20, min_seconds=0.1, max_seconds=0.3)
+    config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(1,)), rules)
+    first = tmp_path / "first" / "m.onnx"
+    first.parent.mkdir()
+    shutil.copy(digits["onnx"], first)
+    data = str(digits["heldout_dir"])
+    work = tmp_path / "work"
+    bench_model(ModelRequest(model=first, data=data), config, work, tmp_path / "r1", roofline=False)
+    shutil.rmtree(first.parent)
+    second = tmp_path / "second" / "m.onnx"
+    second.parent.mkdir()
+    shutil.copy(digits["onnx"], second)
+    bench_model(
+        ModelRequest(model=second, data=data), config, work, tmp_path / "r2", roofline=False
+    )
+    rows = json.loads((tmp_path / "r2" / "bench-summary.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["ok"], rows
+    assert rows[0]["engine_reused"] is True

@@ -45,13 +45,13 @@ class EngineTarget:
     """An engine built (or reused) by ``build_engine`` with the case's settings."""
 
     def prepare(self, case: Case, model: Path, work_dir: Path) -> Prepared:
-        from alexnet_deploy.engines.build import build_engine
+        from alexnet_deploy.engines.build import build_engine, engine_source
 
         options = engine_options(case)
         engine, reused = build_engine(model, case.backend, options, work_dir)
         return Prepared(
             options.max_batch,
-            Path(engine.sidecar.artifact),
+            engine_source(model, case.backend, options),  # not the sidecar's: may have moved
             {
                 "engine": str(engine.path),
                 "engine_reused": reused,

@@ -93,6 +93,16 @@ def engine_dir(
     return WorkDir(work_dir).engine(backend, precision, artifact_sha, options.key())
 
 
+def engine_source(model: Path, backend_name: str, options: BuildOptions) -> Path:
+    """The ONNX file an engine of ``options`` is built from, for this request. A reused engine
+    is found by that file's content, so the path in its sidecar may be where an identical file
+    was when it was built (since moved or deleted): callers use this one."""
+    # the legacy TensorRT 10 path quantizes the FP32 network itself, from the calibration cache
+    if options.legacy_int8:
+        return Path(model)
+    return resolve_artifact(model, options.precision, backend_name, options.quantizer)
+
+
 def build_engine(
     model: Path, backend_name: str, options: BuildOptions, work_dir: Path, *, rebuild: bool = False
 ) -> tuple[Engine, bool]:
@@ -114,12 +124,7 @@ def build_engine(
         raise UsageError(
             f"backend {backend_name!r} runs INT8 from {', '.join(backend.quantizers)}, not {options.quantizer}"
         )
-    # the legacy TensorRT 10 path quantizes the FP32 network itself, from the calibration cache
-    artifact = (
-        Path(model)
-        if options.legacy_int8
-        else resolve_artifact(model, options.precision, backend_name, options.quantizer)
-    )
+    artifact = engine_source(model, backend_name, options)
     info = read_artifact(artifact)
     check_artifact_contract(info)
     warn_isa_mismatch(info, model)
