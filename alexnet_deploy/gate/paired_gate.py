@@ -52,6 +52,7 @@ def paired_verdict(case: Case, infer_a, infer_b, batch, threshold: float, seed: 
         ci_high=1 + outcome.ci_high,
         note=f"median of {len(ratios)} interleaved pair ratios (current / baseline)",
         detectable=max(threshold, (outcome.ci_high - outcome.ci_low) / 2),
+        threshold=threshold,
     )
 
 

@@ -114,6 +114,7 @@ def compare_ratios(
                 est.low,
                 est.high,
                 note=f"threshold {threshold:.0%}",
+                threshold=threshold,
             )
         )
     if not result.comparable:
