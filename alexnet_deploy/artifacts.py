@@ -145,6 +145,10 @@ class WorkDir:
     def export(self, variant: str, key: str) -> Path:
         return self.root / "models" / f"{variant}-{key}" / f"alexnet-{variant}.onnx"
 
+    def exports(self) -> list[Path]:
+        """The main job's exports in this work directory, in name order."""
+        return sorted((self.root / "models").glob("*-*/alexnet-*.onnx"))
+
     @property
     def engines(self) -> Path:
         return self.root / "engines"

@@ -361,9 +361,12 @@ def paired_gate_or_fallback(
     from alexnet_deploy.errors import UsageError
     from alexnet_deploy.gate.paired_gate import baseline_model as find_model
 
-    found = find_model(baseline.paths[0], baseline_model)
+    found = find_model(baseline.paths[0], baseline_model, work_dir)
     if found is None:
-        where = baseline_model or f"the path recorded in {baseline.paths[0]}"
+        where = baseline_model or (
+            f"the file recorded in {baseline.paths[0]}, by path and content, or one of the same "
+            f"content in {work_dir}"
+        )
         why = f"paired mode needs the baseline's model ({where}), which is not on this machine"
         if required:
             raise UsageError(why, hint="pass it with --baseline-model, or a CURRENT report")

@@ -84,7 +84,12 @@ def gate(
     ] = False,
     model: Annotated[
         Path | None,
-        typer.Option("--model", help="A/A: FP32 model (default: the main job's export)."),
+        typer.Option(
+            "--model",
+            help="The current FP32 model: with BASELINE and no CURRENT report, gate in paired "
+            "mode (its engines and the baseline's measured interleaved); A/A: the model "
+            "(default: the main job's export).",
+        ),
     ] = None,
     backend: Annotated[
         BackendChoice, typer.Option("--backend", help="A/A: backend.")
@@ -163,6 +168,8 @@ def gate(
         _measure_noise(base, measure_noise, work_dir)
         return
     result = None
+    # paired is the default where it can be had: a current model given, no current report
+    paired = paired or (model is not None and current is None and not run_now)
     if paired:
         result = _gate_paired(
             base, baseline_model, model, thresholds, work_dir, require_paired, current is None

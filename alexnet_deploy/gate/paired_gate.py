@@ -25,14 +25,23 @@ from alexnet_deploy.gate.compare import (
 from alexnet_deploy.paired import interleaved_ratios, judge_ratios
 
 
-def baseline_model(report_path: Path, given: Path | None) -> Path | None:
-    """The FP32 model a baseline measured (or the one given), if it is on this machine."""
+def baseline_model(report_path: Path, given: Path | None, work_dir: Path) -> Path | None:
+    """The FP32 model a baseline measured, found by its content (the sha256 the report
+    recorded): at its recorded path, else among the work directory's exports. ``given``
+    (--baseline-model) is taken as it is, when it exists."""
     import json
+
+    from alexnet_deploy.artifacts import WorkDir
+    from alexnet_deploy.fileio import sha256_file
 
     if given is not None:
         return Path(given) if Path(given).is_file() else None
-    path = Path(json.loads(Path(report_path).read_text())["model"]["path"])
-    return path if path.is_file() else None
+    recorded = json.loads(Path(report_path).read_text())["model"]
+    sha = recorded.get("sha256")
+    for candidate in [Path(recorded["path"]), *WorkDir(work_dir).exports()]:
+        if candidate.is_file() and (sha is None or sha256_file(candidate) == sha):
+            return candidate
+    return None
 
 
 def paired_verdict(case: Case, infer_a, infer_b, batch, threshold: float, seed: int) -> Verdict:

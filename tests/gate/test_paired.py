@@ -78,3 +78,33 @@ def test_the_slower_copy_has_the_same_outputs(baseline, tmp_path):
         for m in (baseline["model"], slow)
     ]
     np.testing.assert_allclose(outs[0][0], outs[1][0], rtol=1e-6, atol=1e-6)
+
+
+def test_model_without_a_current_report_gates_paired_by_default(cli, baseline, tmp_path):
+    result = cli(
+        "gate", baseline["report"], "--model", baseline["model"],
+        "--work-dir", baseline["root"] / "w",
+    )  # fmt: skip
+    assert result.exit_code == 0 and "gate PASS (paired)" in result.stdout, result.stderr
+
+
+def test_the_baseline_model_is_found_by_content_when_moved(cli, baseline, tmp_path):
+    """The report records the model's sha256: moved into the work directory's exports, it is
+    found there; an other file at the recorded path is not taken for it."""
+    from alexnet_deploy.artifacts import WorkDir
+    from alexnet_deploy.gate.paired_gate import baseline_model
+
+    report = baseline["report"] / "bench-summary.json"
+    work = tmp_path / "w"
+    moved = WorkDir(work).export("digits-tiny", "k")
+    moved.parent.mkdir(parents=True)
+    shutil.copy(baseline["model"], moved)
+    data = json.loads(report.read_text())
+    data["model"]["path"] = str(tmp_path / "gone.onnx")
+    relocated = tmp_path / "bench-summary.json"
+    relocated.write_text(json.dumps(data))
+    assert baseline_model(relocated, None, work) == moved
+    (tmp_path / "gone.onnx").write_bytes(b"another model")
+    assert baseline_model(relocated, None, work) == moved
+    moved.unlink()
+    assert baseline_model(relocated, None, work) is None
