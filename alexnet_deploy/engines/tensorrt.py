@@ -26,7 +26,36 @@ from alexnet_deploy.engines.tensorrt_api import (
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import atomic_path, sha256_file
 
-TIMING_CACHE = "tensorrt-timing.cache"
+# torch dtypes of TensorRT's DataType members, by name (str() of a member: 'DataType.FLOAT')
+TORCH_DTYPES = {
+    "FLOAT": "float32",
+    "HALF": "float16",
+    "BF16": "bfloat16",
+    "INT8": "int8",
+    "UINT8": "uint8",
+    "INT32": "int32",
+    "INT64": "int64",
+    "BOOL": "bool",
+}
+
+
+def timing_cache_name(gpu: dict, trt_version: str) -> str:
+    """The timing cache shared by builds in one engines directory, keyed by what makes its
+    timings valid: GPU model, compute capability and TensorRT version (TensorRT refuses a
+    cache of another device or version, and set_timing_cache then returns False)."""
+    import re
+
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", str(gpu.get("name", "gpu"))).strip("-").lower()
+    cc = str(gpu.get("compute_capability", "unknown")).replace(".", "")
+    return f"tensorrt-timing-{slug}-sm{cc}-trt{trt_version}.cache"
+
+
+def torch_dtype_name(trt_dtype) -> str:
+    """The torch dtype name of a TensorRT DataType member (refuses one it cannot bind)."""
+    name = str(trt_dtype).rsplit(".", 1)[-1]
+    if name not in TORCH_DTYPES:
+        raise AlexnetDeployError(f"TensorRT tensor type {name} has no buffer type here")
+    return TORCH_DTYPES[name]
 
 
 def current_gpu() -> dict:
@@ -129,14 +158,25 @@ class TensorRTBackend(Backend):
             raise AlexnetDeployError(format_parser_errors(parser_errors(parser), str(artifact)))
         config = builder.create_builder_config()
         config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mb << 20)
+        # TF32 is on by default (10.x, 11.x) and would run FP32 layers with 10-bit mantissas on
+        # Ampere and later: the precision is the ONNX file's, so float32 means float32
+        config.clear_flag(trt.BuilderFlag.TF32)
         optimization = builder.create_optimization_profile()
         optimization.set_shape(info.input.name, *profile.shapes(info.image_shape))
         config.add_optimization_profile(optimization)
-        cache_path = out_dir.parent / TIMING_CACHE
+        gpu = current_gpu()
+        cache_path = out_dir.parent / timing_cache_name(gpu, trt.__version__)
         timing = config.create_timing_cache(
             cache_path.read_bytes() if cache_path.is_file() else b""
         )
-        config.set_timing_cache(timing, ignore_mismatch=False)
+        cache_used = "reused" if cache_path.is_file() else "new"
+        if not config.set_timing_cache(timing, ignore_mismatch=False):
+            # a cache TensorRT will not take (another device or version under this name):
+            # start an empty one rather than build with none
+            timing = config.create_timing_cache(b"")
+            cache_used = "refused, started anew"
+            if not config.set_timing_cache(timing, ignore_mismatch=False):
+                cache_used = "none (TensorRT refused an empty cache)"
         if options.legacy_int8:
             from alexnet_deploy.engines.tensorrt_legacy import legacy_int8_config
 
@@ -149,8 +189,10 @@ class TensorRTBackend(Backend):
         plan = out_dir / "model.plan"
         with atomic_path(plan) as tmp:
             tmp.write_bytes(bytes(serialized))
-        with atomic_path(cache_path) as tmp:
-            tmp.write_bytes(bytes(config.get_timing_cache().serialize()))
+        filled = config.get_timing_cache()
+        if filled is not None:  # None when no cache was in use
+            with atomic_path(cache_path) as tmp:
+                tmp.write_bytes(bytes(filled.serialize()))
         sidecar = Sidecar.describe(
             backend=self.name,
             runtime="tensorrt",
@@ -161,11 +203,13 @@ class TensorRTBackend(Backend):
             engine_path=plan,
             build_seconds=time.perf_counter() - start,
             details={
-                "gpu": current_gpu(),
+                "gpu": gpu,
+                "tf32": False,
                 "profile": str(profile),
                 "strongly_typed": bool(flags),
                 "legacy_int8": options.legacy_int8,
                 "timing_cache": str(cache_path),
+                "timing_cache_state": cache_used,
                 "api": {"major": api.major, "precision_flags": api.precision_flags},
             },
         )
@@ -178,16 +222,58 @@ class TensorRTBackend(Backend):
         return TensorRTRunner(engine)
 
 
+class _ExecutionSlot:
+    """One execution context with its own CUDA stream and output buffers: TensorRT requires one
+    context per thread (execute_async_v3 releases the GIL), so each worker gets a slot."""
+
+    def __init__(self, plan, io: list[tuple[str, bool, str]], input_name: str) -> None:
+        import torch
+
+        self.context = plan.create_execution_context()
+        if self.context is None:
+            raise AlexnetDeployError("TensorRT could not create an execution context (GPU memory?)")
+        self.stream = torch.cuda.Stream()
+        self.io, self.input_name = io, input_name
+
+    def run(self, device_in):
+        """Bind every I/O tensor by name, run, synchronize; the first output (the logits)."""
+        import torch
+
+        if not device_in.is_contiguous():  # TensorRT reads dense NCHW
+            device_in = device_in.contiguous()
+        # the caller's stream may still be writing the input: ours waits for it
+        self.stream.wait_stream(torch.cuda.current_stream(device_in.device))
+        context = self.context
+        if not context.set_input_shape(self.input_name, tuple(device_in.shape)):
+            raise AlexnetDeployError(
+                f"TensorRT refused input shape {tuple(device_in.shape)} for {self.input_name!r}"
+            )
+        outputs = []
+        for name, is_input, dtype in self.io:
+            if is_input:
+                tensor = device_in
+            else:
+                shape = tuple(context.get_tensor_shape(name))
+                tensor = torch.empty(shape, device=device_in.device, dtype=getattr(torch, dtype))
+                outputs.append(tensor)
+            if not context.set_tensor_address(name, tensor.data_ptr()):
+                raise AlexnetDeployError(f"TensorRT refused the buffer of tensor {name!r}")
+        if not context.execute_async_v3(self.stream.cuda_stream):
+            raise AlexnetDeployError("TensorRT execute_async_v3 failed")
+        self.stream.synchronize()
+        return outputs[0]
+
+
 class TensorRTRunner(Runner):
     def __init__(self, engine: Engine) -> None:
         super().__init__(engine)
         profile = Profile.parse(engine.sidecar.details["profile"])
         self.min_batch, self.max_batch = profile.min, profile.max
-        self.plan = self.context = self.stream = None
+        self.plan = self.slot = None
+        self.io: list[tuple[str, bool, str]] = []
 
     def activate(self) -> None:
         import tensorrt as trt
-        import torch
 
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
         self.plan = runtime.deserialize_cuda_engine(self.engine.path.read_bytes())
@@ -195,13 +281,35 @@ class TensorRTRunner(Runner):
             raise AlexnetDeployError(
                 f"TensorRT cannot deserialize {self.engine.path}", hint="rebuild it"
             )
-        self.context = self.plan.create_execution_context()
-        self.stream = torch.cuda.Stream()
         names = [self.plan.get_tensor_name(i) for i in range(self.plan.num_io_tensors)]
-        self.outputs = [n for n in names if self.plan.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        self.io = [
+            (
+                name,
+                self.plan.get_tensor_mode(name) == trt.TensorIOMode.INPUT,
+                torch_dtype_name(self.plan.get_tensor_dtype(name)),
+            )
+            for name in names
+        ]
+        self.slot = _ExecutionSlot(self.plan, self.io, self.input_name)
 
     def deactivate(self) -> None:
-        self.context = self.plan = self.stream = None
+        self.slot = self.plan = None
+
+    def workers(self, count: int) -> list:
+        """One execution context (and stream and buffers) per worker thread."""
+        slots = [self.slot] + [
+            _ExecutionSlot(self.plan, self.io, self.input_name) for _ in range(count - 1)
+        ]
+        return [self._infer_on(slot) for slot in slots[:count]]
+
+    def _infer_on(self, slot: _ExecutionSlot):
+        import torch
+
+        def infer(batch: np.ndarray) -> np.ndarray:
+            self.check_batch(batch)
+            return slot.run(torch.from_numpy(batch).to("cuda")).cpu().numpy()
+
+        return infer
 
     def check_batch(self, batch: np.ndarray) -> None:
         super().check_batch(batch)
@@ -213,22 +321,9 @@ class TensorRTRunner(Runner):
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         import torch
 
-        device_in = torch.from_numpy(batch).to("cuda")
-        return self.infer_device(device_in).cpu().numpy()
+        return self.slot.run(torch.from_numpy(batch).to("cuda")).cpu().numpy()
 
     def infer_device(self, device_in):
-        """Run on a CUDA tensor already on the GPU; synchronizes before returning."""
-        import torch
-
-        self.context.set_input_shape(self.input_name, tuple(device_in.shape))
-        out = torch.empty(
-            (device_in.shape[0], self.engine.sidecar.num_classes),
-            device="cuda",
-            dtype=torch.float32,
-        )
-        self.context.set_tensor_address(self.input_name, device_in.data_ptr())
-        self.context.set_tensor_address(self.outputs[0], out.data_ptr())
-        if not self.context.execute_async_v3(self.stream.cuda_stream):
-            raise AlexnetDeployError("TensorRT execute_async_v3 failed")
-        self.stream.synchronize()
-        return out
+        """Run on a CUDA tensor already on the GPU (any stream: ours waits for the caller's;
+        made contiguous if it is not); synchronizes before returning."""
+        return self.slot.run(device_in)

@@ -123,6 +123,13 @@ def format_parser_errors(errors: list[ParserError], path: str) -> str:
     return "\n".join(lines)
 
 
+def error_code_name(code) -> str:
+    """An ``ErrorCode`` enum value by its name. In the real bindings str() reads
+    'ErrorCode.UNSUPPORTED_NODE' in 10.x and 11.x alike, while ``.name`` is a method returning
+    that same text in 10.13 and a property in 11.4 (tests/engines/test_tensorrt_bindings.py)."""
+    return str(code).rsplit(".", 1)[-1]
+
+
 def parser_errors(parser) -> list[ParserError]:
     """Read every error off a ``trt.OnnxParser`` (node name/operator exist from 10.x on)."""
     errors = []
@@ -130,7 +137,7 @@ def parser_errors(parser) -> list[ParserError]:
         err = parser.get_error(i)
         errors.append(
             ParserError(
-                code=str(err.code()),
+                code=error_code_name(err.code()),
                 description=err.desc(),
                 node_index=err.node(),
                 node_name=err.node_name() if hasattr(err, "node_name") else "",

@@ -19,8 +19,6 @@ from alexnet_deploy.engines.tensorrt_api import (
     Profile,
     api_for,
     api_from_module,
-    format_parser_errors,
-    parser_errors,
 )
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import sha256_file
@@ -92,46 +90,12 @@ def test_profile_shapes_and_default():
     assert str(default_profile(BuildOptions(batch_profile="2:4:8"))) == "2:4:8"
 
 
-class _FakeError:
-    def __init__(self, code, desc, node, name="", op=""):
-        self._v = (code, desc, node, name, op)
-
-    def code(self):
-        return self._v[0]
-
-    def desc(self):
-        return self._v[1]
-
-    def node(self):
-        return self._v[2]
-
-    def node_name(self):
-        return self._v[3]
-
-    def node_operator(self):
-        return self._v[4]
-
-
-def test_parser_errors_are_reported_node_by_node():
-    parser = SimpleNamespace(num_errors=2)
-    errors = [
-        _FakeError(
-            "UNSUPPORTED_NODE",
-            "DequantizeLinear: zero point must be 0",
-            12,
-            "conv1_dq",
-            "DequantizeLinear",
-        ),
-        _FakeError("INVALID_GRAPH", "no outputs", -1),
-    ]
-    parser.get_error = lambda i: errors[i]
-    text = format_parser_errors(parser_errors(parser), "m.onnx")
-    assert text.splitlines() == [
-        "TensorRT's ONNX parser rejected m.onnx (2 error(s)):",
-        "  - node 12 'conv1_dq' (DequantizeLinear): DequantizeLinear: zero point must be 0 [UNSUPPORTED_NODE]",
-        "  - graph: no outputs [INVALID_GRAPH]",
-    ]
+def test_parser_error_format():
+    # parser_errors() on the real bindings' ErrorCode values: tests/engines/test_tensorrt_bindings.py
     assert ParserError("X", "bad", 3).format() == "node 3: bad [X]"
+    assert (
+        ParserError("Y", "no outputs", -1, "n", "Op").format() == "graph 'n' (Op): no outputs [Y]"
+    )
 
 
 def _plan_and_sidecar(tmp_path, gpu=H200, version="10.16.0.72"):
