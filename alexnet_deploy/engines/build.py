@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 
 def int8_form(backend: str) -> str:
-    return "tensorrt" if backend == "tensorrt" else "cpu"
+    """The INT8 file a backend runs: TensorRT (native, or ONNX Runtime's TensorRT provider)
+    takes the symmetric Q/DQ form as explicit quantization; the rest the CPU form."""
+    return "tensorrt" if backend in ("tensorrt", "ort-trt") else "cpu"
 
 
 def int8_file_form(backend: str, quantizer: str = "qdq") -> str:

@@ -27,6 +27,26 @@ def _provider_name(provider) -> str:
     return provider[0] if isinstance(provider, tuple) else provider
 
 
+def trt_ep_options(precision: str, input_name: str, image_shape, profile) -> dict:
+    """What the TensorRT provider must be told beyond its defaults:
+
+    * the precision the artifact carries: FP16 tensors need ``trt_fp16_enable``; Q/DQ INT8
+      (the symmetric ``tensorrt`` form) needs ``trt_int8_enable`` so TensorRT may run the
+      explicit quantization in INT8 (no calibration table: the scales are in the file);
+    * an optimization profile for the dynamic batch axis (``profile``: min, opt, max batch),
+      or the provider builds an engine at the first run and again for each new shape."""
+    dims = "x".join(str(d) for d in image_shape)
+    shapes = {
+        f"trt_profile_{which}_shapes": f"{input_name}:{batch}x{dims}"
+        for which, batch in zip(("min", "opt", "max"), profile, strict=True)
+    }
+    return {
+        **shapes,
+        **({"trt_fp16_enable": True} if precision in ("fp16", "int8") else {}),
+        **({"trt_int8_enable": True} if precision == "int8" else {}),
+    }
+
+
 def _session_options(
     threads: int | None, optimize: bool, save_to: Path | None = None, knobs: dict | None = None
 ):
@@ -104,9 +124,10 @@ class OrtBackend(Backend):
                 )
         return Capability(True, version=ort.__version__)
 
-    def _providers(self, engine_dir: Path | None = None) -> list:
+    def _providers(self, engine_dir: Path | None = None, trt: dict | None = None) -> list:
         """The provider list; the TensorRT EP keeps its engine and timing caches under the
-        engine directory (the timing cache is shared by every build in the work directory)."""
+        engine directory (the timing cache is shared by every build in the work directory) and
+        takes ``trt`` (from :func:`trt_ep_options`)."""
         if self.provider == CPU:
             return [CPU]
         if self.provider == CUDA:
@@ -117,6 +138,7 @@ class OrtBackend(Backend):
             "trt_timing_cache_enable": True,
             "trt_timing_cache_path": str(engine_dir.parent) if engine_dir else "",
             "trt_max_workspace_size": C.TRT_WORKSPACE_MB << 20,
+            **(trt or {}),
         }
         return [(TENSORRT_EP, options), CUDA, CPU]
 
@@ -127,6 +149,7 @@ class OrtBackend(Backend):
 
         info = read_artifact(artifact)
         start = time.perf_counter()
+        trt = None  # the TensorRT provider's options, recorded for the runner
         if self.provider == CPU:
             engine_path = out_dir / "model.ort.onnx"
             with atomic_path(engine_path) as tmp:
@@ -135,12 +158,22 @@ class OrtBackend(Backend):
                 )
                 del session
         else:
-            # GPU providers compile at session creation and cannot save the compiled graph:
-            # the engine is the artifact (plus, for the TensorRT EP, its engine cache, filled now)
+            # GPU providers compile when the session is created and first run, and cannot save
+            # the compiled graph: the engine is the artifact (plus, for the TensorRT EP, its
+            # engine cache), warmed now at the profile's opt batch so build time is the real one
+            from alexnet_deploy.engines.tensorrt_api import default_profile
+
             engine_path = Path(artifact)
+            profile = default_profile(options)
+            trt = trt_ep_options(
+                options.precision, info.input.name, info.image_shape,
+                (profile.min, profile.opt, profile.max),
+            )  # fmt: skip
             session = create_session(
-                artifact, self._providers(out_dir), _session_options(options.threads, True)
+                artifact, self._providers(out_dir, trt), _session_options(options.threads, True)
             )
+            dtype = np.float16 if info.input.dtype == "float16" else np.float32
+            session.run(None, {info.input.name: np.zeros((profile.opt, *info.image_shape), dtype)})
             del session
         sidecar = Sidecar.describe(
             backend=self.name,
@@ -153,6 +186,7 @@ class OrtBackend(Backend):
             build_seconds=time.perf_counter() - start,
             details={
                 "providers": [_provider_name(p) for p in self._providers(out_dir)],
+                **({"tensorrt_provider": trt} if self.provider == TENSORRT_EP else {}),
                 "graph_optimization": "ORT_ENABLE_ALL"
                 + (" (saved)" if self.provider == CPU else " (at load)"),
             },
@@ -166,8 +200,9 @@ class OrtBackend(Backend):
 
         # the optimized model may hold CPU-specific fused ops: machine-specific
         engine.sidecar.check_compatible(ort.__version__, engine.path, machine_specific=True)
+        trt = engine.sidecar.details.get("tensorrt_provider")
         return OrtRunner(
-            engine, self._providers(engine.sidecar_path.parent), optimize=self.provider != CPU
+            engine, self._providers(engine.sidecar_path.parent, trt), optimize=self.provider != CPU
         )
 
 

@@ -20,6 +20,7 @@ from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.engines.tensorrt_api import (
     Profile,
     api_from_module,
+    default_profile,
     format_parser_errors,
     parser_errors,
 )
@@ -93,12 +94,6 @@ def check_plan_compatible(sidecar: Sidecar, gpu: dict, trt_version: str, plan: P
             f"{plan} is missing, corrupt or truncated (sha256 differs from its sidecar)",
             hint=rebuild,
         )
-
-
-def default_profile(options: BuildOptions) -> Profile:
-    if options.batch_profile:
-        return Profile.parse(options.batch_profile)
-    return Profile(1, max(1, options.max_batch // 8), options.max_batch)
 
 
 class TensorRTBackend(Backend):

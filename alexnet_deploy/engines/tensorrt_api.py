@@ -98,6 +98,14 @@ class Profile:
         return f"{self.min}:{self.opt}:{self.max}"
 
 
+def default_profile(options) -> Profile:
+    """The batch profile of a build (``BuildOptions``): --batch MIN:OPT:MAX, else 1, an
+    eighth of the max batch, and the max batch. Native engines and the TensorRT provider."""
+    if options.batch_profile:
+        return Profile.parse(options.batch_profile)
+    return Profile(1, max(1, options.max_batch // 8), options.max_batch)
+
+
 @dataclass(frozen=True)
 class ParserError:
     """One ONNX-parser error, as TensorRT reports it (code, description, node)."""

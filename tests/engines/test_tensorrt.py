@@ -215,3 +215,41 @@ def test_tensorrt_engine_parity_on_gpu(digits_artifacts, precision, tmp_path):
         reference = digits_artifacts["torch_model"](torch.from_numpy(images)).numpy()
     assert (logits.argmax(1) == reference.argmax(1)).mean() >= 0.97
     assert np.isfinite(logits).all()
+
+
+def test_tensorrt_provider_is_told_the_precision_and_the_batch_profile():
+    from alexnet_deploy.engines.ort import trt_ep_options
+
+    int8 = trt_ep_options("int8", "input", (3, 224, 224), (1, 4, 32))
+    assert int8["trt_int8_enable"] is True and int8["trt_fp16_enable"] is True
+    assert int8["trt_profile_min_shapes"] == "input:1x3x224x224"
+    assert int8["trt_profile_opt_shapes"] == "input:4x3x224x224"
+    assert int8["trt_profile_max_shapes"] == "input:32x3x224x224"
+    fp16 = trt_ep_options("fp16", "input", (3, 224, 224), (1, 4, 32))
+    assert fp16["trt_fp16_enable"] is True and "trt_int8_enable" not in fp16
+    fp32 = trt_ep_options("fp32", "input", (3, 224, 224), (1, 4, 32))
+    assert "trt_fp16_enable" not in fp32 and "trt_int8_enable" not in fp32
+
+
+def test_both_tensorrt_routes_take_the_symmetric_int8_form():
+    from alexnet_deploy.engines.build import int8_form
+
+    assert int8_form("tensorrt") == int8_form("ort-trt") == "tensorrt"
+    assert int8_form("ort") == int8_form("ort-cuda") == int8_form("openvino") == "cpu"
+
+
+def test_the_timing_cache_is_keyed_by_gpu_capability_and_version():
+    from alexnet_deploy.engines.tensorrt import timing_cache_name
+
+    h200 = {"name": "NVIDIA H200", "compute_capability": "9.0"}
+    a100 = {"name": "NVIDIA A100-SXM4-80GB", "compute_capability": "8.0"}
+    names = {
+        timing_cache_name(h200, "10.13.0.35"),
+        timing_cache_name(h200, "11.4.0.106"),
+        timing_cache_name(a100, "10.13.0.35"),
+    }
+    assert len(names) == 3
+    assert (
+        timing_cache_name(h200, "10.13.0.35")
+        == "tensorrt-timing-nvidia-h200-sm90-trt10.13.0.35.cache"
+    )
