@@ -10,6 +10,7 @@ by content, one run at a time per work directory), then hands them to the stage.
     package_model       package --triton, from the given model or the main job's export
     predict_images      predict: real images classified by a built engine, timed per stage
     end_to_end_model    bench --end-to-end: image bytes to label, per preprocessing placement
+    compare_artifacts   compare: a candidate's precision lost, layer by layer
     paired_gate         gate --paired: baseline's and current engines interleaved, judged per pair
 """
 
@@ -220,6 +221,31 @@ def measure_run_noise(baseline, runs: int, work_dir: Path, progress=lambda m: No
     cpu = cpu_info()
     machine = f"{cpu['model']}, {cpu['logical_cores']} logical cores"
     return spread, write_noise_record(baseline.paths[0].parent, spread, machine)
+
+
+def compare_artifacts(
+    reference: Path, candidate: Path, data: str = "shipped", *, count: int | None = None,
+    runtime: str = "emulated", batch_size: int = 8, seed: int = C.DEFAULT_SEED,
+    progress: Progress = lambda m: None,
+):  # fmt: skip
+    """``compare``: the reference's images (its own preprocessing), then every layer of the
+    candidate against the reference (precision/compare.py)."""
+    from alexnet_deploy.calib.data import load_held_out
+    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy.precision.compare import compare_models
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    info = read_artifact(reference)
+    info.require_float_input()
+    progress(f"reading images from {data}")
+    images = load_held_out(
+        data, image_shape=info.image_shape, preprocessing=info.preprocessing(), count=count,
+        seed=seed,
+    ).eval.images  # fmt: skip
+    return compare_models(
+        reference, candidate, images, runtime=runtime, batch_size=batch_size, progress=progress
+    )
 
 
 def aa_on_model(

@@ -21,6 +21,7 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.cli.bench import bench
 from alexnet_deploy.cli.build import build
 from alexnet_deploy.cli.calibrate import calibrate, fp16
+from alexnet_deploy.cli.compare import compare
 from alexnet_deploy.cli.console import err_console, set_quiet
 from alexnet_deploy.cli.doctor import doctor
 from alexnet_deploy.cli.export import export, summary
@@ -64,6 +65,7 @@ for command in (
     package,
     gate,
     predict,
+    compare,
     doctor,
 ):
     app.command()(command)

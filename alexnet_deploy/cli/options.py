@@ -13,6 +13,7 @@ from alexnet_deploy.calib.config import METHODS
 from alexnet_deploy.engines.options import HINTS, PRECISIONS, QUANTIZERS
 from alexnet_deploy.engines.registry import BACKEND_NAMES, BENCH_BACKENDS
 from alexnet_deploy.models.variants import VARIANTS
+from alexnet_deploy.precision.compare import RUNTIMES as COMPARE_RUNTIMES
 from alexnet_deploy.render import TableFormat
 
 
@@ -158,6 +159,7 @@ WorkDirOpt = Annotated[
 
 
 ModeChoice = _choices("ModeChoice", MODES)
+CompareRuntimeChoice = _choices("CompareRuntimeChoice", COMPARE_RUNTIMES)
 
 
 EXIT_PARTIAL = 3

@@ -1,0 +1,97 @@
+"""compare: where a lower-precision artifact loses precision, layer by layer."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import (
+    err_console,
+    out_console,
+    print_frame,
+    status,
+    use_format,
+)
+from alexnet_deploy.cli.options import CompareRuntimeChoice, FormatOpt
+from alexnet_deploy.render import TableFormat
+
+
+def compare(
+    reference: Annotated[Path, typer.Argument(help="The FP32 model (alexnet-deploy export).")],
+    candidate: Annotated[
+        Path, typer.Argument(help="An artifact made from it: FP16 or INT8 (Q/DQ).")
+    ],
+    data: Annotated[
+        str,
+        typer.Option("--data", help="Images: a folder, a .npy/.npz array, or 'shipped'."),
+    ] = "shipped",
+    count: Annotated[
+        int | None, typer.Option("--count", help="How many images (default: all, capped).")
+    ] = None,
+    runtime: Annotated[
+        CompareRuntimeChoice,
+        typer.Option(
+            "--runtime",
+            help="What computes the candidate: emulated (Q/DQ as written, in float), ort (ONNX "
+            "Runtime's kernels on this CPU) or openvino.",
+        ),
+    ] = CompareRuntimeChoice.emulated,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Images per run (the memory held at once).")
+    ] = 8,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Write compare.json, .csv and .md to this directory."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write SNR per layer and error growth (PNG).")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed for sampling the images.")] = (
+        C.DEFAULT_SEED
+    ),
+    fmt: FormatOpt = TableFormat.table,
+) -> None:
+    """Per layer: cosine, SNR, max error and INT8 clip rate of CANDIDATE against REFERENCE on
+    the same real images; then the logits."""
+    use_format(fmt)
+    from alexnet_deploy.fileio import prepare_output
+    from alexnet_deploy.precision.report import (
+        as_json,
+        layers_frame,
+        plot_comparison,
+        write_comparison,
+    )
+    from alexnet_deploy.workflow import compare_artifacts
+
+    if plot is not None:
+        prepare_output(plot, force=True, what="--plot")
+    with status("comparing") as shown:
+        result = compare_artifacts(
+            reference, candidate, data, count=count, runtime=runtime.value,
+            batch_size=batch_size, seed=seed, progress=shown.update,
+        )  # fmt: skip
+    if fmt is TableFormat.json:  # stdout: the JSON alone (use_format sends the rest to stderr)
+        sys.stdout.write(json.dumps(as_json(result), indent=2) + "\n")
+    else:
+        title = f"{candidate.name} vs {reference.name} ({result.runtime}, {result.images} images)"
+        print_frame(layers_frame(result), fmt, title=title)
+    notes = [
+        f"peak intermediate tensors held: {result.peak_tensor_bytes / 1e6:.1f} MB "
+        f"(one batch of {result.batch_size})"
+    ]
+    if result.folded:
+        notes.append(f"folded into their activation (no own tensor): {', '.join(result.folded)}")
+    if result.clip_note:
+        notes.append(result.clip_note)
+    for note in notes:
+        err_console.print(note, highlight=False, soft_wrap=True, markup=False)
+    if out is not None:
+        paths = write_comparison(result, out)
+        out_console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    if plot is not None:
+        out_console.print(f"wrote {plot_comparison(result, plot)}", highlight=False)

@@ -1,0 +1,1 @@
+"""Precision debugging: where a lower-precision artifact loses accuracy, layer by layer."""

@@ -1,0 +1,178 @@
+"""Which tensors of a candidate (FP16 or INT8 artifact) are which layers of the reference (the
+FP32 export), and copies of both models that output them.
+
+A layer is the output of a node whose operator computes (Conv, Gemm, Relu, LRN, pooling, ...).
+Conversions keep those tensor names: the FP16 converter inserts Cast nodes around the graph,
+the Q/DQ quantizer inserts QuantizeLinear/DequantizeLinear pairs that read the layer's tensor
+and write new names; ONNX Runtime's quantizer also folds a Relu into the quantized layer before
+it (the Conv then writes the Relu's tensor: the pre-activation tensor no longer exists). So a
+reference layer's counterpart is the candidate's tensor of the same name; a layer whose
+activation was folded into it has none and is listed as folded. Two files of different networks
+are refused, naming the first layer that differs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy.errors import UsageError
+
+LAYER_OPS = frozenset(
+    {
+        "Conv", "Gemm", "MatMul", "Relu", "LRN", "MaxPool", "AveragePool",
+        "GlobalAveragePool", "Flatten", "Softmax", "Add", "Reshape",
+    }
+)  # fmt: skip
+ACTIVATIONS = frozenset({"Relu", "Clip"})
+# what a conversion may put where a layer's tensor was: the graph's output, renamed onto the
+# dequantized or cast copy of the layer's result (the same value, in the candidate's precision)
+INSERTED_OPS = frozenset({"DequantizeLinear", "QuantizeLinear", "Cast"})
+
+
+@dataclass(frozen=True)
+class Layer:
+    name: str  # the tensor both models compute
+    op: str
+    node: str  # the reference node's name
+
+
+@dataclass
+class Quantizer:
+    """The activation quantizer a candidate applies to a layer's tensor: the float range it can
+    represent, and the tensor holding the dequantized value (what the next layers read, so the
+    layer's value in the candidate: quantization error included)."""
+
+    low: float
+    high: float
+    dequantized: str | None = None
+
+
+@dataclass
+class LayerMap:
+    layers: list[Layer]
+    folded: list[Layer] = field(default_factory=list)  # no counterpart: activation folded in
+    quantizers: dict[str, Quantizer] = field(default_factory=dict)  # by tensor name
+    dtypes: dict[str, int] = field(default_factory=dict)  # candidate tensor -> ONNX elem type
+
+    def candidate_value(self, name: str) -> str:
+        """The candidate's tensor that holds layer ``name``'s value: the dequantized copy where
+        the layer is quantized (for a folded activation, the quantizer's clamp is the
+        activation), else the tensor itself."""
+        quantizer = self.quantizers.get(name)
+        return quantizer.dequantized if quantizer and quantizer.dequantized else name
+
+
+def _layers(model) -> list[Layer]:
+    return [
+        Layer(node.output[0], node.op_type, node.name or node.output[0])
+        for node in model.graph.node
+        if node.op_type in LAYER_OPS and node.output
+    ]
+
+
+def _initializer(model, name: str) -> np.ndarray | None:
+    from onnx import numpy_helper
+
+    for init in model.graph.initializer:
+        if init.name == name:
+            return numpy_helper.to_array(init)
+    return None
+
+
+def _quantizers(model) -> dict[str, Quantizer]:
+    """Per tensor that a QuantizeLinear reads (with constant scale and zero point): the float
+    range it can represent. Values beyond it saturate."""
+    found = {}
+    dequantizer = {
+        node.input[0]: node.output[0]
+        for node in model.graph.node
+        if node.op_type == "DequantizeLinear"
+    }
+    for node in model.graph.node:
+        if node.op_type != "QuantizeLinear" or len(node.input) < 2:
+            continue
+        scale = _initializer(model, node.input[1])
+        zero = _initializer(model, node.input[2]) if len(node.input) > 2 else None
+        if scale is None or scale.size != 1:
+            continue
+        dtype = zero.dtype if zero is not None else np.dtype(np.uint8)
+        info = np.iinfo(dtype)
+        z = float(zero.reshape(-1)[0]) if zero is not None else 0.0
+        s = float(scale.reshape(-1)[0])
+        found[node.input[0]] = Quantizer(
+            (info.min - z) * s, (info.max - z) * s, dequantizer.get(node.output[0])
+        )
+    return found
+
+
+def map_layers(reference, candidate, reference_path: Path, candidate_path: Path) -> LayerMap:
+    """The reference's layers that the candidate computes under the same name. Refuses two
+    different networks: other inputs, or the first reference layer whose operator has no
+    counterpart of that operator in the candidate."""
+    import onnx
+
+    ref_in, cand_in = reference.graph.input[0], candidate.graph.input[0]
+
+    def dims(value) -> list:
+        return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+    if dims(ref_in)[1:] != dims(cand_in)[1:]:
+        raise UsageError(
+            f"{candidate_path} is not a version of {reference_path}: its input "
+            f"{cand_in.name!r} is {dims(cand_in)}, the reference's {ref_in.name!r} is {dims(ref_in)}",
+            hint="compare an artifact with the FP32 model it was made from",
+        )
+    produced = {out: node.op_type for node in candidate.graph.node for out in node.output}
+    ref_producer = {out: node for node in reference.graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in reference.graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    kept, folded = [], []
+    for layer in _layers(reference):
+        found = produced.get(layer.name)
+        if found == layer.op or found in INSERTED_OPS:
+            kept.append(layer)
+            continue
+        if found is None:
+            # folded: the activation after it is now written by this layer's operator
+            after = [n for n in consumers.get(layer.name, []) if n.op_type in ACTIVATIONS]
+            if after and produced.get(after[0].output[0]) == layer.op:
+                folded.append(layer)
+                continue
+        elif layer.op in ACTIVATIONS:
+            source = ref_producer.get(ref_producer[layer.name].input[0])
+            if source is not None and source.op_type == found:
+                kept.append(layer)  # the activation's tensor, written by the folded layer
+                continue
+        raise UsageError(
+            f"{candidate_path} is not a version of {reference_path}: the reference's layer "
+            f"{layer.node!r} ({layer.op}, tensor {layer.name!r}) "
+            + (f"is computed by {found} there" if found else "has no counterpart there"),
+            hint="compare an artifact with the FP32 model it was made from",
+        )
+    inferred = onnx.shape_inference.infer_shapes(candidate)
+    dtypes = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
+    }
+    return LayerMap(kept, folded, _quantizers(candidate), dtypes)
+
+
+def with_outputs(model, names: list[str], dtypes: dict[str, int]):
+    """A copy of ``model`` that also outputs ``names`` (intermediate tensors)."""
+    import copy
+
+    from onnx import TensorProto, helper
+
+    out = copy.deepcopy(model)
+    present = {o.name for o in out.graph.output}
+    for name in names:
+        if name not in present:
+            out.graph.output.append(
+                helper.make_tensor_value_info(name, dtypes.get(name, TensorProto.FLOAT), None)
+            )
+    return out

@@ -1,0 +1,107 @@
+"""compare's results out: a table (terminal, Markdown, CSV), JSON, and a plot of SNR per layer
+and the error's growth through the network."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from alexnet_deploy.precision.compare import Comparison
+
+
+def layers_frame(comparison: Comparison):
+    """One row per layer, then the logits row, rounded for people (JSON keeps full precision)."""
+    import polars as pl
+
+    def finite(value: float, digits: int) -> float | None:
+        return round(value, digits) if math.isfinite(value) else None
+
+    rows = [
+        {
+            "layer": f.name,
+            "op": f.op,
+            "shape": "x".join(str(d) for d in f.shape),
+            "cosine": round(f.cosine, 6),
+            "snr dB": finite(f.snr_db, 1),
+            "max abs err": float(f"{f.max_abs_error:.3g}"),
+            "clip %": None if f.clip_rate is None else round(100 * f.clip_rate, 3),
+        }
+        for f in comparison.layers
+    ]
+    logits = comparison.logits
+    rows.append(
+        {
+            "layer": "logits (top-1 / top-5 agreement)",
+            "op": "",
+            "shape": f"{100 * logits['top1_agreement']:.1f}% / {100 * logits['top5_overlap']:.1f}%",
+            "cosine": round(logits["centered_cosine"], 6),
+            "snr dB": None,
+            "max abs err": float(f"{logits['max_abs_error']:.3g}"),
+            "clip %": None,
+        }
+    )
+    return pl.DataFrame(rows, infer_schema_length=None)
+
+
+def as_json(comparison: Comparison) -> dict:
+    data = comparison.as_dict()
+    for layer in data["layers"]:  # JSON has no infinity: an exact layer's SNR is null
+        if not math.isfinite(layer["snr_db"]):
+            layer["snr_db"] = None
+    return {"schema": "alexnet-deploy/compare/1", **data}
+
+
+def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
+    """compare.json, compare.csv and compare.md in ``out_dir``, each written atomically."""
+    from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
+    from alexnet_deploy.render import TableFormat, frame_as_text
+
+    out_dir = Path(out_dir)
+    frame = layers_frame(comparison)
+    paths = {"json": write_json_atomic(out_dir / "compare.json", as_json(comparison))}
+    with atomic_path(out_dir / "compare.csv") as tmp:
+        frame.write_csv(tmp)
+    paths["csv"] = out_dir / "compare.csv"
+    head = [
+        "# alexnet-deploy compare",
+        "",
+        f"- reference: {comparison.reference}",
+        f"- candidate: {comparison.candidate} (computed by: {comparison.runtime})",
+        f"- images: {comparison.images}, in batches of {comparison.batch_size}; peak "
+        f"intermediate tensors held: {comparison.peak_tensor_bytes / 1e6:.1f} MB",
+    ]
+    if comparison.folded:
+        head.append(f"- folded into their activation: {', '.join(comparison.folded)}")
+    if comparison.clip_note:
+        head.append(f"- {comparison.clip_note}")
+    text = "\n".join(head) + "\n\n" + frame_as_text(frame, TableFormat.md)
+    paths["md"] = write_text_atomic(out_dir / "compare.md", text)
+    return paths
+
+
+def plot_comparison(comparison: Comparison, path: Path) -> Path:
+    """Two panels: SNR per layer (where precision is lost), and 1 - cosine on a log scale (how
+    the error grows through the network)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from alexnet_deploy.fileio import atomic_path
+
+    names = [f.name for f in comparison.layers]
+    snr = [f.snr_db if math.isfinite(f.snr_db) else float("nan") for f in comparison.layers]
+    gap = [max(1 - f.cosine, 1e-12) for f in comparison.layers]
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.5 * len(names)), 6), sharex=True)
+    top.plot(range(len(names)), snr, marker="o")
+    top.set_ylabel("SNR (dB)")
+    top.set_title(f"{Path(comparison.candidate).name} vs {Path(comparison.reference).name} "
+                  f"({comparison.runtime}, {comparison.images} images)")  # fmt: skip
+    bottom.semilogy(range(len(names)), gap, marker="s", color="tab:red")
+    bottom.set_ylabel("1 - cosine")
+    bottom.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    fig.tight_layout()
+    with atomic_path(path, replace=True) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return Path(path)
