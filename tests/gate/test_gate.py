@@ -416,11 +416,29 @@ def _synthetic(rows: int, seed: int, factor: float = 1.0, spread: float = 0.01) 
 def test_p99_is_judged_only_on_enough_samples(rows, judged):
     """A p99 of 700 samples rests on 7 values: one stall decides it (seen in CI). Reported, not
     judged, until 1000 samples a side; a 40% slower tail is then caught."""
-    result = compare_reports(_synthetic(rows, 1), _synthetic(rows, 2, 1.4), Thresholds())
+    set_by_user = Thresholds.parse(["0.1", "p99=0.25"])
+    result = compare_reports(_synthetic(rows, 1), _synthetic(rows, 2, 1.4), set_by_user)
     p99 = next(v for v in result.verdicts if v.metric == "p99")
     assert p99.verdict == (REGRESSED if judged else "not judged"), p99
     if not judged:
         assert "reported, not judged" in p99.note and p99.current > p99.baseline
+
+
+def test_separate_runs_without_measured_noise_use_the_separate_runs_defaults():
+    """The paired setting's 10% is not the default for two separate runs: unpaired (and rerun)
+    use C.GATE_UNPAIRED_THRESHOLDS unless the user set a threshold or the noise was measured."""
+    from alexnet_deploy import constants as C
+
+    base, slower = _synthetic(1000, 1), _synthetic(1000, 2, 1.15)
+    default = compare_reports(base, slower, Thresholds())
+    p50 = next(v for v in default.verdicts if v.metric == "p50")
+    assert p50.threshold == C.GATE_UNPAIRED_THRESHOLDS["p50"] and p50.verdict != REGRESSED
+    assert any("thresholds not set with --threshold are those for separate runs" in n
+               for n in default.notes)  # fmt: skip
+    asked = compare_reports(base, slower, Thresholds.parse(["p50=0.1"]))
+    by_metric = {v.metric: v for v in asked.verdicts}
+    assert by_metric["p50"].threshold == 0.1 and by_metric["p50"].verdict == REGRESSED
+    assert by_metric["throughput"].threshold == C.GATE_UNPAIRED_THRESHOLDS["throughput"]
 
 
 def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, cli):
@@ -444,13 +462,12 @@ def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, c
 
 
 def test_the_smallest_detectable_change_is_said():
-    """Two tight runs can see the 10% threshold; two noisy short ones cannot, and say so."""
-    tight = compare_reports(_synthetic(1000, 1), _synthetic(1000, 2), Thresholds())
+    """Two tight runs can see a 10% threshold; two noisy short ones cannot, and say so."""
+    ten = Thresholds.parse(["0.1"])
+    tight = compare_reports(_synthetic(1000, 1), _synthetic(1000, 2), ten)
     p50 = next(v for v in tight.verdicts if v.metric == "p50")
     assert p50.detectable == pytest.approx(0.10) and not any("cannot see" in n for n in tight.notes)
-    noisy = compare_reports(
-        _synthetic(12, 1, spread=0.6), _synthetic(12, 2, spread=0.6), Thresholds()
-    )
+    noisy = compare_reports(_synthetic(12, 1, spread=0.6), _synthetic(12, 2, spread=0.6), ten)
     p50 = next(v for v in noisy.verdicts if v.metric == "p50")
     assert p50.detectable > 0.10 and p50.verdict != REGRESSED
     assert any("cannot see a change as small as their threshold" in n for n in noisy.notes)
