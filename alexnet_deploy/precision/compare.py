@@ -23,7 +23,7 @@ The reference always runs in FP32 with optimizations off.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +56,6 @@ class Comparison:
     logits: dict
     peak_tensor_bytes: int  # the most intermediate-tensor memory held at once (one batch)
     clip_note: str = ""
-    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -132,8 +131,8 @@ def _openvino_session(model, names: list[str]):
     import openvino as ov
 
     core = ov.Core()
-    compiled_model = core.read_model(model.SerializeToString(), b"")
-    compiled = core.compile_model(compiled_model, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    graph = core.read_model(model.SerializeToString(), b"")
+    compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     outputs = {name: compiled.output(name) for name in names}
 
