@@ -121,3 +121,15 @@ def test_missing_candidate_is_one_line(artifacts, cli, tmp_path):
     result = cli("compare", artifacts["fp32"], tmp_path / "nope.onnx")
     assert result.exit_code != 0 and "not found" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_openvino_computes_the_candidate_too(artifacts):
+    pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    emulated = compare_artifacts(artifacts["fp32"], artifacts["int8"], artifacts["data"], count=16)
+    ov = compare_artifacts(
+        artifacts["fp32"], artifacts["int8"], artifacts["data"], count=16, runtime="openvino"
+    )
+    assert ov.runtime == "openvino" and [f.name for f in ov.layers] == [
+        f.name for f in emulated.layers
+    ]
+    assert all(f.cosine > 0.9 for f in ov.layers) and ov.logits["top1_agreement"] >= 0.8
