@@ -330,7 +330,9 @@ def calibrate(
             if trt_cache and "tensorrt" in targets:
                 chosen = next(c for c in candidates if c.target == "tensorrt" and c.selected)
                 report.trt_cache = write_trt_cache(
-                    ranges_by_method[chosen.method].load(), cache_path
+                    ranges_by_method[chosen.method].load(),
+                    cache_path,
+                    ArtifactSet(model_path).source_sha256(),
                 )
         finally:
             shutil.rmtree(scratch, ignore_errors=True)

@@ -17,12 +17,19 @@ def cache_for(artifact: Path) -> Path:
 
 
 def legacy_int8_config(trt, config, artifact: Path) -> None:
+    """INT8 flags and a calibrator replaying the cache for ``artifact`` (the FP32 model): the
+    cache must have been calibrated on this model, and TensorRT gets it under its own version's
+    header (it skips a cache of an incompatible version, then fails for want of scales)."""
+    from alexnet_deploy.calib.trt_cache import check_cache_source, with_header
+    from alexnet_deploy.fileio import sha256_file
+
     cache = cache_for(Path(artifact))
     if not cache.is_file():
         raise AlexnetDeployError(
             f"--legacy-int8 needs {cache}", hint="run 'alexnet-deploy calibrate' first"
         )
-    data = cache.read_bytes()
+    check_cache_source(cache, sha256_file(artifact))
+    data = with_header(cache.read_text(), trt.__version__).encode()
 
     class CacheCalibrator(trt.IInt8EntropyCalibrator2):
         def __init__(self) -> None:

@@ -130,6 +130,32 @@ def test_legacy_tensorrt_cache_round_trips(calibrated):
     assert "input" in scales and all(s > 0 for s in scales.values())
 
 
+def test_legacy_cache_gets_the_running_tensorrt_header_and_knows_its_model(
+    calibrated, digits, tmp_path
+):
+    """TensorRT skips a cache of an incompatible version (then fails for want of scales): the
+    legacy build hands it the same scales under its own version's header. A cache calibrated on
+    another model is refused."""
+    from alexnet_deploy.calib.trt_cache import check_cache_source, header_for, with_header
+    from alexnet_deploy.errors import AlexnetDeployError
+
+    assert header_for("10.13.0.35") == "TRT-101300-EntropyCalibration2"
+    assert header_for("11.4.0.106") == "TRT-110400-EntropyCalibration2"
+    assert header_for("8.6.1") == "TRT-8601-EntropyCalibration2"
+    cache = calibrated / "digits-tiny.int8.trt-calibration.cache"
+    text = cache.read_text()
+    moved = with_header(text, "10.13.0.35")
+    assert moved.splitlines()[0] == "TRT-101300-EntropyCalibration2"
+    assert parse_cache(moved) == parse_cache(text)
+    check_cache_source(cache, sha256_file(digits["onnx"]))  # its own model: accepted
+    with pytest.raises(AlexnetDeployError, match="calibrated on another model"):
+        check_cache_source(cache, "0" * 64)
+    lone = tmp_path / "lone.cache"
+    lone.write_text(text)
+    with pytest.raises(AlexnetDeployError, match="no readable record"):
+        check_cache_source(lone, sha256_file(digits["onnx"]))
+
+
 def test_second_run_reuses_ranges_and_gives_identical_artifacts(digits, calibrated, cli, tmp_path):
     args = [
         "calibrate",
