@@ -5,6 +5,7 @@ from __future__ import annotations
 import platform
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 from alexnet_deploy import sysinfo
 
@@ -33,6 +34,47 @@ def _onnxruntime_providers() -> Check:
     except ImportError as err:
         return Check("onnxruntime providers", "unavailable", str(err))
     return Check("onnxruntime providers", "ok", ", ".join(ort.get_available_providers()))
+
+
+# onnxruntime-gpu's provider libraries, by provider; the extra that brings what each needs
+PROVIDER_LIBRARIES = {
+    "CUDAExecutionProvider": ("libonnxruntime_providers_cuda.so", "gpu"),
+    "TensorrtExecutionProvider": ("libonnxruntime_providers_tensorrt.so", "tensorrt"),
+}
+
+
+def _provider_libraries() -> list[Check]:
+    """Whether each GPU provider of the installed onnxruntime can load: the libraries its own
+    .so needs (read from the file, not loaded), found or not. onnxruntime-gpu lists these
+    providers whatever is installed and falls back to the CPU in silence."""
+    import importlib.util
+
+    from alexnet_deploy.sharedlibs import missing_libraries
+
+    spec = importlib.util.find_spec("onnxruntime")
+    if spec is None or spec.origin is None:
+        return []
+    capi = Path(spec.origin).parent / "capi"
+    rows = []
+    for provider, (library, extra) in PROVIDER_LIBRARIES.items():
+        path = capi / library
+        name = f"provider {provider.removesuffix('ExecutionProvider')}"
+        if not path.is_file():
+            rows.append(Check(name, "unavailable", f"not in this onnxruntime build ({library})"))
+            continue
+        missing = missing_libraries(path)
+        if missing:
+            rows.append(
+                Check(
+                    name,
+                    "unavailable",
+                    f"cannot load: {', '.join(missing)} not found; pip install "
+                    f"'alexnet-deploy[{extra}]' (a version whose libraries these names match)",
+                )
+            )
+        else:
+            rows.append(Check(name, "ok", f"every library {library} needs is present"))
+    return rows
 
 
 def _gpu() -> Check:
@@ -70,6 +112,7 @@ def run_checks() -> list[Check]:
         _import_check("onnx", "onnx", ("onnx",), "dev"),
         _import_check("onnxruntime", "onnxruntime", ("onnxruntime", "onnxruntime-gpu"), "dev"),
         _onnxruntime_providers(),
+        *_provider_libraries(),
         _import_check("openvino", "openvino", ("openvino",), "openvino"),
         _import_check(
             "tensorrt", "tensorrt", ("tensorrt", "tensorrt-cu12", "tensorrt-cu13"), "tensorrt"

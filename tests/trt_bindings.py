@@ -144,6 +144,13 @@ def _environment(version: str) -> dict:
     }
 
 
+def bindings_module(version: str) -> tuple[Path, Path]:
+    """The real compiled module of ``version`` (fetched if needed) and the stub libraries' folder."""
+    _environment(version)
+    root = cache_root() / "tensorrt-bindings" / version
+    return next((root / "unpacked" / "tensorrt_bindings").glob("tensorrt*.so")), root / "stubs"
+
+
 def run_with_bindings(version: str, code: str) -> str:
     """Run Python ``code`` in a process where ``import tensorrt_bindings`` is the real module
     of ``version`` (and this project importable); its standard output."""
