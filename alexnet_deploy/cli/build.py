@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import out_console, status
+from alexnet_deploy.cli.console import err_console, out_console, status
 from alexnet_deploy.cli.options import (
     BackendChoice,
     HintChoice,
@@ -130,3 +130,14 @@ def build(
         f"  sidecar {engine.sidecar_path}",
         highlight=False,
     )
+    fallback = side.details.get("fallback_nodes") or {}
+    for provider, nodes in fallback.items():
+        err_console.print(
+            f"Warning: {len(nodes)} node(s) ran on {provider}, not {name}'s provider: "
+            + ", ".join(nodes[:5])
+            + (" ..." if len(nodes) > 5 else "")
+            + f" (all listed in {engine.sidecar_path})",
+            highlight=False,
+            soft_wrap=True,
+            markup=False,
+        )

@@ -47,6 +47,32 @@ def trt_ep_options(precision: str, input_name: str, image_shape, profile) -> dic
     }
 
 
+def nodes_by_provider(model: Path, providers: list, batch: np.ndarray) -> dict[str, list[str]]:
+    """Which execution provider ran each node: one run with ONNX Runtime's profiler on, its
+    node events read back (``args.provider``). A session can report the TensorRT provider first
+    while some nodes fell back to CUDA (or the CPU); this says which."""
+    import json
+    import tempfile
+
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="ort-nodes-") as scratch:
+        options = ort.SessionOptions()
+        options.log_severity_level = 3
+        options.enable_profiling = True
+        options.profile_file_prefix = str(Path(scratch) / "nodes")
+        session = ort.InferenceSession(str(model), options, providers=providers)
+        session.run(None, {session.get_inputs()[0].name: batch})
+        events = json.loads(Path(session.end_profiling()).read_text())
+    found: dict[str, set[str]] = {}
+    for event in events:
+        args = event.get("args", {})
+        if event.get("cat") == "Node" and "provider" in args:
+            name = event.get("name", "").removesuffix("_kernel_time")
+            found.setdefault(args["provider"], set()).add(f"{name} ({args.get('op_name', '?')})")
+    return {provider: sorted(nodes) for provider, nodes in sorted(found.items())}
+
+
 def _session_options(
     threads: int | None, optimize: bool, save_to: Path | None = None, knobs: dict | None = None
 ):
@@ -150,6 +176,8 @@ class OrtBackend(Backend):
         info = read_artifact(artifact)
         start = time.perf_counter()
         trt = None  # the TensorRT provider's options, recorded for the runner
+        placed: dict[str, list[str]] = {}
+        fallback: dict[str, list[str]] = {}
         if self.provider == CPU:
             engine_path = out_dir / "model.ort.onnx"
             with atomic_path(engine_path) as tmp:
@@ -173,8 +201,12 @@ class OrtBackend(Backend):
                 artifact, self._providers(out_dir, trt), _session_options(options.threads, True)
             )
             dtype = np.float16 if info.input.dtype == "float16" else np.float32
-            session.run(None, {info.input.name: np.zeros((profile.opt, *info.image_shape), dtype)})
+            warm = np.zeros((profile.opt, *info.image_shape), dtype)
+            session.run(None, {info.input.name: warm})
             del session
+            # which provider each node really ran on (not only the session's first provider)
+            placed = nodes_by_provider(artifact, self._providers(out_dir, trt), warm)
+            fallback = {p: n for p, n in placed.items() if p != self.provider}
         sidecar = Sidecar.describe(
             backend=self.name,
             runtime="onnxruntime",
@@ -187,6 +219,14 @@ class OrtBackend(Backend):
             details={
                 "providers": [_provider_name(p) for p in self._providers(out_dir)],
                 **({"tensorrt_provider": trt} if self.provider == TENSORRT_EP else {}),
+                **(
+                    {
+                        "nodes_by_provider": {p: len(n) for p, n in placed.items()},
+                        "fallback_nodes": fallback,
+                    }
+                    if self.provider != CPU
+                    else {}
+                ),
                 "graph_optimization": "ORT_ENABLE_ALL"
                 + (" (saved)" if self.provider == CPU else " (at load)"),
             },

@@ -253,3 +253,21 @@ def test_concurrent_rebuilds_never_show_half_an_engine(digits_artifacts, tmp_pat
     assert not errors and not halves
     assert load_engine(target).path.is_file()
     assert not [p for p in target.parent.iterdir() if p.name.startswith(".")]  # nothing left aside
+
+
+def test_which_provider_ran_each_node_is_read_from_the_profiler(digits_artifacts):
+    """A session asked for the CUDA provider on a build without it still runs, every node on
+    the CPU: the silent fallback `build` now reports node by node (ort-cuda, ort-trt)."""
+    import numpy as np
+
+    from alexnet_deploy.artifacts import ArtifactSet
+    from alexnet_deploy.engines.ort import nodes_by_provider
+
+    model = ArtifactSet(digits_artifacts["model"]).int8("cpu")
+    batch = np.zeros((2, 3, 32, 32), np.float32)
+    on_cpu = nodes_by_provider(model, ["CPUExecutionProvider"], batch)
+    assert list(on_cpu) == ["CPUExecutionProvider"] and len(on_cpu["CPUExecutionProvider"]) > 3
+    assert any("QuantizeLinear" in n or "QLinear" in n or "Conv" in n
+               for n in on_cpu["CPUExecutionProvider"])  # fmt: skip
+    asked_gpu = nodes_by_provider(model, ["CUDAExecutionProvider", "CPUExecutionProvider"], batch)
+    assert "CUDAExecutionProvider" not in asked_gpu and asked_gpu == on_cpu
