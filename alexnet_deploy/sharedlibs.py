@@ -77,19 +77,19 @@ def _search_dirs() -> list[Path]:
     return dirs
 
 
-def find_library(name: str, extra_dirs: list[Path] | None = None) -> Path | None:
-    for directory in [*(extra_dirs or []), *_search_dirs()]:
+def find_library(
+    name: str, extra_dirs: list[Path] | None = None, search: list[Path] | None = None
+) -> Path | None:
+    """``name`` in ``extra_dirs``, then in ``search`` (default: the loader's and the NVIDIA
+    wheels' directories, listed anew)."""
+    for directory in [*(extra_dirs or []), *(search if search is not None else _search_dirs())]:
         candidate = directory / name
         if candidate.exists():
             return candidate
     return None
 
 
-def missing_libraries(path: Path, ignore: tuple[str, ...] = ()) -> list[str]:
+def missing_libraries(path: Path) -> list[str]:
     """The libraries ``path`` needs that are nowhere to be found (its own directory counts)."""
-    here = [Path(path).parent]
-    return [
-        name
-        for name in needed_libraries(path)
-        if not name.startswith(ignore) and find_library(name, here) is None
-    ]
+    search = [Path(path).parent, *_search_dirs()]  # listed once for every name
+    return [name for name in needed_libraries(path) if find_library(name, search=search) is None]

@@ -40,8 +40,20 @@ def test_a_file_that_is_not_elf_is_refused(tmp_path):
 def test_doctor_says_whether_each_gpu_provider_can_load(cli):
     result = cli("doctor", "--format", "csv")
     assert result.exit_code == 0
-    rows = [line for line in result.stdout.splitlines() if line.startswith("provider ")]
-    assert {r.split(",")[0] for r in rows} == {"provider CUDA", "provider Tensorrt"}
-    # the CPU build of onnxruntime has neither library; onnxruntime-gpu's would be read
-    assert all("not in this onnxruntime build" in r or "cannot load" in r or "present" in r
-               for r in rows)  # fmt: skip
+    import onnxruntime
+
+    rows = {
+        line.split(",")[0]: line
+        for line in result.stdout.splitlines()
+        if line.startswith("provider ")
+    }
+    assert set(rows) == {"provider CUDA", "provider Tensorrt"}
+    capi = Path(onnxruntime.__file__).parent / "capi"
+    for name, library in (("CUDA", "cuda"), ("Tensorrt", "tensorrt")):
+        row = rows[f"provider {name}"]
+        if not (capi / f"libonnxruntime_providers_{library}.so").is_file():
+            assert "not in this onnxruntime build" in row  # the CPU package
+        else:  # onnxruntime-gpu: the verdict follows from the libraries its .so names
+            assert ("cannot load" in row) == bool(
+                missing_libraries(capi / f"libonnxruntime_providers_{library}.so")
+            )

@@ -102,17 +102,13 @@ def opencv_preprocess(pixels: np.ndarray, pre) -> np.ndarray:
     INTER_LINEAR when enlarging), center crop, scale, normalize, NCHW float32, batch of one."""
     import cv2
 
+    from alexnet_deploy.calib.images import center_crop, normalize, resized_size
+
     height, width = pixels.shape[:2]
-    scale = pre.resize_size / min(width, height)
-    size = (max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale)))
-    method = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    size = resized_size(width, height, pre)
+    method = cv2.INTER_AREA if size[0] < width else cv2.INTER_LINEAR
     resized = cv2.resize(pixels, size, interpolation=method)
-    top = (resized.shape[0] - pre.crop_size) // 2
-    left = (resized.shape[1] - pre.crop_size) // 2
-    crop = resized[top : top + pre.crop_size, left : left + pre.crop_size]
-    mean = np.asarray(pre.mean, np.float32) * 255
-    std = np.asarray(pre.std, np.float32) * 255
-    return ((crop.astype(np.float32) - mean) / std).transpose(2, 0, 1)[None].astype(np.float32)
+    return normalize(center_crop(resized, pre.crop_size), pre)[None]
 
 
 def _top5(logits: np.ndarray) -> np.ndarray:

@@ -23,23 +23,37 @@ def load_rgb(path):
         return image.convert("RGB")
 
 
+def resized_size(width: int, height: int, pre: Preprocessing) -> tuple[int, int]:
+    """(width, height) after the short side goes to ``resize_size``: each side rounded, never
+    below the crop. The one rule every host library and the in-graph preprocessing follow."""
+    scale = pre.resize_size / min(width, height)
+    return max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale))
+
+
+def center_crop(pixels: np.ndarray, size: int) -> np.ndarray:
+    """The centered ``size`` x ``size`` window of an HWC array (offsets rounded down)."""
+    top = (pixels.shape[0] - size) // 2
+    left = (pixels.shape[1] - size) // 2
+    return pixels[top : top + size, left : left + size]
+
+
 def resize_crop(image, pre: Preprocessing) -> np.ndarray:
     """Resize the short side to ``resize_size`` (bilinear; smaller images are upscaled) and
     center-crop ``crop_size``: HWC uint8 (what a runtime that normalizes in its graph takes)."""
     from PIL import Image
 
-    width, height = image.size
-    scale = pre.resize_size / min(width, height)
-    size = (max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale)))
-    image = image.resize(size, Image.Resampling.BILINEAR)
-    left = (image.width - pre.crop_size) // 2
-    top = (image.height - pre.crop_size) // 2
-    return np.asarray(image.crop((left, top, left + pre.crop_size, top + pre.crop_size)))
+    image = image.resize(resized_size(*image.size, pre), Image.Resampling.BILINEAR)
+    return center_crop(np.asarray(image), pre.crop_size)
+
+
+def normalize(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
+    """HWC uint8 pixels scaled to [0, 1] and normalized: CHW float32."""
+    scaled = pixels.astype(np.float32) / 255.0
+    mean = np.asarray(pre.mean, dtype=np.float32)
+    std = np.asarray(pre.std, dtype=np.float32)
+    return ((scaled - mean) / std).transpose(2, 0, 1).astype(np.float32)
 
 
 def preprocess(image, pre: Preprocessing) -> np.ndarray:
-    """:func:`resize_crop`, then scale to [0, 1] and normalize: CHW float32."""
-    pixels = resize_crop(image, pre).astype(np.float32) / 255.0
-    mean = np.asarray(pre.mean, dtype=np.float32)
-    std = np.asarray(pre.std, dtype=np.float32)
-    return ((pixels - mean) / std).transpose(2, 0, 1).astype(np.float32)
+    """:func:`resize_crop`, then :func:`normalize`: CHW float32."""
+    return normalize(resize_crop(image, pre), pre)

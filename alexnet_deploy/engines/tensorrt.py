@@ -258,6 +258,12 @@ class _ExecutionSlot:
         self.stream.synchronize()
         return outputs[0]
 
+    def run_host(self, batch: np.ndarray) -> np.ndarray:
+        """A host batch in, host logits out."""
+        import torch
+
+        return self.run(torch.from_numpy(batch).to("cuda")).cpu().numpy()
+
 
 class TensorRTRunner(Runner):
     def __init__(self, engine: Engine) -> None:
@@ -298,11 +304,9 @@ class TensorRTRunner(Runner):
         return [self._infer_on(slot) for slot in slots[:count]]
 
     def _infer_on(self, slot: _ExecutionSlot):
-        import torch
-
         def infer(batch: np.ndarray) -> np.ndarray:
             self.check_batch(batch)
-            return slot.run(torch.from_numpy(batch).to("cuda")).cpu().numpy()
+            return slot.run_host(batch)
 
         return infer
 
@@ -314,9 +318,7 @@ class TensorRTRunner(Runner):
             )
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
-        import torch
-
-        return self.slot.run(torch.from_numpy(batch).to("cuda")).cpu().numpy()
+        return self.slot.run_host(batch)
 
     def infer_device(self, device_in):
         """Run on a CUDA tensor already on the GPU (any stream: ours waits for the caller's;
