@@ -68,6 +68,11 @@ class ArtifactSet:
             raise ValueError(f"unknown INT8 form {form!r}; one of {INT8_FORMS}")
         return self._sibling(f"int8-{form}.onnx")
 
+    def plan(self, form: str, directory: Path | None = None) -> Path:
+        """A precision plan's file (``plan``): some layers INT8, the rest float; ``form``:
+        ``cpu`` or ``tensorrt``."""
+        return self._sibling(f"plan-{form}.onnx", directory)
+
     def int8_report(self, directory: Path | None = None) -> Path:
         return self._sibling("int8.report.json", directory)
 

@@ -159,3 +159,22 @@ TRITON_TIMEOUT_S = 5.0
 
 # tune: the tuned engine's throughput over the best peer row of the same run (issue target)
 TUNED_OVER_PEER_TARGET = 1.2
+
+# plan: precision plans over the weight layers (alexnet_deploy/precision/). --exhaustive tries
+# all 2^n plans up to this many free layers (AlexNet: 8 -> 256 plans, seconds each on the test
+# network); the greedy search tries n + 1. At most PLAN_MAX_MEASURED plans within the budget are
+# benched (the front's cheapest), each round interleaved with the others.
+PLAN_EXHAUSTIVE_MAX_LAYERS = 10
+PLAN_MAX_MEASURED = 4
+PLAN_BATCHES = (1, 32)
+PLAN_ROUNDS = 3
+# plan --sufficiency: calibration subsets of these sizes (and the whole set), each drawn this
+# many times with replacement; intervals are the central SUFFICIENCY_INTERVAL of the draws.
+# Calibration and held-out images disagree when a channel's means differ by more than
+# SHIFT_MAX_MEAN_DIFFERENCE pooled standard deviations (a "medium" effect size) or their
+# standard deviations by more than a factor SHIFT_MAX_STD_RATIO.
+SUFFICIENCY_SIZES = (8, 16, 32, 64, 128)
+SUFFICIENCY_RESAMPLES = 8
+SUFFICIENCY_INTERVAL = 0.9
+SHIFT_MAX_MEAN_DIFFERENCE = 0.5
+SHIFT_MAX_STD_RATIO = 1.5

@@ -152,8 +152,16 @@ def isa_mismatch(metadata: dict[str, str], machine_isa: str, model: str = "MODEL
     )
 
 
-def quantize_to_file(model_path: Path, ranges: Ranges, recipe: Int8Recipe, out: Path) -> Path:
-    """Write the Q/DQ model for ``recipe`` from the cached ``ranges`` (no new calibration)."""
+def quantize_to_file(
+    model_path: Path,
+    ranges: Ranges,
+    recipe: Int8Recipe,
+    out: Path,
+    nodes_to_exclude: tuple[str, ...] = (),
+) -> Path:
+    """Write the Q/DQ model for ``recipe`` from the cached ``ranges`` (no new calibration).
+    ``nodes_to_exclude``: nodes left in float (no Q/DQ on their inputs), ONNX Runtime's own
+    rule, which keeps an excluded layer's activation where the quantizer would fold it."""
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod
 
@@ -185,6 +193,7 @@ def quantize_to_file(model_path: Path, ranges: Ranges, recipe: Int8Recipe, out: 
                 per_channel=recipe.per_channel,
                 reduce_range=recipe.reduce_range,
                 op_types_to_quantize=list(recipe.op_types) if recipe.op_types else None,
+                nodes_to_exclude=list(nodes_to_exclude),
                 extra_options=extra,
             )
     finally:

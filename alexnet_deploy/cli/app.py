@@ -27,6 +27,7 @@ from alexnet_deploy.cli.doctor import doctor
 from alexnet_deploy.cli.export import export, summary
 from alexnet_deploy.cli.gate import gate
 from alexnet_deploy.cli.package import package
+from alexnet_deploy.cli.plan import plan
 from alexnet_deploy.cli.predict import predict
 from alexnet_deploy.cli.tune import tune
 from alexnet_deploy.errors import AlexnetDeployError
@@ -66,6 +67,7 @@ for command in (
     gate,
     predict,
     compare,
+    plan,
     doctor,
 ):
     app.command()(command)

@@ -30,8 +30,13 @@ def build(
         BackendChoice, typer.Option("--backend", help="Runtime to build for.")
     ] = BackendChoice.ort,
     precision: Annotated[
-        PrecisionChoice, typer.Option("--precision", help="Precision to run.")
-    ] = PrecisionChoice.fp32,
+        PrecisionChoice | None,
+        typer.Option(
+            "--precision",
+            help="Precision to run (default: the file's own: fp32 for an export, int8 for an "
+            "INT8 or plan file).",
+        ),
+    ] = None,
     max_batch: Annotated[
         int, typer.Option("--max-batch", help="Largest batch the engine accepts.")
     ] = C.DEFAULT_MAX_BATCH,
@@ -96,9 +101,15 @@ def build(
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
 
+    if precision is None:
+        from alexnet_deploy.artifact import read_artifact
+
+        chosen_precision = read_artifact(model).precision
+    else:
+        chosen_precision = precision.value
     settings = {
         "backend": backend.value,
-        "precision": precision.value,
+        "precision": chosen_precision,
         "threads": threads,
         "streams": streams,
         "hint": hint.value,

@@ -41,6 +41,7 @@ class Sidecar:
     details: dict = field(default_factory=dict)  # backend-specific facts (providers, hints, ...)
     int8_isa: str | None = None  # the CPU class the artifact's INT8 CPU form was made for
     cpu_isa: str | None = None  # the CPU class of the machine that built the engine
+    precision_plan: dict | None = None  # layer -> precision, for a plan file (alexnet-deploy plan)
     schema: str = SCHEMA
 
     @classmethod
@@ -82,6 +83,9 @@ class Sidecar:
             details=details,
             int8_isa=artifact_isa(info.metadata),
             cpu_isa=this_cpu().name,
+            precision_plan=json.loads(info.metadata["precision_plan"])
+            if "precision_plan" in info.metadata
+            else None,
         )
 
     def write(self, path: Path) -> Path:

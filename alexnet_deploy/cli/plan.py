@@ -1,0 +1,158 @@
+"""plan: the fastest per-layer precision plan within an accuracy budget."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from alexnet_deploy import constants as C
+from alexnet_deploy.cli.console import err_console, out_console, print_frame, status, use_format
+from alexnet_deploy.cli.options import (
+    BatchSizeOpt,
+    DataOpt,
+    EvalDataOpt,
+    EvalSizeOpt,
+    ForceOpt,
+    FormatOpt,
+    LabelsOpt,
+    MaxDropOpt,
+    ModelArg,
+    SeedOpt,
+    WorkDirOpt,
+)
+from alexnet_deploy.render import TableFormat
+
+
+def plan(
+    model: ModelArg,
+    data: DataOpt = "shipped",
+    eval_data: EvalDataOpt = None,
+    calib_size: Annotated[
+        int | None,
+        typer.Option("--calib-size", help="Calibration samples (default: half, at most 256)."),
+    ] = None,
+    eval_size: EvalSizeOpt = None,
+    labels: LabelsOpt = None,
+    seed: SeedOpt = C.DEFAULT_SEED,
+    batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
+    max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+    target: Annotated[
+        str,
+        typer.Option(
+            "--target",
+            help="The INT8 form planned for: cpu (this CPU's class; plans are timed here), "
+            "cpu-<class>, or tensorrt (emulated fidelity only; chosen by fewest float MACs).",
+        ),
+    ] = "cpu",
+    backend: Annotated[
+        list[str] | None,
+        typer.Option("--backend", help="Runtime(s) that time the plans: ort (default), openvino."),
+    ] = None,
+    batch: Annotated[
+        list[int] | None,
+        typer.Option("--batch", help="Batch size(s) the plans are timed at (default: 1 and 32)."),
+    ] = None,
+    keep: Annotated[
+        str, typer.Option("--keep", help="What a layer kept out of INT8 runs in: fp32 or fp16.")
+    ] = "fp32",
+    keep_layer: Annotated[
+        list[str] | None,
+        typer.Option("--keep-layer", help="A weight layer always kept float (repeatable)."),
+    ] = None,
+    exhaustive: Annotated[
+        bool,
+        typer.Option("--exhaustive", help="Evaluate all 2^n plans (default: the greedy n + 1)."),
+    ] = False,
+    max_measured: Annotated[
+        int, typer.Option("--max-measured", help="Plans within the budget to time, at most.")
+    ] = C.PLAN_MAX_MEASURED,
+    repeat: Annotated[
+        int, typer.Option("--repeat", help="Timing rounds, interleaved across the plans.")
+    ] = C.PLAN_ROUNDS,
+    max_seconds: Annotated[
+        float, typer.Option("--max-seconds", help="Time cap per plan, backend, batch and round.")
+    ] = C.BENCH_MAX_SECONDS,
+    min_seconds: Annotated[
+        float, typer.Option("--min-seconds", help="Time each plan at least this long per round.")
+    ] = C.BENCH_MIN_SECONDS,
+    nncf: Annotated[
+        bool,
+        typer.Option(
+            "--nncf/--no-nncf", help="Also run NNCF's quantize_with_accuracy_control (the peer)."
+        ),
+    ] = False,
+    sufficiency: Annotated[
+        bool,
+        typer.Option(
+            "--sufficiency",
+            help="Also bootstrap calibration subsets: the smallest calibration set within the "
+            "budget, and whether calibration and held-out images look alike.",
+        ),
+    ] = False,
+    out: Annotated[
+        Path,
+        typer.Option("-o", "--out", help="Directory for the plan file and plan.json/.csv/.md."),
+    ] = Path("plan"),
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write drop against images/s (PNG).")
+    ] = None,
+    work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    force: ForceOpt = False,
+    fmt: FormatOpt = TableFormat.table,
+) -> None:
+    """Per-layer INT8 sensitivity, candidate plans with their emulated fidelity, the plans that
+    meet the budget timed with bench's rules; writes the fastest within the budget."""
+    use_format(fmt)
+    from alexnet_deploy.bench.config import MeasureRules
+    from alexnet_deploy.calib.stage import DataRequest
+    from alexnet_deploy.fileio import prepare_output
+    from alexnet_deploy.precision.plan_report import (
+        as_json,
+        plans_frame,
+        plot_plans,
+        sensitivity_frame,
+        sufficiency_frame,
+        write_plan_report,
+    )
+    from alexnet_deploy.precision.planner import PlanRequest, plan_precision
+
+    if plot is not None:
+        prepare_output(plot, force=True, what="--plot")
+    request = PlanRequest(
+        target=target, backends=tuple(backend or ("ort",)),
+        batches=tuple(batch or C.PLAN_BATCHES), max_top1_drop=max_top1_drop, keep=keep,
+        keep_layers=tuple(keep_layer or ()), exhaustive=exhaustive, max_measured=max_measured,
+        rounds=repeat, nncf=nncf, sufficiency=sufficiency,
+    )  # fmt: skip
+    data_request = DataRequest(
+        data=data, calib_size=calib_size, eval_size=eval_size, seed=seed, labels=labels,
+        eval_data=eval_data, batch_size=batch_size,
+    )  # fmt: skip
+    rules = MeasureRules(min_seconds=min_seconds, max_seconds=max(max_seconds, min_seconds))
+    with status("planning") as shown:
+        outcome = plan_precision(
+            model, data_request, request, out_dir=out, work_dir=work_dir, rules=rules,
+            force=force, progress=shown.update,
+        )  # fmt: skip
+    paths = write_plan_report(outcome, out)
+    if fmt is TableFormat.json:  # stdout: the JSON alone (use_format sends the rest to stderr)
+        sys.stdout.write(json.dumps(as_json(outcome), indent=2) + "\n")
+    else:
+        print_frame(sensitivity_frame(outcome), fmt, title="sensitivity per weight layer")
+        print_frame(
+            plans_frame(outcome, measured_only=True), fmt,
+            title=f"plans timed (of {len(outcome.evaluated)} evaluated; all in {paths['csv']})",
+        )  # fmt: skip
+        if outcome.sufficiency is not None:
+            print_frame(sufficiency_frame(outcome), fmt, title="calibration sufficiency")
+    for note in [f"chosen: {outcome.chosen.plan.label(outcome.layers)} ({outcome.choice_rule})",
+                 *outcome.notes]:  # fmt: skip
+        err_console.print(note, highlight=False, soft_wrap=True, markup=False)
+    out_console.print(f"wrote {outcome.written}", highlight=False)
+    out_console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
+    if plot is not None:
+        out_console.print(f"wrote {plot_plans(outcome, plot)}", highlight=False)

@@ -1,0 +1,80 @@
+"""Images/s of a few ONNX files (precision plans and their references) on the CPU runtimes,
+with bench's own rules: the tool's engines (built or reused like ``build``), bench's timed
+latency loop, rounds interleaved across every file so a shared machine's drift spreads over
+all of them, the median round kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from alexnet_deploy import constants as C
+
+
+@dataclass(frozen=True)
+class SpeedTarget:
+    label: str
+    path: Path
+    precision: str  # what BuildOptions calls it: fp32 for the FP32 model, int8 for the rest
+    quantizer: str = "qdq"
+
+
+def speed_key(backend: str, batch: int) -> str:
+    return f"{backend} b{batch}"
+
+
+def measure_speeds(
+    targets: list[SpeedTarget],
+    backends: tuple[str, ...],
+    batches: tuple[int, ...],
+    work_dir: Path,
+    rules,
+    *,
+    rounds: int = C.PLAN_ROUNDS,
+    seed: int = C.DEFAULT_SEED,
+    progress: Callable[[str], None] = lambda _m: None,
+) -> dict[str, dict[str, float]]:
+    """label -> {"ort b1": images/s, ...}: the median over ``rounds`` of each round's rate."""
+    from alexnet_deploy.artifact import read_artifact
+    from alexnet_deploy.bench.measure import measure_latency
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.options import BuildOptions
+    from alexnet_deploy.engines.registry import get_backend
+
+    shape = read_artifact(targets[0].path).image_shape
+    rng = np.random.default_rng(seed)
+    inputs = {b: rng.standard_normal((b, *shape), dtype=np.float32) for b in batches}
+    engines = {}
+    for t in targets:
+        for backend in backends:
+            progress(f"building {backend} engine: {t.label}")
+            options = BuildOptions(
+                precision=t.precision, max_batch=max(batches), quantizer=t.quantizer
+            )
+            engines[(t.label, backend)], _ = build_engine(t.path, backend, options, work_dir)
+    rates: dict[tuple[str, str], list[float]] = {}
+    for round_index in range(rounds):
+        for t in targets:
+            for backend in backends:
+                progress(f"round {round_index + 1}/{rounds}: {backend} {t.label}")
+                with get_backend(backend).runner(engines[(t.label, backend)]) as runner:
+                    for batch in batches:
+                        m = measure_latency(runner.infer, inputs[batch], rules)
+                        key = (t.label, speed_key(backend, batch))
+                        rates.setdefault(key, []).append(m.images_per_second)
+    found: dict[str, dict[str, float]] = {}
+    for (label, key), values in rates.items():
+        found.setdefault(label, {})[key] = float(np.median(values))
+    return found
+
+
+def speed_score(speed: dict[str, float], reference: dict[str, float]) -> float:
+    """One figure to rank plans by: the geometric mean, over every backend and batch measured,
+    of the plan's images/s relative to the reference's (so batch 1 and batch 32 count alike)."""
+    keys = [k for k in speed if reference.get(k)]
+    if not keys:
+        return 0.0
+    return float(np.exp(np.mean([np.log(speed[k] / reference[k]) for k in keys])))
