@@ -178,3 +178,5 @@ SUFFICIENCY_RESAMPLES = 8
 SUFFICIENCY_INTERVAL = 0.9
 SHIFT_MAX_MEAN_DIFFERENCE = 0.5
 SHIFT_MAX_STD_RATIO = 1.5
+# compare --profile: timed runs of one batch (after one warm-up run)
+PROFILE_RUNS = 20

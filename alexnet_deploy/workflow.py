@@ -226,7 +226,7 @@ def measure_run_noise(baseline, runs: int, work_dir: Path, progress=lambda m: No
 def compare_artifacts(
     reference: Path, candidate: Path, data: str = "shipped", *, count: int | None = None,
     runtime: str = "emulated", batch_size: int = 8, seed: int = C.DEFAULT_SEED,
-    progress: Progress = lambda m: None,
+    profile_runs: int = 0, progress: Progress = lambda m: None,
 ):  # fmt: skip
     """``compare``: the reference's images (its own preprocessing), then every layer of the
     candidate against the reference (precision/compare.py)."""
@@ -239,13 +239,13 @@ def compare_artifacts(
     info = read_artifact(reference)
     info.require_float_input()
     progress(f"reading images from {data}")
-    images = load_held_out(
-        data, image_shape=info.image_shape, preprocessing=info.preprocessing(), count=count,
-        seed=seed,
-    ).eval.images  # fmt: skip
+    pre = info.preprocessing()
+    images = load_held_out(data, image_shape=info.image_shape, preprocessing=pre, count=count,
+                           seed=seed).eval.images  # fmt: skip
     return compare_models(
-        reference, candidate, images, runtime=runtime, batch_size=batch_size, progress=progress
-    )
+        reference, candidate, images, runtime=runtime, batch_size=batch_size,
+        profile_runs=profile_runs, progress=progress,
+    )  # fmt: skip
 
 
 def aa_on_model(

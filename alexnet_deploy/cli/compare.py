@@ -54,6 +54,14 @@ def compare(
     seed: Annotated[int, typer.Option("--seed", help="Seed for sampling the images.")] = (
         C.DEFAULT_SEED
     ),
+    profile: Annotated[
+        bool,
+        typer.Option(
+            "--profile",
+            help="Also time each layer with the runtime's own profiler (ONNX Runtime's, or "
+            "OpenVINO's performance counters), the candidate as deployed.",
+        ),
+    ] = False,
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
     """Per layer: cosine, SNR, max error and INT8 clip rate of CANDIDATE against REFERENCE on
@@ -73,7 +81,8 @@ def compare(
     with status("comparing") as shown:
         result = compare_artifacts(
             reference, candidate, data, count=count, runtime=runtime.value,
-            batch_size=batch_size, seed=seed, progress=shown.update,
+            batch_size=batch_size, seed=seed, profile_runs=C.PROFILE_RUNS if profile else 0,
+            progress=shown.update,
         )  # fmt: skip
     if fmt is TableFormat.json:  # stdout: the JSON alone (use_format sends the rest to stderr)
         sys.stdout.write(json.dumps(as_json(result), indent=2) + "\n")
@@ -88,6 +97,8 @@ def compare(
         notes.append(f"folded into their activation (no own tensor): {', '.join(result.folded)}")
     if result.clip_note:
         notes.append(result.clip_note)
+    if result.profile_note:
+        notes.append(result.profile_note)
     for note in notes:
         err_console.print(note, highlight=False, soft_wrap=True, markup=False)
     if out is not None:

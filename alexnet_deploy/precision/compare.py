@@ -56,6 +56,8 @@ class Comparison:
     logits: dict
     peak_tensor_bytes: int  # the most intermediate-tensor memory held at once (one batch)
     clip_note: str = ""
+    profile: dict | None = None  # compare --profile: precision/profile.py's Profile.as_dict()
+    profile_note: str = ""
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -150,6 +152,7 @@ def compare_models(
     *,
     runtime: str = "emulated",
     batch_size: int = 8,
+    profile_runs: int = 0,
     progress=lambda m: None,
 ) -> Comparison:
     """Run both on ``images`` (N x C x H x W float32, the reference's preprocessing) and compare
@@ -196,6 +199,24 @@ def compare_models(
         del ref_out, cand_out
     fidelity = compare_logits(np.concatenate(ref_logits), np.concatenate(cand_logits))
     quantized = bool(mapping.quantizers)
+    profiled, profile_note = None, ""
+    if profile_runs > 0:
+        from alexnet_deploy.precision.profile import profile_candidate
+
+        timed_on = "openvino" if runtime == "openvino" else "ort"
+        progress(f"profiling {Path(candidate_path).name} on {timed_on}")
+        batch = images[:batch_size]
+        feed = batch.astype(np.float16) if _input_is_half(candidate) else batch
+        profiled = profile_candidate(candidate_path, names, feed, timed_on, profile_runs).as_dict()
+        profile_note = (
+            f"time: {timed_on}'s profiler, the candidate as deployed (no tensor exposed), mean "
+            f"of {profile_runs} runs of a batch of {len(batch)}"
+            + (
+                " (emulated execution is not timed: ONNX Runtime's kernels are)"
+                if runtime == "emulated"
+                else ""
+            )
+        )
     return Comparison(
         reference=str(reference_path),
         candidate=str(candidate_path),
@@ -217,6 +238,8 @@ def compare_models(
         clip_note=""
         if quantized
         else "the candidate has no activation quantizers (no Q/DQ): clip rates do not apply",
+        profile=profiled,
+        profile_note=profile_note,
     )
 
 

@@ -154,12 +154,17 @@ def map_layers(reference, candidate, reference_path: Path, candidate_path: Path)
             + (f"is computed by {found} there" if found else "has no counterpart there"),
             hint="compare an artifact with the FP32 model it was made from",
         )
+    quantizers = _quantizers(candidate)
+    if cand_in.name == ref_in.name and cand_in.name in quantizers:
+        # the network's input is quantized too: its row is where unrepresentative calibration
+        # images show first (bright pixels beyond the range they gave)
+        kept.insert(0, Layer(ref_in.name, "input", ref_in.name))
     inferred = onnx.shape_inference.infer_shapes(candidate)
     dtypes = {
         v.name: v.type.tensor_type.elem_type
         for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
     }
-    return LayerMap(kept, folded, _quantizers(candidate), dtypes)
+    return LayerMap(kept, folded, quantizers, dtypes)
 
 
 def with_outputs(model, names: list[str], dtypes: dict[str, int]):

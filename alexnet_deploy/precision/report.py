@@ -29,6 +29,20 @@ def layers_frame(comparison: Comparison):
         for f in comparison.layers
     ]
     logits = comparison.logits
+    profile = comparison.profile
+    if profile is not None:
+        total = profile["total_ms"] or 1.0
+        for row in rows:
+            ms = profile["layers_ms"].get(row["layer"])
+            row["time ms"] = None if ms is None else round(ms, 3)
+            row["time %"] = None if ms is None else round(100 * ms / total, 1)
+            row["kernel"] = ", ".join(profile["kernels"].get(row["layer"], []))
+        for name, ms in profile["overheads_ms"].items():
+            rows.append(
+                {"layer": name, "op": "", "shape": "", "cosine": None, "snr dB": None,
+                 "max abs err": None, "clip %": None, "time ms": round(ms, 3),
+                 "time %": round(100 * ms / total, 1), "kernel": ""}
+            )  # fmt: skip
     rows.append(
         {
             "layer": "logits (top-1 / top-5 agreement)",
@@ -38,6 +52,11 @@ def layers_frame(comparison: Comparison):
             "snr dB": None,
             "max abs err": float(f"{logits['max_abs_error']:.3g}"),
             "clip %": None,
+            **(
+                {"time ms": round(profile["total_ms"], 3), "time %": 100.0, "kernel": "(total)"}
+                if profile is not None
+                else {}
+            ),
         }
     )
     return pl.DataFrame(rows, infer_schema_length=None)
@@ -74,6 +93,8 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
         head.append(f"- folded into their activation: {', '.join(comparison.folded)}")
     if comparison.clip_note:
         head.append(f"- {comparison.clip_note}")
+    if comparison.profile_note:
+        head.append(f"- {comparison.profile_note}")
     text = "\n".join(head) + "\n\n" + frame_as_text(frame, TableFormat.md)
     paths["md"] = write_text_atomic(out_dir / "compare.md", text)
     return paths

@@ -136,3 +136,30 @@ def test_openvino_computes_the_candidate_too(artifacts):
         f.name for f in emulated.layers
     ]
     assert all(f.cosine > 0.9 for f in ov.layers) and ov.logits["top1_agreement"] >= 0.8
+
+
+@pytest.mark.parametrize("runtime", ["ort", "openvino"])
+def test_profile_puts_time_beside_the_error(artifacts, cli, tmp_path, runtime):
+    if runtime == "openvino":
+        pytest.importorskip("openvino", reason="OpenVINO is not installed")
+    result = compare_artifacts(
+        artifacts["fp32"], artifacts["int8"], artifacts["data"], count=8, runtime=runtime,
+        profile_runs=3,
+    )  # fmt: skip
+    profile = result.profile
+    assert profile["runtime"] == runtime and profile["runs"] == 3 and profile["batch"] == 8
+    rows = {f.name for f in result.layers}
+    assert set(profile["layers_ms"]) <= rows and all(v > 0 for v in profile["layers_ms"].values())
+    # every weight layer's kernel is timed (its row: the tensor the quantized layer writes)
+    assert sum(1 for k in profile["kernels"].values() if k) >= 6
+    assert profile["total_ms"] == pytest.approx(
+        sum(profile["layers_ms"].values()) + sum(profile["overheads_ms"].values())
+    )
+    assert "as deployed" in result.profile_note
+    out = cli(
+        "compare", artifacts["fp32"], artifacts["int8"], "--data", artifacts["data"], "--count",
+        "8", "--runtime", runtime, "--profile", "--out", tmp_path / "out", "--format", "md",
+    )  # fmt: skip
+    assert out.exit_code == 0, out.stderr
+    assert "time ms" in out.stdout and "(quantize / dequantize)" in out.stdout
+    assert "time ms" in (tmp_path / "out" / "compare.md").read_text()

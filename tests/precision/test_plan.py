@@ -25,6 +25,7 @@ from alexnet_deploy.precision.search import (
     pareto_front,
     to_measure,
 )
+from alexnet_deploy.workflow import compare_artifacts
 
 FAST = ("--repeat", "1", "--batch", "1", "--min-seconds", "0.05", "--max-seconds", "0.1")
 
@@ -117,6 +118,17 @@ def test_unrepresentative_calibration_is_recovered(model, digits, dim_photos, cl
     report = _report(out)
     plans = {p["plan"]: p for p in report["plans"]}
     assert plans["all-INT8"]["drop_points"] > 1.0  # the provocation worked
+    # compare names the culprit: the input's quantizer clips the bright pixels the dim
+    # calibration photos never showed it
+    plain = tmp_path / "dim-int8.onnx"
+    made = cli(
+        "calibrate", model, "--data", dim_photos, "--eval-data", digits["heldout_dir"],
+        "--target", "cpu", "--max-top1-drop", "100", "--no-trt-cache", "-o", plain,
+    )  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    compared = compare_artifacts(model, plain, str(digits["heldout_dir"]), count=32)
+    worst = max(compared.layers, key=lambda f: f.clip_rate or 0)
+    assert worst.name == "input" and worst.clip_rate > 0.1
     assert plans["all-INT8"]["images_per_s"]  # timed as the reference
     regained = max(report["sensitivity"], key=lambda s: s["points regained"])
     assert regained["layer"] == "conv2d"
