@@ -203,3 +203,16 @@ def test_the_work_directory_layout_lives_in_one_module():
         if pattern.search(line)
     ]
     assert not offenders, offenders
+
+
+def test_no_module_over_400_lines():
+    """Small modules with one job each (issue #15): a module past 400 lines is split."""
+    from pathlib import Path
+
+    root = Path(alexnet_deploy.__file__).parent
+    long = {
+        str(p.relative_to(root)): n
+        for p in root.rglob("*.py")
+        if (n := len(p.read_text().splitlines())) > 400
+    }
+    assert not long, long

@@ -11,6 +11,7 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import err_console, out_console, status
 from alexnet_deploy.cli.options import (
     BackendChoice,
+    HardwareCompatChoice,
     HintChoice,
     PrecisionChoice,
     QuantizerChoice,
@@ -65,6 +66,21 @@ def build(
         bool,
         typer.Option(
             "--legacy-int8", help="LEGACY, TensorRT 10 only: INT8 builder flag + calibration cache."
+        ),
+    ] = False,
+    hardware_compat: Annotated[
+        HardwareCompatChoice,
+        typer.Option(
+            "--hardware-compat",
+            help="TensorRT: the GPUs the plan runs on: none (this GPU model), ampere+ (any GPU "
+            "of compute capability 8.0+), same-cc (any GPU of this compute capability).",
+        ),
+    ] = HardwareCompatChoice.none,
+    version_compatible: Annotated[
+        bool,
+        typer.Option(
+            "--version-compatible",
+            help="TensorRT: the plan also runs on later TensorRT releases of the same major.",
         ),
     ] = False,
     quantizer: QuantizerOpt = QuantizerChoice.qdq,
@@ -130,6 +146,8 @@ def build(
         spinning=spinning,
         mem_arena=mem_arena,
         cpu_pinning=cpu_pinning,
+        hardware_compat=hardware_compat.value,
+        version_compatible=version_compatible,
     )
     with status(f"building {name} {options.precision}"):
         engine, reused = build_engine(model, name, options, work_dir, rebuild=rebuild)

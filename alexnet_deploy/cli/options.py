@@ -10,7 +10,7 @@ import typer
 
 from alexnet_deploy.bench.config import MODES
 from alexnet_deploy.calib.config import METHODS
-from alexnet_deploy.engines.options import HINTS, PRECISIONS, QUANTIZERS
+from alexnet_deploy.engines.options import HARDWARE_COMPAT, HINTS, PRECISIONS, QUANTIZERS
 from alexnet_deploy.engines.registry import BACKEND_NAMES, BENCH_BACKENDS
 from alexnet_deploy.models.variants import VARIANTS
 from alexnet_deploy.precision.compare import RUNTIMES as COMPARE_RUNTIMES
@@ -142,6 +142,7 @@ PrecisionChoice = _choices("PrecisionChoice", PRECISIONS)
 
 
 HintChoice = _choices("HintChoice", HINTS)
+HardwareCompatChoice = _choices("HardwareCompatChoice", HARDWARE_COMPAT)
 
 
 def _work_dir(path: Path | None) -> Path | None:

@@ -38,6 +38,20 @@ def package(
     openvino: Annotated[
         bool, typer.Option("--openvino/--no-openvino", help="Also package OpenVINO IR models.")
     ] = True,
+    triton_release: Annotated[
+        str | None,
+        typer.Option(
+            "--triton-release",
+            help="Target Triton release (YY.MM, trtllm-python-py3 container): TensorRT plans "
+            "its TensorRT cannot run are refused.",
+        ),
+    ] = None,
+    triton_tensorrt: Annotated[
+        str | None,
+        typer.Option(
+            "--triton-tensorrt", help="The target server's TensorRT version (e.g. 10.13.3.9)."
+        ),
+    ] = None,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     force: ForceOpt = False,
 ) -> None:
@@ -48,14 +62,19 @@ def package(
 
     if max_batch < 1 or instances < 1:
         raise UsageError("--max-batch and --instances must be at least 1")
+    from alexnet_deploy.serve.triton_tensorrt import server_tensorrt
+
+    server = server_tensorrt(triton_release, triton_tensorrt)
     options = ServingOptions(max_batch_size=max_batch, instances=instances, threads=threads)
     with status("preparing artifacts" if model is None else "packaging") as shown:
         repo = package_model(
             model, triton, work_dir=work_dir, progress=shown.update,
-            options=options, force=force, openvino=openvino,
+            options=options, force=force, openvino=openvino, server_tensorrt=server,
         )  # fmt: skip
     for m in repo.models:
         out_console.print(f"{m.name}: {m.kind} {m.precision} ({m.config_path})", highlight=False)
+    for note in repo.notes:
+        out_console.print(note, highlight=False, soft_wrap=True)
     for what, why in repo.skipped.items():
         err_console.print(f"skipped {what}: {why}", highlight=False)
     out_console.print(

@@ -112,6 +112,7 @@ def plan(
     from alexnet_deploy.fileio import prepare_output
     from alexnet_deploy.precision.plan_report import (
         as_json,
+        chosen_name,
         plans_frame,
         plot_plans,
         sensitivity_frame,
@@ -149,7 +150,7 @@ def plan(
         )  # fmt: skip
         if outcome.sufficiency is not None:
             print_frame(sufficiency_frame(outcome), fmt, title="calibration sufficiency")
-    for note in [f"chosen: {outcome.chosen.plan.label(outcome.layers)} ({outcome.choice_rule})",
+    for note in [f"chosen: {chosen_name(outcome)} ({outcome.choice_rule})",
                  *outcome.notes]:  # fmt: skip
         err_console.print(note, highlight=False, soft_wrap=True, markup=False)
     out_console.print(f"wrote {outcome.written}", highlight=False)

@@ -122,6 +122,11 @@ def build_engine(
                 f"--{knob.replace('_', '-')} is not a setting of backend {backend_name!r}",
                 hint=f"{backend_name} takes: {', '.join('--' + k.replace('_', '-') for k in backend.knobs) or 'none of these settings'}",
             )
+    if options.portable() and backend_name != "tensorrt":
+        raise UsageError(
+            "--hardware-compat and --version-compatible are TensorRT plan options",
+            hint=f"drop them for backend {backend_name!r}",
+        )
     if options.quantizer not in backend.quantizers:
         raise UsageError(
             f"backend {backend_name!r} runs INT8 from {', '.join(backend.quantizers)}, not {options.quantizer}"

@@ -14,6 +14,10 @@ HINTS = ("latency", "throughput")
 QUANTIZERS = ("qdq", "nncf")  # INT8 route: this tool's calibrate (Q/DQ) or NNCF's quantize
 # runtime settings measured in docs/tuning-experiments.md; None: the runtime's default
 RUNTIME_KNOBS = ("spinning", "mem_arena", "cpu_pinning")
+HARDWARE_COMPAT = ("none", "ampere+", "same-cc")  # TensorRT plans: engines/trt_portability.py
+# fields added after engines were first keyed: left out of the key at their defaults, so the
+# engines built before them keep their keys (and are reused)
+LATE_FIELDS = {"hardware_compat": "none", "version_compatible": False}
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,8 @@ class BuildOptions:
     spinning: bool | None = None  # ONNX Runtime: intra-op threads spin while waiting for work
     mem_arena: bool | None = None  # ONNX Runtime: CPU memory arena
     cpu_pinning: bool | None = None  # OpenVINO: ENABLE_CPU_PINNING
+    hardware_compat: str = "none"  # TensorRT: none, ampere+ or same-cc
+    version_compatible: bool = False  # TensorRT: runs on later TensorRT of the same major
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -55,6 +61,11 @@ class BuildOptions:
             )
         if self.quantizer != "qdq" and self.precision != "int8":
             raise UsageError(f"--quantizer {self.quantizer} only applies to --precision int8")
+        if self.hardware_compat not in HARDWARE_COMPAT:
+            raise UsageError(
+                f"unknown --hardware-compat {self.hardware_compat!r}",
+                hint=f"choose one of: {', '.join(HARDWARE_COMPAT)}",
+            )
         if self.hint not in HINTS:
             raise UsageError(
                 f"unknown hint {self.hint!r}", hint=f"choose one of: {', '.join(HINTS)}"
@@ -66,5 +77,13 @@ class BuildOptions:
     def knobs_set(self) -> dict[str, bool]:
         return {k: getattr(self, k) for k in RUNTIME_KNOBS if getattr(self, k) is not None}
 
+    def portable(self) -> bool:
+        return self.hardware_compat != "none" or self.version_compatible
+
     def key(self) -> str:
-        return hashlib.sha256(json.dumps(self.as_dict(), sort_keys=True).encode()).hexdigest()[:10]
+        data = {
+            k: v
+            for k, v in self.as_dict().items()
+            if not (k in LATE_FIELDS and v == LATE_FIELDS[k])
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:10]

@@ -75,20 +75,20 @@ def current_gpu() -> dict:
 
 
 def check_plan_compatible(sidecar: Sidecar, gpu: dict, trt_version: str, plan: Path) -> None:
-    """Refuse a plan built for another GPU, compute capability or TensorRT version."""
-    built = sidecar.details.get("gpu", {})
+    """Refuse a plan built for another GPU, compute capability or TensorRT version, within
+    what its portability options allow (engines/trt_portability.py)."""
+    from alexnet_deploy.engines.trt_portability import (
+        hardware_mismatch,
+        portability_of,
+        version_mismatch,
+    )
+
+    level, version_compatible = portability_of(sidecar.options)
     rebuild = "rebuild it on this machine with 'alexnet-deploy build --backend tensorrt' (plans are not portable)"
-    if sidecar.runtime_version != trt_version:
-        raise AlexnetDeployError(
-            f"{plan} was built with TensorRT {sidecar.runtime_version}, this machine has {trt_version}",
-            hint=rebuild,
-        )
-    for key, label in (("name", "GPU"), ("compute_capability", "compute capability")):
-        if built.get(key) != gpu.get(key):
-            raise AlexnetDeployError(
-                f"{plan} was built for {label} {built.get(key)!r}, this machine has {gpu.get(key)!r}",
-                hint=rebuild,
-            )
+    why = version_mismatch(sidecar.runtime_version, trt_version, version_compatible)
+    why = why or hardware_mismatch(level, sidecar.details.get("gpu", {}), gpu)
+    if why:
+        raise AlexnetDeployError(f"{plan} was {why.format(where='this machine')}", hint=rebuild)
     if not plan.is_file() or sha256_file(plan) != sidecar.engine_sha256:
         raise AlexnetDeployError(
             f"{plan} is missing, corrupt or truncated (sha256 differs from its sidecar)",
@@ -156,10 +156,11 @@ class TensorRTBackend(Backend):
         # TF32 is on by default (10.x, 11.x) and would run FP32 layers with 10-bit mantissas on
         # Ampere and later: the precision is the ONNX file's, so float32 means float32
         config.clear_flag(trt.BuilderFlag.TF32)
+        gpu = current_gpu()
+        _set_portability(trt, config, options, gpu)
         optimization = builder.create_optimization_profile()
         optimization.set_shape(info.input.name, *profile.shapes(info.image_shape))
         config.add_optimization_profile(optimization)
-        gpu = current_gpu()
         cache_path = out_dir.parent / timing_cache_name(gpu, trt.__version__)
         timing = config.create_timing_cache(
             cache_path.read_bytes() if cache_path.is_file() else b""
@@ -200,6 +201,8 @@ class TensorRTBackend(Backend):
             details={
                 "gpu": gpu,
                 "tf32": False,
+                "hardware_compat": options.hardware_compat,
+                "version_compatible": options.version_compatible,
                 "profile": str(profile),
                 "strongly_typed": bool(flags),
                 "legacy_int8": options.legacy_int8,
@@ -215,6 +218,32 @@ class TensorRTBackend(Backend):
 
         check_plan_compatible(engine.sidecar, current_gpu(), trt.__version__, engine.path)
         return TensorRTRunner(engine)
+
+
+def _set_portability(trt, config, options: BuildOptions, gpu: dict) -> None:
+    """Hardware and version compatibility of the plan (engines/trt_portability.py)."""
+    from alexnet_deploy.engines.trt_portability import (
+        AMPERE_COMPUTE_CAPABILITY,
+        HARDWARE_LEVELS,
+        version_tuple,
+    )
+
+    levels = {  # written out, so the real-bindings test checks each name per release
+        "ampere+": trt.HardwareCompatibilityLevel.AMPERE_PLUS,
+        "same-cc": trt.HardwareCompatibilityLevel.SAME_COMPUTE_CAPABILITY,
+    }
+    if HARDWARE_LEVELS[options.hardware_compat] is not None:
+        if options.hardware_compat == "ampere+" and (
+            version_tuple(gpu.get("compute_capability", "")) < AMPERE_COMPUTE_CAPABILITY
+        ):
+            raise UsageError(
+                f"--hardware-compat ampere+ needs an Ampere or later GPU to build on; this is "
+                f"{gpu.get('name')!r} (compute capability {gpu.get('compute_capability')})",
+                hint="build on an Ampere or later GPU, or drop --hardware-compat",
+            )
+        config.hardware_compatibility_level = levels[options.hardware_compat]
+    if options.version_compatible:
+        config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)
 
 
 class _ExecutionSlot:
@@ -277,6 +306,9 @@ class TensorRTRunner(Runner):
         import tensorrt as trt
 
         runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        if self.engine.sidecar.options.get("version_compatible"):
+            # a version-compatible plan carries its lean runtime: host code TensorRT must run
+            runtime.engine_host_code_allowed = True
         self.plan = runtime.deserialize_cuda_engine(self.engine.path.read_bytes())
         if self.plan is None:
             raise AlexnetDeployError(

@@ -28,9 +28,9 @@ def float_layers_of(model) -> frozenset[str]:
     return frozenset(kept)
 
 
-def nncf_accuracy_control(model_path: Path, data, request, files, progress):
+def nncf_accuracy_control(model_path: Path, data, request, scratch: Path, progress):
     """(Evaluated, path): NNCF's accuracy-controlled INT8 model of ``model_path``, written into
-    the planner's scratch directory (beside ``files``), with its emulated fidelity."""
+    the planner's ``scratch`` directory, with its emulated fidelity."""
     import logging
 
     import onnx
@@ -91,7 +91,7 @@ def nncf_accuracy_control(model_path: Path, data, request, files, progress):
             "source_sha256": sha256_file(model_path),
         },
     )
-    path = next(iter(files.values())).parent / "nncf-accuracy-control.onnx"
+    path = scratch / "nncf-accuracy-control.onnx"
     onnx.save(quantized, str(path))
     logits = logits_on(EMULATED, path, name, data.eval.images, 64)
     peer = Evaluated(Plan(float_layers_of(quantized)), compare_logits(reference, logits, labels))

@@ -90,6 +90,14 @@ def sufficiency_frame(outcome: PlanOutcome):
     )
 
 
+def chosen_name(outcome: PlanOutcome) -> str:
+    """The chosen plan's label (a reference's name when the reference won: all-FP32)."""
+    for name, e in outcome.references.items():
+        if e is outcome.chosen:
+            return name
+    return outcome.chosen.plan.label(outcome.layers)
+
+
 def as_json(outcome: PlanOutcome) -> dict:
     layers = outcome.layers
 
@@ -117,7 +125,7 @@ def as_json(outcome: PlanOutcome) -> dict:
         "sensitivity": sensitivity_frame(outcome).to_dicts(),
         "plans": [entry(e.plan.label(layers), e) for e in outcome.evaluated],
         "references": [entry(name, e) for name, e in outcome.references.items()],
-        "chosen": None if outcome.chosen is None else entry("chosen", outcome.chosen),
+        "chosen": None if outcome.chosen is None else entry(chosen_name(outcome), outcome.chosen),
         "choice_rule": outcome.choice_rule,
         "written": None if outcome.written is None else str(outcome.written),
         "notes": outcome.notes,
@@ -137,8 +145,7 @@ def write_plan_report(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
     with atomic_path(out_dir / "plan.csv") as tmp:
         plans_frame(outcome).write_csv(tmp)
     paths["csv"] = out_dir / "plan.csv"
-    layers = outcome.layers
-    chosen = outcome.chosen.plan.label(layers) if outcome.chosen else "none"
+    chosen = chosen_name(outcome) if outcome.chosen else "none"
     head = [
         "# alexnet-deploy plan",
         "",

@@ -178,21 +178,31 @@ def plan_precision(
                 "source_sha256": model_sha,
                 "precision_plan_budget": f"{request.max_top1_drop:g}",
             }
+            enforced, note = budget_policy(info, data)
+            budget = request.max_top1_drop if enforced else float("inf")
+            if not enforced:
+                outcome.notes.append(note + ": every plan counts as within it")
             found: dict[Plan, Evaluated] = {}
-            files: dict[Plan, Path] = {}
+
+            def file_of(plan: Plan) -> Path:
+                """The plan's file in the scratch directory, (re)written when absent."""
+                path = scratch / f"plan-{_plan_key(plan, request.keep)}.onnx"
+                if not path.is_file():
+                    write_plan_file(
+                        source, ranges, recipe, plan, layers, request.keep, path, metadata
+                    )
+                return path
 
             def evaluate(plan: Plan) -> Evaluated:
                 if plan not in found:
                     progress(f"plan {len(found) + 1}: {plan.label(layers)}")
-                    path = scratch / f"plan-{_plan_key(plan, request.keep)}.onnx"
-                    write_plan_file(
-                        source, ranges, recipe, plan, layers, request.keep, path, metadata
-                    )
+                    path = file_of(plan)
                     logits = logits_on(
                         EMULATED, path, info.input.name, data.eval.images, data_request.batch_size
                     )
                     found[plan] = Evaluated(plan, compare_logits(reference, logits, labels))
-                    files[plan] = path
+                    if found[plan].drop > budget + 1e-9 and plan.float_layers:
+                        path.unlink()  # never measured nor written: no disk held for it
                 return found[plan]
 
             all_int8 = evaluate(Plan(frozenset()))
@@ -202,10 +212,6 @@ def plan_precision(
                 evaluate(plan)
             candidates = [e for e in found.values() if forced <= e.plan.float_layers]
             outcome.evaluated = list(found.values())
-            enforced, note = budget_policy(info, data)
-            budget = request.max_top1_drop if enforced else float("inf")
-            if not enforced:
-                outcome.notes.append(note + ": every plan counts as within it")
             within = [e for e in candidates if e.drop <= budget + 1e-9]
             if not within:
                 best = min(candidates, key=lambda e: e.drop)
@@ -218,7 +224,7 @@ def plan_precision(
             chosen, outcome.skipped = to_measure(candidates, layers, budget, request.max_measured)
             if measurable:
                 _measure(
-                    outcome, chosen, all_int8, files, model_path, request, work_dir, rules,
+                    outcome, chosen, all_int8, file_of, scratch, model_path, request, work_dir, rules,
                     data, budget, compare_logits(reference, reference, labels), progress,
                 )  # fmt: skip
             else:
@@ -238,15 +244,15 @@ def plan_precision(
                     progress=progress,
                 )  # fmt: skip
                 outcome.notes.append(outcome.sufficiency.note)
-            outcome.written = _write(outcome, files[outcome.chosen.plan], out)
+            outcome.written = _write(outcome, file_of(outcome.chosen.plan), out)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return outcome
 
 
 def _measure(
-    outcome: PlanOutcome, chosen, all_int8, files, model_path, request, work_dir, rules, data,
-    budget, exact, progress,
+    outcome: PlanOutcome, chosen, all_int8, file_of, scratch, model_path, request, work_dir,
+    rules, data, budget, exact, progress,
 ) -> None:  # fmt: skip
     layers = outcome.layers
     targets = [SpeedTarget("all-FP32", model_path, "fp32")]
@@ -255,11 +261,11 @@ def _measure(
         label = e.plan.label(layers)
         if label not in labelled:
             labelled[label] = e
-            targets.append(SpeedTarget(label, files[e.plan], "int8"))
+            targets.append(SpeedTarget(label, file_of(e.plan), "int8"))
     if request.nncf:
         from alexnet_deploy.precision.nncf_peer import nncf_accuracy_control
 
-        peer, path = nncf_accuracy_control(model_path, data, request, files, progress)
+        peer, path = nncf_accuracy_control(model_path, data, request, scratch, progress)
         outcome.references["NNCF accuracy control"] = peer
         targets.append(SpeedTarget("NNCF accuracy control", path, "int8", quantizer="nncf"))
     speeds = measure_speeds(

@@ -27,6 +27,7 @@ from alexnet_deploy.serve.triton_config import (
     config_text,
     parse_config,
 )
+from alexnet_deploy.serve.triton_tensorrt import check_plan_for_server
 
 VERSION = "1"
 
@@ -45,6 +46,7 @@ class Repository:
     path: Path
     models: list[PackagedModel] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)  # each TensorRT plan: where it runs
 
 
 def _add(
@@ -91,7 +93,10 @@ def package_triton(
     options: ServingOptions,
     force: bool = False,
     openvino: bool = True,
+    server_tensorrt: str | None = None,
 ) -> Repository:
+    """``server_tensorrt``: the TensorRT version of the target Triton server; a TensorRT plan
+    it cannot run is refused (serve/triton_tensorrt.py)."""
     model, out = Path(model), Path(out)
     if out.exists() and not force:
         raise AlexnetDeployError(f"output {out} already exists", hint="pass --force to replace it")
@@ -155,6 +160,7 @@ def package_triton(
                     )
             for sidecar_path, side in _tensorrt_engines(Path(work_dir), siblings, repo):
                 plan = sidecar_path.parent / side.engine_file
+                repo.notes.append(check_plan_for_server(str(plan), side, server_tensorrt))
                 plan_info = read_artifact(Path(side.artifact))
                 max_batch = _profile_max(side, sidecar_path)
                 plan_options = ServingOptions(

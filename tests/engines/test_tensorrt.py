@@ -253,3 +253,61 @@ def test_the_timing_cache_is_keyed_by_gpu_capability_and_version():
         timing_cache_name(h200, "10.13.0.35")
         == "tensorrt-timing-nvidia-h200-sm90-trt10.13.0.35.cache"
     )
+
+
+def _portable(tmp_path, **options):
+    plan, side = _plan_and_sidecar(tmp_path)
+    side.options = BuildOptions(precision="int8", **options).as_dict()
+    return plan, side
+
+
+A100 = {"name": "NVIDIA A100", "compute_capability": "8.0", "driver": "570.86.10"}
+T4 = {"name": "Tesla T4", "compute_capability": "7.5", "driver": "570.86.10"}
+H100 = {"name": "NVIDIA H100", "compute_capability": "9.0", "driver": "570.86.10"}
+
+
+@pytest.mark.parametrize(
+    ("options", "gpu", "version", "refused"),
+    [
+        ({"hardware_compat": "ampere+"}, A100, "10.16.0.72", None),
+        ({"hardware_compat": "ampere+"}, T4, "10.16.0.72", "Ampere and later"),
+        ({"hardware_compat": "same-cc"}, H100, "10.16.0.72", None),
+        ({"hardware_compat": "same-cc"}, A100, "10.16.0.72", "compute capability '9.0'"),
+        ({"version_compatible": True}, H200, "10.17.1.3", None),
+        ({"version_compatible": True}, H200, "10.14.0.1", "runs on TensorRT 10.x from"),
+        ({"version_compatible": True}, H200, "11.4.0.106", "runs on TensorRT 10.x from"),
+        ({"hardware_compat": "ampere+", "version_compatible": True}, A100, "10.17.1.3", None),
+        ({}, H200, "10.17.1.3", "unless built with --version-compatible"),
+    ],
+)
+def test_portable_plans_run_where_their_options_allow(tmp_path, options, gpu, version, refused):
+    plan, side = _portable(tmp_path, **options)
+    if refused is None:
+        check_plan_compatible(side, gpu, version, plan)
+        return
+    with pytest.raises(AlexnetDeployError, match=refused):
+        check_plan_compatible(side, gpu, version, plan)
+
+
+def test_portability_options_keep_old_engine_keys_and_are_tensorrt_only(tmp_path):
+    """Engines keyed before the options existed keep their keys (defaults left out); the key
+    changes when a plan is built portable; other backends refuse the options."""
+    import hashlib
+
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.errors import UsageError
+
+    plain = BuildOptions(precision="int8")
+    old = {
+        k: v
+        for k, v in plain.as_dict().items()
+        if k not in ("hardware_compat", "version_compatible")
+    }
+    assert plain.key() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
+    assert BuildOptions(precision="int8", version_compatible=True).key() != plain.key()
+    with pytest.raises(UsageError, match="unknown --hardware-compat 'volta'"):
+        BuildOptions(hardware_compat="volta")
+    model = tmp_path / "m.onnx"
+    model.write_bytes(b"")
+    with pytest.raises(UsageError, match="TensorRT plan options"):
+        build_engine(model, "ort", BuildOptions(hardware_compat="ampere+"), tmp_path / "work")

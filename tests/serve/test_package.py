@@ -223,3 +223,34 @@ def test_repository_is_readable_by_other_users(artifacts, cli, tmp_path):
     modes = {p: stat.S_IMODE(p.stat().st_mode) for p in [repo, *repo.rglob("*")]}
     assert {oct(m) for p, m in modes.items() if p.is_dir()} == {"0o755"}
     assert {oct(m) for p, m in modes.items() if p.is_file()} == {"0o644"}
+
+
+def test_tensorrt_plans_are_checked_against_the_servers_tensorrt(artifacts, cli, tmp_path):
+    """A plan runs only on the TensorRT that built it (10.16.0 here) unless version-compatible:
+    a server on another version refuses it, naming both; a release of Triton's trtllm
+    container is looked up in NVIDIA's table; an unknown release lists the known ones."""
+    _trt_engine(tmp_path / "work", "tensorrt-fp16-abc", ArtifactSet(artifacts).fp16)
+    common = ("--model", artifacts, "--work-dir", tmp_path / "work", "--no-openvino")
+    same = cli("package", "--triton", tmp_path / "ok", "--triton-tensorrt", "10.16.0", *common)
+    assert same.exit_code == 0, same.stderr
+    assert "runs on the server's TensorRT 10.16.0 (TensorRT 10.16.0 only)" in same.stdout
+    other = cli("package", "--triton", tmp_path / "r1", "--triton-release", "25.12", *common)
+    assert other.exit_code == 1 and "the Triton server has 10.13.3.9" in other.stderr
+    assert "--version-compatible" in other.stderr and not (tmp_path / "r1").exists()
+    unknown = cli("package", "--triton", tmp_path / "r2", "--triton-release", "19.01", *common)
+    assert unknown.exit_code == 2 and "25.12" in unknown.stderr and "--triton-tensorrt" in unknown.stderr
+    silent = cli("package", "--triton", tmp_path / "r3", *common)
+    assert silent.exit_code == 0 and "the server's TensorRT was not given" in silent.stdout
+
+
+def test_a_version_compatible_plan_runs_on_later_tensorrt_of_its_major(artifacts, cli, tmp_path):
+    engine_dir = _trt_engine(tmp_path / "work", "tensorrt-fp16-vc", ArtifactSet(artifacts).fp16)
+    sidecar = json.loads((engine_dir / "engine.json").read_text())
+    sidecar["options"]["version_compatible"] = True
+    (engine_dir / "engine.json").write_text(json.dumps(sidecar))
+    common = ("--model", artifacts, "--work-dir", tmp_path / "work", "--no-openvino")
+    later = cli("package", "--triton", tmp_path / "ok", "--triton-tensorrt", "10.17.1", *common)
+    assert later.exit_code == 0, later.stderr
+    assert "TensorRT 10.x from 10.16.0 on" in later.stdout
+    major = cli("package", "--triton", tmp_path / "no", "--triton-tensorrt", "11.4.0", *common)
+    assert major.exit_code == 1 and "runs on TensorRT 10.x from 10.16.0" in major.stderr
