@@ -20,6 +20,7 @@ from alexnet_deploy.cli.options import (
     FormatOpt,
     LabelsOpt,
     MaxDropOpt,
+    MethodChoice,
     ModelArg,
     SeedOpt,
     WorkDirOpt,
@@ -40,6 +41,14 @@ def plan(
     seed: SeedOpt = C.DEFAULT_SEED,
     batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
     max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+    method: Annotated[
+        MethodChoice,
+        typer.Option(
+            "--method",
+            help="Calibration range method (a wrong range costs more than any layer's INT8: try "
+            "'calibrate --method auto' first).",
+        ),
+    ] = MethodChoice.minmax,
     target: Annotated[
         str,
         typer.Option(
@@ -127,7 +136,7 @@ def plan(
         target=target, backends=tuple(backend or ("ort",)),
         batches=tuple(batch or C.PLAN_BATCHES), max_top1_drop=max_top1_drop, keep=keep,
         keep_layers=tuple(keep_layer or ()), exhaustive=exhaustive, max_measured=max_measured,
-        rounds=repeat, nncf=nncf, sufficiency=sufficiency,
+        rounds=repeat, nncf=nncf, sufficiency=sufficiency, method=method.value,
     )  # fmt: skip
     data_request = DataRequest(
         data=data, calib_size=calib_size, eval_size=eval_size, seed=seed, labels=labels,

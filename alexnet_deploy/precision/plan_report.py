@@ -118,6 +118,7 @@ def as_json(outcome: PlanOutcome) -> dict:
         "recipe": outcome.recipe,
         "isa": outcome.isa,
         "keep": outcome.request.keep,
+        "calibration_method": outcome.request.method,
         "max_top1_drop": outcome.request.max_top1_drop,
         "judged_on": f"emulated {outcome.measure}",
         "held_out_samples": outcome.samples,
@@ -151,7 +152,8 @@ def write_plan_report(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
         "",
         f"- model: {outcome.model}; INT8 form: {outcome.form} ({outcome.recipe})",
         f"- budget: {outcome.request.max_top1_drop:g} points of emulated {outcome.measure}, "
-        f"on {outcome.samples} held-out images; float layers run in {outcome.request.keep}",
+        f"on {outcome.samples} held-out images; float layers run in {outcome.request.keep}; "
+        f"calibration ranges: {outcome.request.method}",
         f"- chosen: **{chosen}** ({outcome.choice_rule})",
         f"- written: {outcome.written}",
         *[f"- {note}" for note in outcome.notes],
@@ -203,7 +205,7 @@ def plot_plans(outcome: PlanOutcome, path: Path) -> Path:
     ax.axhline(outcome.request.max_top1_drop, color="tab:red", linestyle="--", label="budget")
     ax.set_ylabel(f"drop in {outcome.measure} (points)")
     ax.set_title(f"{Path(outcome.model).name}: precision plans ({outcome.form} form)")
-    ax.legend(loc="upper right")
+    ax.legend(loc="best")
     fig.tight_layout()
     with atomic_path(path, replace=True) as tmp:
         fig.savefig(tmp, format="png", dpi=110)

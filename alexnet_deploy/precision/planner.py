@@ -63,6 +63,10 @@ class PlanRequest:
     method: str = "minmax"
 
     def check(self) -> None:
+        from alexnet_deploy.calib.config import METHODS
+
+        if self.method not in METHODS:
+            raise UsageError(f"--method {self.method!r}: one of {', '.join(METHODS)}")
         if self.keep not in KEEP_PRECISIONS:
             raise UsageError(
                 f"--keep {self.keep!r}: one of {', '.join(KEEP_PRECISIONS)}",
