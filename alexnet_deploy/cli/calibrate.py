@@ -11,6 +11,7 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import err_console, out_console, print_table, status, use_format
 from alexnet_deploy.cli.options import (
     BatchSizeOpt,
+    CalibSizeOpt,
     DataOpt,
     EvalDataOpt,
     EvalSizeOpt,
@@ -52,10 +53,7 @@ def calibrate(
             "class's). 'alexnet-deploy doctor' shows this CPU's class.",
         ),
     ] = None,
-    calib_size: Annotated[
-        int | None,
-        typer.Option("--calib-size", help="Calibration samples (default: half, at most 256)."),
-    ] = None,
+    calib_size: CalibSizeOpt = None,
     eval_size: EvalSizeOpt = None,
     seed: SeedOpt = C.DEFAULT_SEED,
     batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,

@@ -67,6 +67,10 @@ EvalDataOpt = Annotated[
         "--eval-data", help="Held-out set from another source; then all of --data calibrates."
     ),
 ]
+CalibSizeOpt = Annotated[
+    int | None,
+    typer.Option("--calib-size", help="Calibration samples (default: half, at most 256)."),
+]
 EvalSizeOpt = Annotated[
     int | None,
     typer.Option(

@@ -13,6 +13,7 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import err_console, out_console, print_frame, status, use_format
 from alexnet_deploy.cli.options import (
     BatchSizeOpt,
+    CalibSizeOpt,
     DataOpt,
     EvalDataOpt,
     EvalSizeOpt,
@@ -32,10 +33,7 @@ def plan(
     model: ModelArg,
     data: DataOpt = "shipped",
     eval_data: EvalDataOpt = None,
-    calib_size: Annotated[
-        int | None,
-        typer.Option("--calib-size", help="Calibration samples (default: half, at most 256)."),
-    ] = None,
+    calib_size: CalibSizeOpt = None,
     eval_size: EvalSizeOpt = None,
     labels: LabelsOpt = None,
     seed: SeedOpt = C.DEFAULT_SEED,

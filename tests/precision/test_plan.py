@@ -31,15 +31,9 @@ FAST = ("--repeat", "1", "--batch", "1", "--min-seconds", "0.05", "--max-seconds
 
 
 @pytest.fixture(scope="module")
-def model(digits, tmp_path_factory):
-    """A private copy of the trained network (plan writes its range cache beside it)."""
-    from alexnet_deploy.models.variants import register_variant
-    from tests.digits import DIGITS
-
-    register_variant(DIGITS)
-    path = tmp_path_factory.mktemp("plan-model") / "digits-tiny.onnx"
-    shutil.copy(digits["onnx"], path)
-    return path
+def model(digits_model):
+    """The trained network's private copy (plan writes its range cache beside it)."""
+    return digits_model
 
 
 @pytest.fixture(scope="module")

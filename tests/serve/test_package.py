@@ -225,32 +225,35 @@ def test_repository_is_readable_by_other_users(artifacts, cli, tmp_path):
     assert {oct(m) for p, m in modes.items() if p.is_file()} == {"0o644"}
 
 
-def test_tensorrt_plans_are_checked_against_the_servers_tensorrt(artifacts, cli, tmp_path):
-    """A plan runs only on the TensorRT that built it (10.16.0 here) unless version-compatible:
-    a server on another version refuses it, naming both; a release of Triton's trtllm
-    container is looked up in NVIDIA's table; an unknown release lists the known ones."""
-    _trt_engine(tmp_path / "work", "tensorrt-fp16-abc", ArtifactSet(artifacts).fp16)
-    common = ("--model", artifacts, "--work-dir", tmp_path / "work", "--no-openvino")
-    same = cli("package", "--triton", tmp_path / "ok", "--triton-tensorrt", "10.16.0", *common)
-    assert same.exit_code == 0, same.stderr
-    assert "runs on the server's TensorRT 10.16.0 (TensorRT 10.16.0 only)" in same.stdout
-    other = cli("package", "--triton", tmp_path / "r1", "--triton-release", "25.12", *common)
-    assert other.exit_code == 1 and "the Triton server has 10.13.3.9" in other.stderr
-    assert "--version-compatible" in other.stderr and not (tmp_path / "r1").exists()
-    unknown = cli("package", "--triton", tmp_path / "r2", "--triton-release", "19.01", *common)
-    assert unknown.exit_code == 2 and "25.12" in unknown.stderr and "--triton-tensorrt" in unknown.stderr
-    silent = cli("package", "--triton", tmp_path / "r3", *common)
-    assert silent.exit_code == 0 and "the server's TensorRT was not given" in silent.stdout
-
-
-def test_a_version_compatible_plan_runs_on_later_tensorrt_of_its_major(artifacts, cli, tmp_path):
-    engine_dir = _trt_engine(tmp_path / "work", "tensorrt-fp16-vc", ArtifactSet(artifacts).fp16)
+@pytest.mark.parametrize(
+    ("version_compatible", "target", "code", "said"),
+    [
+        (False, ("--triton-tensorrt", "10.16.0"), 0, "runs on the server's TensorRT 10.16.0 (TensorRT 10.16.0 only)"),
+        (False, ("--triton-release", "25.12"), 1, "the Triton server has 10.13.3.9"),
+        (False, ("--triton-release", "19.01"), 2, "(trtllm-python-py3 containers 24.05,"),
+        (False, (), 0, "the server's TensorRT was not given"),
+        (True, ("--triton-tensorrt", "10.17.1"), 0, "(TensorRT 10.x from 10.16.0 on)"),
+        (True, ("--triton-tensorrt", "11.4.0"), 1, "runs on TensorRT 10.x from 10.16.0"),
+    ],
+)  # fmt: skip
+def test_tensorrt_plans_are_checked_against_the_servers_tensorrt(
+    artifacts, cli, tmp_path, version_compatible, target, code, said
+):
+    """A plan runs only on the TensorRT that built it (10.16.0 here), or with
+    --version-compatible on later releases of its major: a server it cannot run on is refused
+    naming both versions and the fix, nothing written; a release of Triton's trtllm container is
+    looked up in NVIDIA's table, an unknown one lists the known ones."""
+    engine_dir = _trt_engine(tmp_path / "work", "tensorrt-fp16-abc", ArtifactSet(artifacts).fp16)
     sidecar = json.loads((engine_dir / "engine.json").read_text())
-    sidecar["options"]["version_compatible"] = True
+    sidecar["options"]["version_compatible"] = version_compatible
     (engine_dir / "engine.json").write_text(json.dumps(sidecar))
-    common = ("--model", artifacts, "--work-dir", tmp_path / "work", "--no-openvino")
-    later = cli("package", "--triton", tmp_path / "ok", "--triton-tensorrt", "10.17.1", *common)
-    assert later.exit_code == 0, later.stderr
-    assert "TensorRT 10.x from 10.16.0 on" in later.stdout
-    major = cli("package", "--triton", tmp_path / "no", "--triton-tensorrt", "11.4.0", *common)
-    assert major.exit_code == 1 and "runs on TensorRT 10.x from 10.16.0" in major.stderr
+    out = tmp_path / "repo"
+    result = cli(
+        "package", "--triton", out, *target, "--model", artifacts, "--work-dir",
+        tmp_path / "work", "--no-openvino",
+    )  # fmt: skip
+    assert result.exit_code == code, result.stderr
+    assert said in (result.stdout if code == 0 else result.stderr)
+    assert out.exists() == (code == 0) and "Traceback" not in result.stderr
+    if code == 1:
+        assert "--version-compatible" in result.stderr
