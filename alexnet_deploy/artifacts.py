@@ -169,6 +169,10 @@ class WorkDir:
     def reports(self) -> Path:
         return self.root / "reports"
 
+    def plan_reports(self, model: Path) -> Path:
+        """Where ``plan`` writes a model's plan file and report unless told (-o)."""
+        return self.reports / f"plan-{stem_of(Path(model))}"
+
     @property
     def tune_reports(self) -> Path:
         return self.reports / "tune"

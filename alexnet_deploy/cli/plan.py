@@ -101,9 +101,14 @@ def plan(
         ),
     ] = False,
     out: Annotated[
-        Path,
-        typer.Option("-o", "--out", help="Directory for the plan file and plan.json/.csv/.md."),
-    ] = Path("plan"),
+        Path | None,
+        typer.Option(
+            "-o",
+            "--out",
+            help="Directory for the plan file and plan.json/.csv/.md (default: "
+            "WORK_DIR/reports/plan-STEM).",
+        ),
+    ] = None,
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write drop against images/s (PNG).")
     ] = None,
@@ -114,6 +119,7 @@ def plan(
     """Per-layer INT8 sensitivity, candidate plans with their emulated fidelity, the plans that
     meet the budget timed with bench's rules; writes the fastest within the budget."""
     use_format(fmt)
+    from alexnet_deploy.artifacts import WorkDir
     from alexnet_deploy.bench.config import MeasureRules
     from alexnet_deploy.calib.stage import DataRequest
     from alexnet_deploy.fileio import prepare_output
@@ -128,6 +134,7 @@ def plan(
     )
     from alexnet_deploy.precision.planner import PlanRequest, plan_precision
 
+    out = out or WorkDir(work_dir).plan_reports(model)
     if plot is not None:
         prepare_output(plot, force=True, what="--plot")
     request = PlanRequest(
