@@ -73,15 +73,17 @@ def test_calibrate(cli, where, model, digits):
 
 
 def test_gate(cli, where, model, digits, tmp_path):
-    for name in ("a", "b"):
-        assert cli(
-            "--quiet", "bench", "--model", model, "--data", digits["heldout_dir"],
-            "--backend", "ort", "--precision", "fp32", "--batch", "1", *FAST,
-            "--work-dir", tmp_path / "w", "--out", tmp_path / name,
-        ).exit_code == 0  # fmt: skip
-    result = cli("gate", tmp_path / "a", tmp_path / "b", "--threshold", "0.5")
+    # the layout is under test, not this machine's noise: the current report is the baseline's
+    # own copy (CI once saw two separate 0.3 s runs of the test network more than 50% apart)
+    assert cli(
+        "--quiet", "bench", "--model", model, "--data", digits["heldout_dir"],
+        "--backend", "ort", "--precision", "fp32", "--batch", "1", *FAST,
+        "--work-dir", tmp_path / "w", "--out", tmp_path / "a",
+    ).exit_code == 0  # fmt: skip
+    shutil.copytree(tmp_path / "a", tmp_path / "b")
+    result = cli("gate", tmp_path / "a", tmp_path / "b")
     _assert_readable(result, where, [])
-    assert "gate PASS" in result.stdout
+    assert "gate PASS" in result.stdout and "p50" in _clean(result.stdout)
 
 
 def test_tune(cli, where, model, digits, tmp_path):

@@ -475,13 +475,18 @@ def test_the_smallest_detectable_change_is_said():
 
 
 def test_the_mode_is_named_in_every_output(reports, cli, tmp_path):
+    # the mode's name is under test, not this machine's noise: every report is a scaled copy
+    # of one run's pooled rounds (two separate runs were seen 2x apart in CI)
+    one = _one_round(reports / "a", tmp_path / "one")
     history = tmp_path / "history"
-    for name in ("a", "b"):
-        shutil.copytree(reports / name, history / f"run-{name}")
-    for baseline, mode in ((reports / "a", "unpaired"), (history, "history")):
+    history.mkdir()
+    shutil.copytree(one, history / "run-a")
+    _slow_down(one, history / "run-b", 1.02)
+    current = _slow_down(one, tmp_path / "current", 1.01)
+    for baseline, mode in ((one, "unpaired"), (history, "history")):
         out = tmp_path / mode
         result = cli(
-            "gate", baseline, reports / "b", "--threshold", "0.5", "--json", out / "g.json",
+            "gate", baseline, current, "--threshold", "0.5", "--json", out / "g.json",
             "--md", out / "g.md", "--junit", out / "g.xml",
         )  # fmt: skip
         assert f"gate PASS ({mode}):" in result.stdout, result.stdout + result.stderr
