@@ -43,8 +43,8 @@ def plan(
         MethodChoice,
         typer.Option(
             "--method",
-            help="Calibration range method (a wrong range costs more than any layer's INT8: try "
-            "'calibrate --method auto' first).",
+            help="Calibration range method; auto calibrates with each and plans with the one "
+            "whose all-INT8 file is most faithful (a wrong range can cost more than any layer).",
         ),
     ] = MethodChoice.minmax,
     target: Annotated[

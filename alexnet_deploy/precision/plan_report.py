@@ -118,7 +118,8 @@ def as_json(outcome: PlanOutcome) -> dict:
         "recipe": outcome.recipe,
         "isa": outcome.isa,
         "keep": outcome.request.keep,
-        "calibration_method": outcome.request.method,
+        "calibration_method": outcome.method,
+        "all_int8_drop_per_method": outcome.method_drops,
         "max_top1_drop": outcome.request.max_top1_drop,
         "judged_on": f"emulated {outcome.measure}",
         "held_out_samples": outcome.samples,
@@ -153,7 +154,8 @@ def write_plan_report(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
         f"- model: {outcome.model}; INT8 form: {outcome.form} ({outcome.recipe})",
         f"- budget: {outcome.request.max_top1_drop:g} points of emulated {outcome.measure}, "
         f"on {outcome.samples} held-out images; float layers run in {outcome.request.keep}; "
-        f"calibration ranges: {outcome.request.method}",
+        f"calibration ranges: {outcome.method}"
+        + (" (--method auto)" if outcome.request.method == "auto" else ""),
         f"- chosen: **{chosen}** ({outcome.choice_rule})",
         f"- written: {outcome.written}",
         *[f"- {note}" for note in outcome.notes],

@@ -60,13 +60,13 @@ class PlanRequest:
     rounds: int = C.PLAN_ROUNDS
     nncf: bool = False
     sufficiency: bool = False  # the calibration-sufficiency section
-    method: str = "minmax"
+    method: str = "minmax"  # a range method, or auto: the most faithful all-INT8 of them all
 
     def check(self) -> None:
         from alexnet_deploy.calib.config import METHODS
 
-        if self.method not in METHODS:
-            raise UsageError(f"--method {self.method!r}: one of {', '.join(METHODS)}")
+        if self.method not in (*METHODS, "auto"):
+            raise UsageError(f"--method {self.method!r}: one of {', '.join(METHODS)}, auto")
         if self.keep not in KEEP_PRECISIONS:
             raise UsageError(
                 f"--keep {self.keep!r}: one of {', '.join(KEEP_PRECISIONS)}",
@@ -82,6 +82,12 @@ class PlanRequest:
                 )
         if self.max_measured < 1 or self.rounds < 1 or any(b < 1 for b in self.batches):
             raise UsageError("--max-measured, --repeat and every --batch must be at least 1")
+
+    def methods(self) -> tuple[str, ...]:
+        """The range methods to calibrate with: all of them for auto."""
+        from alexnet_deploy.calib.config import METHODS
+
+        return METHODS if self.method == "auto" else (self.method,)
 
 
 @dataclass
@@ -103,6 +109,8 @@ class PlanOutcome:
     written: Path | None = None
     notes: list[str] = field(default_factory=list)
     sufficiency: object | None = None  # precision.sufficiency.Sufficiency
+    method: str = ""  # the range method planned with (auto: the one chosen)
+    method_drops: dict[str, float] = field(default_factory=dict)  # method -> all-INT8 drop
 
 
 def _plan_key(plan: Plan, keep: str) -> str:
@@ -164,18 +172,12 @@ def plan_precision(
         source = scratch / model_path.name
         source.symlink_to(model_path.resolve())
         try:
-            progress(f"calibration ranges ({request.method}, {len(data.calib)} samples)")
-            ranges = collect_ranges(
-                source, model_sha, info.input.name, data.calib, data.key(),
-                CalibrationConfig.named(request.method), scratch_root / "calibration",
-                data_request.batch_size,
-            )  # fmt: skip
             metadata = {
                 "int8_target": form,
                 **({"int8_isa": recipe.isa} if recipe.isa else {}),
                 "int8_recipe": recipe.describe(),
                 "fidelity_basis": EMULATED,
-                "calibration_method": request.method,
+                "calibration_method": "",  # the range method's, below
                 "calibration_data": data.kind,
                 "calibration_data_key": data.key(),
                 "synthetic_calibration": str(data.synthetic).lower(),
@@ -187,6 +189,41 @@ def plan_precision(
             if not enforced:
                 outcome.notes.append(note + ": every plan counts as within it")
             found: dict[Plan, Evaluated] = {}
+
+            def all_int8_with(method: str):
+                """Ranges by ``method``, its all-INT8 file and that file's emulated fidelity."""
+                progress(f"calibration ranges ({method}, {len(data.calib)} samples)")
+                ranges = collect_ranges(
+                    source, model_sha, info.input.name, data.calib, data.key(),
+                    CalibrationConfig.named(method), scratch_root / "calibration",
+                    data_request.batch_size,
+                )  # fmt: skip
+                path = scratch / f"all-int8-{method}.onnx"
+                write_plan_file(
+                    source, ranges, recipe, Plan(frozenset()), layers, request.keep, path,
+                    {**metadata, "calibration_method": method},
+                )  # fmt: skip
+                logits = logits_on(
+                    EMULATED, path, info.input.name, data.eval.images, data_request.batch_size
+                )
+                return (
+                    ranges,
+                    path,
+                    Evaluated(Plan(frozenset()), compare_logits(reference, logits, labels)),
+                )
+
+            trials = {method: all_int8_with(method) for method in request.methods()}
+            outcome.method_drops = {m: trial[2].drop for m, trial in trials.items()}
+            # the most faithful all-INT8 (ties: the first listed, minmax, the plainest)
+            outcome.method = min(trials, key=lambda m: outcome.method_drops[m])
+            ranges, trial_file, trial = trials[outcome.method]
+            metadata["calibration_method"] = outcome.method
+            if len(trials) > 1:
+                drops = ", ".join(f"{m} {d:.2f}" for m, d in outcome.method_drops.items())
+                outcome.notes.append(
+                    f"--method auto: all-INT8 drop per range method {drops} points; planned with "
+                    f"{outcome.method}, the most faithful (ties go to the first listed)"
+                )
 
             def file_of(plan: Plan) -> Path:
                 """The plan's file in the scratch directory, (re)written when absent."""
@@ -209,7 +246,8 @@ def plan_precision(
                         path.unlink()  # never measured nor written: no disk held for it
                 return found[plan]
 
-            all_int8 = evaluate(Plan(frozenset()))
+            trial_file.replace(scratch / f"plan-{_plan_key(trial.plan, request.keep)}.onnx")
+            found[trial.plan] = all_int8 = trial
             outcome.sensitivity = sensitivities(layers, evaluate, all_int8)
             order = greedy_order(layers, outcome.sensitivity)
             for plan in candidate_plans(layers, order, forced, request.exhaustive):

@@ -185,7 +185,14 @@ def test_exhaustive_with_kept_layers_and_fp16(model, digits, cli, tmp_path):
     assert sum(n.op_type == "Cast" for n in written.graph.node) >= 2 * len(kept)
 
 
-def test_unlabelled_held_out_images_use_agreement(model, digits, cli, tmp_path):
+def test_unlabelled_held_out_images_use_agreement_and_auto_picks_the_range_method(
+    model, digits, cli, tmp_path
+):
+    """Without labels the budget is agreement with FP32. ``--method auto`` calibrates with
+    every range method and plans with the one whose all-INT8 file is most faithful: the
+    report lists each method's drop, and the written file says which method made it."""
+    from alexnet_deploy.calib.config import METHODS
+
     flat = tmp_path / "flat"
     flat.mkdir()
     for path in sorted(digits["heldout_dir"].rglob("*.png"))[:40]:
@@ -193,12 +200,20 @@ def test_unlabelled_held_out_images_use_agreement(model, digits, cli, tmp_path):
     out = tmp_path / "out"
     result = cli(
         "plan", model, "--data", digits["train_dir"], "--eval-data", flat, "--calib-size", "64",
-        "--target", "tensorrt", "-o", out, "--work-dir", tmp_path / "work",
+        "--target", "tensorrt", "--method", "auto", "-o", out, "--work-dir", tmp_path / "work",
     )  # fmt: skip
     assert result.exit_code == 0, result.stderr
     report = _report(out)
     assert report["judged_on"] == "emulated top-1 agreement with FP32 (no labels)"
     assert "no labels" in result.stderr and report["chosen"]["fidelity"]["top1_accuracy"] is None
+    drops = report["all_int8_drop_per_method"]
+    assert sorted(drops) == sorted(METHODS)
+    method = report["calibration_method"]
+    assert drops[method] == min(drops.values()) and "--method auto" in result.stderr
+    plans = {p["plan"]: p for p in report["plans"]}
+    assert plans["all-INT8"]["drop_points"] == pytest.approx(drops[method])
+    written = out / "digits-tiny.plan-tensorrt.onnx"
+    assert read_artifact(written).metadata["calibration_method"] == method
 
 
 def test_unknown_kept_layer_lists_the_real_ones(model, digits, cli, tmp_path):
