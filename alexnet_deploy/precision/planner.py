@@ -198,7 +198,7 @@ def plan_precision(
                     CalibrationConfig.named(method), scratch_root / "calibration",
                     data_request.batch_size,
                 )  # fmt: skip
-                path = scratch / f"all-int8-{method}.onnx"
+                path = scratch / f"ranges-{method}.onnx"  # a scratch file, renamed below
                 write_plan_file(
                     source, ranges, recipe, Plan(frozenset()), layers, request.keep, path,
                     {**metadata, "calibration_method": method},
