@@ -213,10 +213,13 @@ def plan_precision(
                 )
 
             trials = {method: all_int8_with(method) for method in request.methods()}
-            outcome.method_drops = {m: trial[2].drop for m, trial in trials.items()}
+            outcome.method_drops = {m: evaluated.drop for m, (_, _, evaluated) in trials.items()}
             # the most faithful all-INT8 (ties: the first listed, minmax, the plainest)
             outcome.method = min(trials, key=lambda m: outcome.method_drops[m])
             ranges, trial_file, trial = trials[outcome.method]
+            for _, other, _ in trials.values():  # the other methods' files: no disk held for them
+                if other != trial_file:
+                    other.unlink()
             metadata["calibration_method"] = outcome.method
             if len(trials) > 1:
                 drops = ", ".join(f"{m} {d:.2f}" for m, d in outcome.method_drops.items())
@@ -225,9 +228,12 @@ def plan_precision(
                     f"{outcome.method}, the most faithful (ties go to the first listed)"
                 )
 
+            def path_of(plan: Plan) -> Path:
+                return scratch / f"plan-{_plan_key(plan, request.keep)}.onnx"
+
             def file_of(plan: Plan) -> Path:
                 """The plan's file in the scratch directory, (re)written when absent."""
-                path = scratch / f"plan-{_plan_key(plan, request.keep)}.onnx"
+                path = path_of(plan)
                 if not path.is_file():
                     write_plan_file(
                         source, ranges, recipe, plan, layers, request.keep, path, metadata
@@ -246,7 +252,7 @@ def plan_precision(
                         path.unlink()  # never measured nor written: no disk held for it
                 return found[plan]
 
-            trial_file.replace(scratch / f"plan-{_plan_key(trial.plan, request.keep)}.onnx")
+            trial_file.replace(path_of(trial.plan))
             found[trial.plan] = all_int8 = trial
             outcome.sensitivity = sensitivities(layers, evaluate, all_int8)
             order = greedy_order(layers, outcome.sensitivity)
