@@ -8,7 +8,8 @@ Beside the FP32 export ``DIR/STEM.onnx``:
   form of whichever CPU class; the class is in its metadata);
 * ``STEM.int8-nncf.onnx``: NNCF's INT8 model;
 * ``STEM.int8.report.json`` and ``STEM.int8.trt-calibration.cache``: calibration's report and
-  legacy TensorRT cache, beside the INT8 files it wrote.
+  legacy TensorRT cache, beside the INT8 files it wrote (a TensorRT INT8 file named with
+  ``calibrate -o NAME.onnx`` has its cache named after it: ``NAME.trt-calibration.cache``).
 
 A derived artifact records the sha256 of the FP32 model it was made from (``source_sha256``);
 :meth:`ArtifactSet.derived` refuses one made from another model, with the command that remakes
@@ -17,19 +18,53 @@ it, so a re-exported model never runs with its predecessor's INT8 or FP16 file.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
 
 INT8_FORMS = ("cpu", "tensorrt", "nncf")
+TRT_CACHE_SUFFIX = ".trt-calibration.cache"
+
+
+class Stage(StrEnum):
+    """A step that makes (or finds) one artifact of the set: a job's ``need`` is a set of
+    them (workflow.py), and bench's report records how each was obtained (:class:`StageStatus`)
+    under these values, the same JSON strings as before they were typed."""
+
+    EXPORT = "export"  # the FP32 model
+    FP16 = "fp16"  # STEM.fp16.onnx
+    INT8 = "int8"  # the tool's Q/DQ forms: STEM.int8-cpu.onnx and STEM.int8-tensorrt.onnx
+    INT8_NNCF = "int8-nncf"  # NNCF's: STEM.int8-nncf.onnx
+
+    @classmethod
+    def making(cls, precision: str, form: str = "cpu") -> Stage:
+        """The stage whose artifact carries ``precision`` (INT8: in ``form``, or the route
+        ``nncf``); the export for fp32."""
+        if precision == "fp32":
+            return cls.EXPORT
+        if precision == "fp16":
+            return cls.FP16
+        return cls.INT8_NNCF if form == "nncf" else cls.INT8
+
+
+class StageStatus(StrEnum):
+    """How a job obtained a stage's artifact."""
+
+    GIVEN = "given"  # the user's own model
+    CACHED = "cached"  # found beside the model, made from it (and for this request)
+    BUILT = "built"  # made by this run
+    NOT_NEEDED = "not needed"
+
 
 # how each derived artifact is made, for the hint of a missing or stale one
 MAKES = {
-    "fp16": "alexnet-deploy fp16 {model}",
-    "int8": "alexnet-deploy calibrate {model}",
-    "int8-nncf": "alexnet-deploy calibrate {model} --quantizer nncf",
+    Stage.FP16: "alexnet-deploy fp16 {model}",
+    Stage.INT8: "alexnet-deploy calibrate {model}",
+    Stage.INT8_NNCF: "alexnet-deploy calibrate {model} --quantizer nncf",
 }
 
 
@@ -76,8 +111,37 @@ class ArtifactSet:
     def int8_report(self, directory: Path | None = None) -> Path:
         return self._sibling("int8.report.json", directory)
 
+    def int8_report_for(self, output: str | None, directory: Path | None = None) -> Path:
+        """Calibration's report, beside the INT8 files it describes and named after them, so
+        it never describes another run's files: the set's own name for the set's own files,
+        else named after ``calibrate -o``'s template (``x_{target}.onnx``: ``x.report.json``;
+        ``m.int8-{target}.onnx``: ``m.int8.report.json``; ``r18.onnx``: ``r18.report.json``)."""
+        if output is None:
+            return self.int8_report(directory)
+        name = re.sub(r"[-_.]?\{target\}", "", Path(output).name).removesuffix(".onnx")
+        return Path(output).with_name(f"{name or 'int8'}.report.json")
+
     def trt_cache(self, directory: Path | None = None) -> Path:
-        return self._sibling("int8.trt-calibration.cache", directory)
+        return self._sibling("int8" + TRT_CACHE_SUFFIX, directory)
+
+    def trt_cache_for(self, tensorrt_int8: Path) -> Path:
+        """The legacy cache written with the TensorRT INT8 file ``tensorrt_int8``: the set's
+        own name beside the set's own file, else the name the user chose for that file
+        (``calibrate -o r18.trt.onnx``: ``r18.trt.trt-calibration.cache``)."""
+        path = Path(tensorrt_int8)
+        if path.name == self.int8("tensorrt").name:
+            return self.trt_cache(path.parent)
+        return path.with_name(path.name.removesuffix(".onnx") + TRT_CACHE_SUFFIX)
+
+    def trt_caches(self) -> list[Path]:
+        """The set's legacy caches beside the model: its own name first, then those named
+        after a ``calibrate -o`` of this stem, newest first."""
+        own = self.trt_cache()
+        named = [
+            p for p in self.model.parent.glob(f"{self.stem}.*{TRT_CACHE_SUFFIX}") if p != own
+        ]
+        named.sort(key=lambda p: p.stat().st_mtime, reverse=True)
+        return ([own] if own.is_file() else []) + named
 
     def scratch_root(self, directory: Path | None = None) -> Path:
         """``DIR/.cache``: calibration's range cache (``calibration/``) and per-run scratch
@@ -95,14 +159,19 @@ class ArtifactSet:
     def source_sha256(self) -> str:
         return sha256_file(self.model)
 
-    def belongs(self, path: Path) -> bool:
-        """``path`` exists and was made from this model (its recorded source sha256)."""
-        from alexnet_deploy.artifact import read_artifact
+    def belongs(self, path: Path, made_for: str | None = None) -> bool:
+        """``path`` exists and was made from this model (its recorded source sha256), and,
+        with ``made_for``, for that calibration request (its recorded source key: a cached
+        INT8 file of other data is not this request's)."""
+        from alexnet_deploy.onnx_model import read_artifact
 
         path = Path(path)
         if not path.is_file():
             return False
-        return read_artifact(path).metadata.get("source_sha256") == self.source_sha256()
+        metadata = read_artifact(path).metadata
+        return metadata.get("source_sha256") == self.source_sha256() and (
+            made_for is None or metadata.get("calibration_source_key") == made_for
+        )
 
     def derived(self, precision: str, form: str = "cpu") -> Path:
         """The derived artifact for ``precision`` (and INT8 ``form``), checked to exist and to
@@ -110,8 +179,7 @@ class ArtifactSet:
         path = self.for_precision(precision, form)
         if precision == "fp32":
             return path
-        make = "int8-nncf" if form == "nncf" else precision
-        fix = MAKES[make].format(model=self.model)
+        fix = MAKES[Stage.making(precision, form)].format(model=self.model)
         if not path.is_file():
             raise AlexnetDeployError(
                 f"no {precision} artifact for {self.model} (looked for {path})",
@@ -129,6 +197,28 @@ class ArtifactSet:
         """Every derived file of the set that is present, by name (fp16, int8-cpu, ...)."""
         files = {"fp16": self.fp16, **{f"int8-{f}": self.int8(f) for f in INT8_FORMS}}
         return {name: path for name, path in files.items() if path.is_file()}
+
+
+def export_key(variant: str, weights: Path | None, seed: int) -> str:
+    """The content key of a main-job export (its directory, :meth:`WorkDir.export`): variant,
+    weights (their sha256), seed, opset and tool version."""
+    import hashlib
+    import json
+
+    from alexnet_deploy import __version__
+    from alexnet_deploy import constants as C
+
+    text = json.dumps(
+        {
+            "variant": variant,
+            "weights": sha256_file(weights) if weights else "untrained",
+            "seed": seed,
+            "opset": C.DEFAULT_OPSET,
+            "tool": __version__,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
 @dataclass(frozen=True)

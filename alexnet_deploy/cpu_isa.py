@@ -14,6 +14,21 @@ Classes, decided from the flags the kernel reports (``/proc/cpuinfo``):
 * ``portable``: none of these recognised (another vendor's flags, an old x86, an ARM without
   dot products, no /proc/cpuinfo): the tool still runs, with the form that is faithful on
   every kernel, and says why.
+
+/proc/cpuinfo is read in one place, :func:`cpuinfo_fields` (sysinfo.py asks it too): the first
+processor's ``key : value`` lines. Kept by hand on purpose: py-cpuinfo has had no release since
+2022 and takes about a second (subprocesses, probes) for what is one file read here; archspec,
+maintained, reads /proc/cpuinfo at a fixed path and answers with named microarchitectures, where
+this module needs the raw flags, vendor, family, model name and ``cpu MHz``, from a file a test
+can replace (``CPUINFO``).
+
+The clock (:func:`clock_ghz`) is read, never timed by running machine code of our own (no
+writable-and-executable memory, which hardened kernels and SELinux's ``execmem`` refuse):
+``perf stat``'s cycle counter over a short busy loop (the clock a core really runs, turbo
+included, where the kernel exposes the counter); else cpufreq's ``cpuinfo_max_freq`` and
+``scaling_cur_freq``; else /proc/cpuinfo's ``cpu MHz``, which is the current clock on bare metal
+and a VM's nominal one: no maximum, so not trusted, and the roofline then anchors its ceiling on
+the best measured kernel and says so (bench/roofline.py).
 """
 
 from __future__ import annotations
@@ -21,11 +36,16 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import shutil
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 ISA_CLASSES = ("vnni", "avx512", "avx2", "arm64", "portable")
-CPUINFO = Path("/proc/cpuinfo")  # module attribute so a test can point it at another file
+# module attributes so a test can point them at other files
+CPUINFO = Path("/proc/cpuinfo")
+CPUFREQ = Path("/sys/devices/system/cpu/cpu0/cpufreq")
 
 # Upper bounds of work per core per cycle, from each class's widest instructions and the
 # number of ports that issue them: (FP32 FLOPs via FMA, INT8 ops via the int8 dot product).
@@ -138,24 +158,32 @@ def classify(flags: set[str], machine: str, vendor: str = "", family: int | None
     )
 
 
+def cpuinfo_fields(path: Path | None = None) -> dict[str, str]:
+    """The first processor's ``key : value`` lines of a /proc/cpuinfo-style file (default
+    ``CPUINFO``), keys lower-cased; empty when unreadable. The package's one cpuinfo reader."""
+    try:
+        text = Path(path or CPUINFO).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return {}
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, colon, value = line.partition(":")
+        key = key.strip().lower()
+        if colon and key and key not in fields:
+            fields[key] = value.strip()
+    return fields
+
+
+def flags_of(fields: dict[str, str]) -> set[str]:
+    """The CPU's feature words: x86's ``flags``, ARM's ``Features``."""
+    return set((fields.get("flags") or fields.get("features") or "").split())
+
+
 def read_cpuinfo(path: Path) -> tuple[set[str], str, int | None]:
     """(flags, vendor, family) from a /proc/cpuinfo-style file; empty when unreadable."""
-    flags: set[str] = set()
-    vendor, family = "", None
-    try:
-        text = Path(path).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return flags, vendor, family
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip().lower()
-        if key in ("flags", "features") and not flags:
-            flags = set(value.split())
-        elif key == "vendor_id" and not vendor:
-            vendor = value.strip()
-        elif key == "cpu family" and family is None and value.strip().isdigit():
-            family = int(value.strip())
-    return flags, vendor, family
+    fields = cpuinfo_fields(path)
+    family = fields.get("cpu family", "")
+    return flags_of(fields), fields.get("vendor_id", ""), int(family) if family.isdigit() else None
 
 
 @functools.lru_cache(maxsize=4)
@@ -169,61 +197,103 @@ def this_cpu() -> CpuIsa:
     return _detect(Path(CPUINFO), platform.machine())
 
 
-def measured_clock_ghz(seconds: float = 0.05, tries: int = 5) -> float | None:
-    """This core's clock, timed on a chain of dependent integer adds (one cycle each on every
-    x86-64 core), so turbo counts: a VM's /proc/cpuinfo reports the nominal clock. The most of
-    ``tries`` short runs (noise only slows a run). None off x86-64 or where executable memory
-    is refused."""
-    import ctypes
-    import mmap
+@dataclass(frozen=True)
+class Clock:
+    ghz: float | None
+    source: str  # where it was read, as a report says it
+    trusted: bool  # measured, or the kernel's maximum: fit for a ceiling (cpu MHz is neither)
+
+
+# A busy loop perf counts the cycles of: long enough (about 0.2 s) that Python's start-up, whose
+# kernel time the user-mode cycle counter does not see, weighs little.
+_BUSY_LOOP = "n = 0\nfor i in range(4_000_000):\n    n += i"
+
+
+def perf_clock_ghz(timeout: float = 30) -> float | None:
+    """The clock a busy core runs at, from ``perf stat``: cycles over task-clock of a short
+    Python loop. None where perf is not installed, not permitted, or the cycle counter is not
+    exposed (most VMs)."""
+    perf = shutil.which("perf")
+    if perf is None:
+        return None
+    command = [perf, "stat", "-x,", "-e", "cycles:u,task-clock", "--"]
+    try:
+        done = subprocess.run(
+            [*command, sys.executable, "-c", _BUSY_LOOP],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env={**os.environ, "LC_ALL": "C"},
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    counts = {}
+    for line in done.stderr.splitlines():  # value,unit,event,...
+        parts = line.split(",")
+        if len(parts) >= 3:
+            try:
+                counts[parts[2].split(":")[0]] = float(parts[0])
+            except ValueError:
+                continue  # "<not supported>", "<not counted>"
+    if done.returncode != 0 or not counts.get("cycles") or not counts.get("task-clock"):
+        return None
+    ghz = counts["cycles"] / (counts["task-clock"] * 1e6)  # task-clock is in milliseconds
+    return ghz if 0.3 < ghz < 10 else None
+
+
+def _cpufreq_ghz(name: str) -> float | None:
+    try:
+        return int((CPUFREQ / name).read_text()) / 1e6  # kHz
+    except (OSError, ValueError):
+        return None
+
+
+def timed_clock_ghz(seconds: float = 0.05, tries: int = 5) -> float | None:
+    """The clock a busy core runs at (turbo included), timed on a chain of dependent integer
+    adds, one cycle each on every x86-64 and ARM64 core, compiled with the package
+    (``_clock.c``, an optional extension: no machine code is written into memory at run time).
+    The most of ``tries`` short runs (noise only slows a run). None where the extension was
+    not built (no C compiler at install) or the processor is neither x86-64 nor ARM64."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "aarch64", "arm64"):
+        return None
+    try:
+        from alexnet_deploy import _clock
+    except ImportError:
+        return None
     import time
 
-    if platform.machine().lower() not in ("x86_64", "amd64"):
-        return None
-    adds = 10
-    body = b"\x48\x83\xc0\x01" * adds  # add rax, 1
-    # xor eax, eax; loop: body; dec rdi; jnz loop; ret   (System V: count in rdi)
-    code = b"\x31\xc0" + body + b"\x48\xff\xcf\x75" + bytes([256 - (len(body) + 5)]) + b"\xc3"
-    try:
-        buf = mmap.mmap(-1, mmap.PAGESIZE, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    except (OSError, ValueError, AttributeError):
-        return None
-    buf.write(code)
-    anchor = ctypes.c_char.from_buffer(buf)
-    loop = ctypes.CFUNCTYPE(ctypes.c_int64, ctypes.c_int64)(ctypes.addressof(anchor))
-    try:
-        loop(1000)
+    per_call = _clock.ADDS_PER_ITERATION
+    _clock.add_chain(1000)  # warm
+    start = time.perf_counter()
+    _clock.add_chain(10**6)
+    iterations = max(10**5, int(seconds / max((time.perf_counter() - start) / 10**6, 1e-12)))
+    best = 0.0
+    for _ in range(tries):
         start = time.perf_counter()
-        loop(10**6)
-        per_iteration = (time.perf_counter() - start) / 10**6
-        count = max(10**5, int(seconds / max(per_iteration, 1e-12)))
-        best = 0.0
-        for _ in range(tries):
-            start = time.perf_counter()
-            if loop(count) != adds * count:
-                return None
-            best = max(best, adds * count / (time.perf_counter() - start))
-        return best / 1e9
-    finally:
-        del loop, anchor  # both point into the buffer, which closes only without them
-        buf.close()
+        if _clock.add_chain(iterations) != per_call * iterations:
+            return None
+        best = max(best, per_call * iterations / (time.perf_counter() - start))
+    ghz = best / 1e9
+    return ghz if 0.3 < ghz < 10 else None
 
 
-def reported_clock_ghz() -> float | None:
-    """The clock the kernel reports (nominal in a VM; the maximum where cpufreq exists)."""
-    sysfs = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq")
+def clock_ghz(use_perf: bool = True, use_timer: bool = True) -> Clock:
+    """This machine's clock for a ceiling, and where it came from: timed on the compiled chain
+    of dependent adds, else perf's cycle counter, else cpufreq (the larger of its maximum and
+    current clock: some drivers leave boost out of the maximum), all trusted; else
+    /proc/cpuinfo's ``cpu MHz``, not trusted (nominal in a VM)."""
+    if use_timer and (timed := timed_clock_ghz()):
+        return Clock(timed, "timed on a chain of dependent adds (compiled _clock extension)", True)
+    if use_perf and (measured := perf_clock_ghz()):
+        return Clock(measured, "measured by perf (cycles over task-clock)", True)
+    cpufreq = [g for g in map(_cpufreq_ghz, ("cpuinfo_max_freq", "scaling_cur_freq")) if g]
+    if cpufreq:
+        return Clock(max(cpufreq), "read from cpufreq", True)
     try:
-        return int(sysfs.read_text()) / 1e6
-    except (OSError, ValueError):
-        pass
-    try:
-        for line in Path(CPUINFO).read_text(errors="replace").splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "cpu MHz":
-                return float(value) / 1e3
-    except (OSError, ValueError):
-        pass
-    return None
+        mhz = float(cpuinfo_fields().get("cpu mhz", ""))
+    except ValueError:
+        return Clock(None, "no clock readable", False)
+    return Clock(mhz / 1e3, "/proc/cpuinfo's cpu MHz, nominal in a VM", False)
 
 
 def usable_cores() -> int:

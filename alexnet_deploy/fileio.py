@@ -2,7 +2,10 @@
 
 An artifact appears under its final name only when it is complete: it is written to a
 temporary file in the same directory and renamed over the target, so a failed run never leaves
-a half-written file and never destroys the artifact that was there before.
+a half-written file and never destroys the artifact that was there before. Every publication
+(:func:`publish`, :func:`replace_directory`, :func:`remove_file`) is noted in the journal of
+the run in progress (:func:`recording_changes`), so an interrupted run can say exactly which
+files it changed.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +34,57 @@ _DIGESTS: dict[tuple, str] = {}
 # A file changed this recently may change again within one tick of the file system's clock
 # without its times moving, so its hash is not cached yet (git's "racy" rule).
 _SETTLED_NS = 2_000_000_000
+
+
+@dataclass
+class Changes:
+    """What one run published: files (or directories) it replaced, created and removed, in
+    order. A file created and gone again by the end (a scratch file) is not a change."""
+
+    replaced: list[Path] = field(default_factory=list)
+    created: list[Path] = field(default_factory=list)
+    removed: list[Path] = field(default_factory=list)
+
+    def note(self, path: Path, *, existed: bool, removed: bool = False) -> None:
+        path = Path(path)
+        if removed:
+            self.removed.append(path)
+        elif path not in self.replaced and path not in self.created:
+            (self.replaced if existed else self.created).append(path)
+
+    def lines(self) -> list[str]:
+        """One clause per kind of change ("replaced A, B"); empty when nothing changed."""
+        created = [p for p in self.created if os.path.lexists(p)]
+        kinds = (("replaced", self.replaced), ("created", created), ("removed", self.removed))
+        return [
+            f"{verb} {', '.join(str(p) for p in dict.fromkeys(paths))}"
+            for verb, paths in kinds
+            if paths
+        ]
+
+
+_JOURNAL: list[Changes] = []  # the runs in progress in this process, innermost last
+_JOURNAL_GUARD = threading.Lock()
+
+
+@contextlib.contextmanager
+def recording_changes() -> Iterator[Changes]:
+    """Note every publication made inside the block (in any thread) in the yielded
+    :class:`Changes`: the CLI wraps each command in one, to say what an interrupt left."""
+    changes = Changes()
+    with _JOURNAL_GUARD:
+        _JOURNAL.append(changes)
+    try:
+        yield changes
+    finally:
+        with _JOURNAL_GUARD:
+            _JOURNAL.remove(changes)
+
+
+def _note(path: Path, *, existed: bool, removed: bool = False) -> None:
+    with _JOURNAL_GUARD:
+        for changes in _JOURNAL:
+            changes.note(path, existed=existed, removed=removed)
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -150,12 +206,14 @@ def remove_stale_temporaries(target: Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike[str], *, replace: bool = True) -> Iterator[Path]:
+def atomic_path(
+    target: str | os.PathLike[str], *, replace: bool = True, record: bool = True
+) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it over ``target`` if the block succeeds.
 
     On any exception the temporary file is removed and ``target`` is left untouched. With
-    ``replace=False`` the file is published only if ``target`` still does not exist (a link,
-    which fails on an existing name): a concurrent run that wrote it first is never overwritten.
+    ``replace=False`` the file is published only if ``target`` still does not exist (see
+    :func:`publish`).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -168,20 +226,85 @@ def atomic_path(target: str | os.PathLike[str], *, replace: bool = True) -> Iter
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~_current_umask())  # mkstemp makes 0600; artifacts are shared
-        if replace:
-            os.replace(tmp, target)
-        else:
-            try:
-                os.link(tmp, target)
-            except FileExistsError:
-                raise AlexnetDeployError(
-                    f"{target} appeared while this run worked (another run wrote it); "
-                    "it was left as it is",
-                    hint="pass --force to replace it",
-                ) from None
+        publish(tmp, target, replace=replace, record=record)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def publish(
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    replace: bool = True,
+    record: bool = True,
+) -> Path:
+    """Give the complete file ``source`` the name ``target`` (same directory), noting the
+    change in the run's journal. With ``replace=False`` it is published only if ``target``
+    still does not exist (a link, which fails on an existing name): a concurrent run that
+    wrote it first is never overwritten. ``record=False``: a bookkeeping file (a marker)."""
+    source, target = Path(source), Path(target)
+    existed = os.path.lexists(target)
+    if replace:
+        os.replace(source, target)
+    else:
+        try:
+            os.link(source, target)
+        except FileExistsError:
+            raise _appeared(target) from None
+        source.unlink()
+    if record:
+        _note(target, existed=existed)
+    return target
+
+
+def _appeared(target: Path) -> AlexnetDeployError:
+    return AlexnetDeployError(
+        f"{target} appeared while this run worked (another run wrote it); it was left as it is",
+        hint="pass --force to replace it",
+    )
+
+
+def remove_file(path: str | os.PathLike[str]) -> None:
+    """Remove ``path`` if it is there, noting it in the run's journal."""
+    path = Path(path)
+    if os.path.lexists(path):
+        path.unlink()
+        _note(path, existed=True, removed=True)
+
+
+def replace_directory(
+    staging: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    replace: bool = True,
+    concurrent_ok: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Put the complete ``staging`` directory at ``target``: the old one is moved aside first
+    (one rename) and removed after, so a reader finds the old directory, none, or the new one,
+    never half of one. When a concurrent run put its own directory there between the two
+    renames and ``concurrent_ok`` accepts it, that one is kept and ours dropped. With
+    ``replace=False`` a ``target`` that appeared meanwhile is left as it is (an error)."""
+    staging, target = Path(staging), Path(target)
+    existed = target.exists()
+    if existed and not replace:
+        raise _appeared(target)
+    aside = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
+    with contextlib.suppress(FileNotFoundError):  # nothing there (or a concurrent run moved it)
+        target.rename(aside)
+    try:
+        staging.rename(target)
+    except OSError:
+        if concurrent_ok is None or not concurrent_ok(target):
+            with contextlib.suppress(OSError):
+                if not target.exists():
+                    aside.rename(target)  # put the old one back: nothing was replaced
+            raise
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        _note(target, existed=existed)
+    shutil.rmtree(aside, ignore_errors=True)
+    return target
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> Path:

@@ -4,7 +4,15 @@ reports; the calibration output directory: INT8 siblings and range caches).
 Two runs that build the same engine or calibrate the same model used to race; now the second
 waits for the first (saying whom it waits for) and then finds the first one's result. The lock is
 ``filelock``'s (an OS lock on DIR/.alexnet-deploy.lock: released when the holder exits, even
-when killed). Re-entrant within a process, so ``bench`` may call ``build`` under the same lock.
+when killed).
+
+One lock per run: each job of the orchestration layer (workflow.py) takes its work directory's
+lock once, at its top, and the stages it calls below do not take it again (run_bench and the
+artifact making check that it is held: :func:`require_held`). The lock stays re-entrant within
+a process for the stages that are also commands of their own (``build``: engines/build.py;
+``package``): under a job their hold nests, never waits and never touches the OS lock. Each
+acquisition of the OS lock is logged at DEBUG ("STAGE takes the lock of DIR"); a nested hold
+logs "STAGE holds the lock of DIR already".
 """
 
 from __future__ import annotations
@@ -46,6 +54,20 @@ def _owner(directory: Path) -> str:
         return "another run"
 
 
+def holds(directory: str | os.PathLike[str]) -> bool:
+    """Whether this run (this thread) holds DIRECTORY's lock."""
+    return _lock_for(Path(directory)).is_locked
+
+
+def require_held(directory: str | os.PathLike[str], stage: str) -> None:
+    """A stage that writes shared state under its caller's lock: a bug when it is not held."""
+    if not holds(directory):
+        raise RuntimeError(
+            f"{stage} writes {directory} without its lock: call it through its job "
+            "(alexnet_deploy.workflow or alexnet_deploy.api), which takes the lock once"
+        )
+
+
 @contextlib.contextmanager
 def directory_lock(
     directory: str | os.PathLike[str], stage: str, *, wait_s: float | None = None
@@ -73,6 +95,11 @@ def directory_lock(
             f"cannot lock {directory} ({err.strerror or err})",
             hint="make the directory writable, or choose another --work-dir",
         ) from None
+    log.debug(
+        "%s takes the lock of %s" if outermost else "%s holds the lock of %s already",
+        stage,
+        directory,
+    )
     try:  # the holder's name, for whoever waits
         if outermost:
             with contextlib.suppress(OSError):

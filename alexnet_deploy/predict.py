@@ -13,10 +13,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
 from alexnet_deploy.errors import UsageError
+
+if TYPE_CHECKING:
+    from alexnet_deploy.engines.base import Engine
+    from alexnet_deploy.models.variants import Preprocessing
+    from alexnet_deploy.onnx_model import ArtifactInfo
 
 STAGES = ("decode", "preprocess", "inference", "postprocess")
 
@@ -29,17 +35,60 @@ class Prediction:
     error: str | None = None
 
 
+class Classified(NamedTuple):
+    """What predict returns: a :class:`Prediction` per image (a file that could not be read
+    carries its ``error``), the engine that classified them, and the model's artifact info."""
+
+    predictions: list[Prediction]
+    engine: Engine
+    info: ArtifactInfo
+
+
+def declared_preprocessing(info: ArtifactInfo) -> Preprocessing:
+    """How a model says its images are preprocessed (its metadata); refused when it does not
+    say (a model this tool did not export), before any engine is built for it."""
+    pre = info.preprocessing()
+    if pre is None:
+        raise UsageError(
+            f"{info.path} does not say how its images are preprocessed (not an alexnet-deploy export)",
+            hint="export it with 'alexnet-deploy export', which records resize, crop, mean and std",
+        )
+    return pre
+
+
+def classify_with(
+    engine: Engine,
+    backend: str,
+    info: ArtifactInfo,
+    files: list[Path],
+    *,
+    top: int = 5,
+    labels: Path | None = None,
+) -> list[Prediction]:
+    """Each file classified by ``engine`` (run by ``backend``'s runner), preprocessed as the
+    model declares, named by ``labels`` (one name per line) or ImageNet-1k's for 1000 classes."""
+    from alexnet_deploy.engines.registry import get_backend
+
+    classes = info.outputs[0].dims[-1]
+    names = class_names(classes if isinstance(classes, int) else 0, labels)
+    with get_backend(backend).runner(engine) as runner:
+        return classify(files, runner.infer, declared_preprocessing(info), top, names)
+
+
 def image_files(paths: list[Path]) -> tuple[list[Path], list[Prediction]]:
     """Files to classify: each file given, and the images inside each directory given
-    (recursive); a missing path or a directory without images is an error entry."""
-    from alexnet_deploy.calib.images import IMAGE_SUFFIXES
+    (recursive, the same extensions a file given by name may have); a missing path or a
+    directory without images is an error entry."""
+    from alexnet_deploy.calib.images import IMAGE_SUFFIXES, images_in
 
     files, errors = [], []
     for path in map(Path, paths):
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+            found = images_in(path)
             if not found:
-                errors.append(Prediction(path, error="a directory with no JPEG or PNG images"))
+                errors.append(
+                    Prediction(path, error=f"a directory with no {'/'.join(IMAGE_SUFFIXES)} files")
+                )
             files += found
         elif path.exists():
             files.append(path)
@@ -79,6 +128,7 @@ def classify(
 ) -> list[Prediction]:
     """Each file through ``infer`` (a batch -> logits callable) one at a time, timed per stage."""
     from alexnet_deploy.calib.images import load_rgb, preprocess
+    from alexnet_deploy.errors import AlexnetDeployError
 
     if top < 1:
         raise UsageError(f"--top must be at least 1, got {top}")
@@ -88,12 +138,16 @@ def classify(
         clock = time.perf_counter
         try:
             t0 = clock()
-            image = load_rgb(path)
+            image = load_rgb(path, preprocessing)
             t1 = clock()
             batch = preprocess(image, preprocessing)[None]
             t2 = clock()
         except Exception as err:  # Pillow raises several types for unreadable files
-            result.error = f"cannot decode ({type(err).__name__}: {err})"
+            result.error = (
+                err.message  # over a size limit: the message names it
+                if isinstance(err, AlexnetDeployError)
+                else f"cannot decode ({type(err).__name__}: {err})"
+            )
             results.append(result)
             continue
         logits = np.asarray(infer(batch))[0]
@@ -109,12 +163,13 @@ def classify(
 
 
 def predictions_frame(results: list[Prediction]):
-    """One row per image: its top classes, or its error; the time of each stage in ms."""
+    """One row per image (its path as given, or as found under the folder given: two x.jpg
+    in two folders stay apart): its top classes, or its error; the time of each stage in ms."""
     import polars as pl
 
     rows = []
     for r in results:
-        row = {"image": r.path.name}
+        row = {"image": str(r.path)}
         for rank in range(max((len(x.top) for x in results), default=0)):
             hit = r.top[rank] if rank < len(r.top) else None
             row[f"top{rank + 1}"] = f"{hit[1]} ({100 * hit[2]:.1f}%)" if hit else ""

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import polars as pl
 
 
-class TableFormat(str, Enum):
+class TableFormat(StrEnum):
     table = "table"
     csv = "csv"
     json = "json"
@@ -98,6 +98,12 @@ def frame_as_text(frame: pl.DataFrame, fmt: TableFormat) -> str:
     if fmt is TableFormat.json:
         return frame.write_json() + "\n"
     if fmt is TableFormat.md:
+        # a missing value reads "-", as in the terminal table (polars would print "null")
+        frame = frame.with_columns(
+            pl.col(name).cast(pl.String).fill_null("-")
+            for name in frame.columns
+            if frame[name].null_count()
+        )
         with pl.Config(
             tbl_formatting="MARKDOWN",
             tbl_hide_column_data_types=True,

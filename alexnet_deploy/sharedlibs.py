@@ -3,64 +3,35 @@
 onnxruntime-gpu lists its CUDA and TensorRT providers whatever is installed and falls back to
 the CPU in silence; whether a provider can load depends on the libraries its own ``.so`` names
 (DT_NEEDED: ``libnvinfer.so.10``, ``libcudart.so.12``, ...). Those names are read here from the
-ELF file itself (64-bit little-endian, as every Linux wheel of these packages is), without
-loading it, and each is looked for the way the dynamic loader and the NVIDIA wheels provide them.
+ELF file itself with pyelftools, without loading it, and each is looked for the way the dynamic
+loader and the NVIDIA wheels provide them.
 """
 
 from __future__ import annotations
 
 import os
-import struct
 import sys
 from pathlib import Path
-
-DT_NEEDED, DT_STRTAB = 1, 5
-PT_DYNAMIC, PT_LOAD = 2, 1
 
 
 def needed_libraries(path: Path) -> list[str]:
     """The DT_NEEDED names of an ELF shared library, in order. Raises ValueError for a file
-    that is not a 64-bit little-endian ELF."""
-    data = Path(path).read_bytes()
-    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:
-        raise ValueError(f"{path} is not a 64-bit little-endian ELF file")
-    phoff, phentsize, phnum = (
-        struct.unpack_from("<Q", data, 0x20)[0],
-        struct.unpack_from("<H", data, 0x36)[0],
-        struct.unpack_from("<H", data, 0x38)[0],
-    )
-    loads, dynamic = [], None
-    for i in range(phnum):
-        kind, _flags, offset, vaddr, _paddr, filesz = struct.unpack_from(
-            "<IIQQQQ", data, phoff + i * phentsize
-        )
-        if kind == PT_LOAD:
-            loads.append((vaddr, offset, filesz))
-        elif kind == PT_DYNAMIC:
-            dynamic = (offset, filesz)
-    if dynamic is None:
-        return []
-    entries = []
-    for at in range(dynamic[0], dynamic[0] + dynamic[1], 16):
-        tag, value = struct.unpack_from("<qQ", data, at)
-        if tag == 0:
-            break
-        entries.append((tag, value))
-    strtab_addr = next((v for t, v in entries if t == DT_STRTAB), None)
-    if strtab_addr is None:
-        return []
-    # the string table's address is virtual: find the file offset through the load segments
-    base = next(
-        (off + strtab_addr - va for va, off, size in loads if va <= strtab_addr < va + size), None
-    )
-    if base is None:
-        return []
-    names = []
-    for tag, value in entries:
-        if tag == DT_NEEDED:
-            end = data.index(b"\0", base + value)
-            names.append(data[base + value : end].decode())
-    return names
+    that is not an ELF file."""
+    from elftools.common.exceptions import ELFError
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as handle:
+        try:
+            elf = ELFFile(handle)
+            # the dynamic segment, as the loader reads it (section headers may be stripped)
+            return [
+                tag.needed
+                for segment in elf.iter_segments()
+                if segment["p_type"] == "PT_DYNAMIC"
+                for tag in segment.iter_tags("DT_NEEDED")
+            ]
+        except ELFError as err:
+            raise ValueError(f"{path} is not an ELF file ({err})") from None
 
 
 def _search_dirs() -> list[Path]:

@@ -21,20 +21,14 @@ CPU_FEATURES = {
 
 
 def cpu_info() -> dict[str, object]:
-    """Model name, logical cores and the features in :data:`CPU_FEATURES`."""
-    model, flags = platform.processor() or platform.machine(), set()
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as handle:
-            for line in handle:
-                key, _, value = line.partition(":")
-                if key.strip() == "model name" and value.strip():
-                    model = value.strip()
-                elif key.strip() == "flags":
-                    flags = set(value.split())
-    except OSError:
-        pass
+    """Model name, logical cores and the features in :data:`CPU_FEATURES` (/proc/cpuinfo read
+    by cpu_isa, its one reader)."""
+    from alexnet_deploy.cpu_isa import cpuinfo_fields, flags_of
+
+    fields = cpuinfo_fields()
+    flags = flags_of(fields)
     return {
-        "model": model,
+        "model": fields.get("model name") or platform.processor() or platform.machine(),
         "logical_cores": os.cpu_count(),
         "features": {name: flag in flags for name, flag in CPU_FEATURES.items()},
     }

@@ -1,36 +1,42 @@
 """The orchestration layer: export -> FP16 / INT8 -> engines -> bench -> gate -> package over
 one model's artifact set (artifacts.py). The stages below it are leaves that take explicit
-artifacts; this module decides which artifacts a job needs, makes or reuses them (each cached
-by content, one run at a time per work directory), then hands them to the stage.
+artifacts; this module only orchestrates: which artifacts a job needs, made or reused (each
+cached by content), then the stage. Each job takes its work directory's lock once, at its top
+(locking.py), and holds it over the artifacts and the stage that uses them.
 
     prepare_artifacts   FP32 export (or the given model) plus the FP16/INT8 siblings needed
-    bench_model         prepare_artifacts, then bench.pipeline.run_bench (the main job)
-    rerun_baseline      gate --run: a baseline report's configurations benched again now
-    aa_on_model         gate --aa: one engine against itself, interleaved
+    bench_model         the artifacts, then bench.pipeline.run_bench (the main job)
+    gate_makers         what the gate measures, made here (gate/modes.py decides the mode)
     package_model       package --triton, from the given model or the main job's export
-    predict_images      predict: real images classified by a built engine, timed per stage
-    end_to_end_model    bench --end-to-end: image bytes to label, per preprocessing placement
-    compare_artifacts   compare: a candidate's precision lost, layer by layer
-    paired_gate         gate --paired: baseline's and current engines interleaved, judged per pair
+    predict_images      predict: the artifact and its engine, then predict.classify_with
+    end_to_end_model    bench --end-to-end: the artifacts, then bench.end_to_end's report
+
+A script calls alexnet_deploy.api (docs/api.md), over these jobs and the stages.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.artifact import read_artifact
-from alexnet_deploy.artifacts import ArtifactSet, WorkDir
+from alexnet_deploy.artifacts import ArtifactSet, Stage, StageStatus, WorkDir, export_key
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import sha256_file
-from alexnet_deploy.locking import directory_lock
+from alexnet_deploy.locking import directory_lock, require_held
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
+from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.progress import Progress, silent
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from alexnet_deploy.bench.config import BenchConfig
+    from alexnet_deploy.bench.pipeline import BenchOptions, BenchRun
+    from alexnet_deploy.bench.records import EndToEndRow
+    from alexnet_deploy.predict import Classified
+    from alexnet_deploy.serve.package import Repository
+
+
+SIBLINGS = frozenset({Stage.FP16, Stage.INT8})  # what the main job makes beside its export
 
 
 @dataclass(frozen=True)
@@ -42,38 +48,22 @@ class ModelRequest:
     data: str = "shipped"  # calibration and fidelity images
 
 
-def _export_key(request: ModelRequest) -> str:
-    from alexnet_deploy import __version__
-
-    weights = sha256_file(request.weights) if request.weights else "untrained"
-    text = json.dumps(
-        {
-            "variant": request.variant,
-            "weights": weights,
-            "seed": request.seed,
-            "opset": C.DEFAULT_OPSET,
-            "tool": __version__,
-        },
-        sort_keys=True,
-    )
-    return hashlib.sha256(text.encode()).hexdigest()[:12]
-
-
 def prepare_artifacts(
     request: ModelRequest,
     work_dir: Path,
     progress: Progress,
-    need: frozenset = frozenset({"fp16", "int8"}),
-) -> tuple[Path, dict]:
-    """FP32 model plus the FP16, INT8 and NNCF INT8 ("int8-nncf") artifacts in ``need``,
-    reusing whatever is there (made by one run at a time per work directory)."""
+    need: frozenset[Stage] = SIBLINGS,
+) -> tuple[Path, dict[Stage, StageStatus]]:
+    """A job of its own: the FP32 model plus the FP16, INT8 and NNCF INT8 artifacts in
+    ``need``, reusing whatever is there; how each stage was obtained."""
     with directory_lock(work_dir, "prepare artifacts"):
         return _prepare_artifacts(request, work_dir, progress, need)
 
 
 def _prepare_artifacts(
-    request: ModelRequest, work_dir: Path, progress: Progress, need: frozenset
-) -> tuple[Path, dict]:
+    request: ModelRequest, work_dir: Path, progress: Progress, need: frozenset[Stage]
+) -> tuple[Path, dict[Stage, StageStatus]]:
+    """prepare_artifacts' work, for a job that holds the work directory's lock."""
     from alexnet_deploy.calib.fp16 import convert_fp16
     from alexnet_deploy.calib.int8 import isa_mismatch
     from alexnet_deploy.calib.pipeline import calibrate
@@ -82,15 +72,17 @@ def _prepare_artifacts(
     from alexnet_deploy.exporter.pipeline import export_onnx
     from alexnet_deploy.models.variants import get_variant
 
-    done: dict[str, str] = {}
+    require_held(work_dir, "making artifacts")
+    done: dict[Stage, StageStatus] = {}
     if request.model is not None:
         model = Path(request.model)
-        read_artifact(model)
-        done["export"] = "given"
+        read_artifact(model).require_dynamic_batch()  # every job made here builds engines
+        done[Stage.EXPORT] = StageStatus.GIVEN
     else:
-        model = WorkDir(work_dir).export(request.variant, _export_key(request))
+        key = export_key(request.variant, request.weights, request.seed)
+        model = WorkDir(work_dir).export(request.variant, key)
         if model.is_file() and model.with_name(model.name + ".json").is_file():
-            done["export"] = "cached"
+            done[Stage.EXPORT] = StageStatus.CACHED
         else:
             progress("exporting")
             export_onnx(
@@ -100,301 +92,196 @@ def _prepare_artifacts(
                 seed=request.seed,
                 force=True,
             )
-            done["export"] = "built"
+            done[Stage.EXPORT] = StageStatus.BUILT
     artifacts = ArtifactSet(model)
 
-    if "fp16" not in need:
-        done["fp16"] = "not needed"
+    if Stage.FP16 not in need:
+        done[Stage.FP16] = StageStatus.NOT_NEEDED
     elif artifacts.belongs(artifacts.fp16):
-        done["fp16"] = "cached"
+        done[Stage.FP16] = StageStatus.CACHED
     else:
         progress("converting to FP16")
         convert_fp16(model, DataRequest(data=request.data), force=True)
-        done["fp16"] = "built"
+        done[Stage.FP16] = StageStatus.BUILT
 
     data_request = DataRequest(data=request.data, seed=request.seed)
-    if "int8" not in need:
-        done["int8"] = "not needed"
-    elif all(artifacts.belongs(artifacts.int8(f)) for f in ("cpu", "tensorrt")) and not (
+    # the main job's INT8 files are a cache of its request's; those beside a given model, the user's
+    made_for = None if request.model is not None else data_request.source_key()
+    if Stage.INT8 not in need:
+        done[Stage.INT8] = StageStatus.NOT_NEEDED
+    elif all(artifacts.belongs(artifacts.int8(f), made_for) for f in ("cpu", "tensorrt")) and not (
         isa_mismatch(read_artifact(artifacts.int8("cpu")).metadata, this_cpu().name)
     ):  # made from this model, and the CPU form for this CPU's class: reuse
-        done["int8"] = "cached"
+        done[Stage.INT8] = StageStatus.CACHED
     else:
         progress("calibrating INT8")
         report = calibrate(model, data_request, force=True)
         if report.failures:
             raise AlexnetDeployError("; ".join(report.failures))
-        done["int8"] = "built"
+        done[Stage.INT8] = StageStatus.BUILT
 
-    if "int8-nncf" in need:
+    if Stage.INT8_NNCF in need:
         from alexnet_deploy.calib.nncf_quant import quantize_nncf
 
-        if artifacts.belongs(artifacts.int8("nncf")):
-            done["int8-nncf"] = "cached"
+        if artifacts.belongs(artifacts.int8("nncf"), made_for):
+            done[Stage.INT8_NNCF] = StageStatus.CACHED
         else:
             progress("quantizing INT8 with NNCF")
             quantize_nncf(model, data_request, max_top1_drop=C.DEFAULT_MAX_TOP1_DROP, force=True)
-            done["int8-nncf"] = "built"
+            done[Stage.INT8_NNCF] = StageStatus.BUILT
     return model, done
 
 
-def artifacts_needed(precisions, quantizers, served: bool = False) -> frozenset:
+def artifacts_needed(precisions, quantizers, served: bool = False) -> frozenset[Stage]:
     """What a bench matrix needs made beside the FP32 model (nothing for a served model)."""
     if served:
         return frozenset()
-    need = frozenset(precisions) - {"fp32"}
-    if "int8" in need and "nncf" in quantizers:
-        need |= {"int8-nncf"}
+    need = frozenset(map(Stage.making, precisions)) - {Stage.EXPORT}
+    if Stage.INT8 in need and "nncf" in quantizers:
+        need |= {Stage.INT8_NNCF}
     return need
 
 
 def bench_model(
     request: ModelRequest,
-    config,
+    config: BenchConfig,
     work_dir: Path,
     out_dir: Path,
+    options: BenchOptions | None = None,
     *,
-    progress: Progress = lambda m: None,
-    served=None,
-    **bench_options,
-):
-    """The main job: the artifacts the matrix needs, then the bench over them. Returns
-    ``(report, result, paths)`` as bench.pipeline.run_bench does."""
-    from alexnet_deploy.bench.pipeline import run_bench
+    progress: Progress = silent,
+    progress_bar=None,
+    **changes,
+) -> BenchRun:
+    """The main job: the artifacts the matrix needs (made or reused), then the bench over
+    them, both under one hold of the work directory's lock (nobody changes the artifacts in
+    between). ``options``: bench.pipeline.BenchOptions, with ``changes`` to its fields given
+    as keywords (``roofline=False``). Returns the BenchRun (``report, result, paths``)."""
+    from alexnet_deploy.bench.pipeline import BenchOptions, run_bench
 
+    options = replace(options or BenchOptions(), **changes)
     need = artifacts_needed(
-        config.matrix.precisions, config.matrix.quantizers, served=served is not None
+        config.matrix.precisions, config.matrix.quantizers, served=options.served is not None
     )
-    with directory_lock(work_dir, "bench"):  # nobody changes the artifacts in between
-        model, stages = prepare_artifacts(request, work_dir, progress, need)
+    with directory_lock(work_dir, "bench"):
+        model, stages = _prepare_artifacts(request, work_dir, progress, need)
         return run_bench(
-            model, config, work_dir, out_dir, data=request.data, seed=request.seed,
-            stages=stages, progress=progress, served=served, **bench_options,
-        )  # fmt: skip
-
-
-def rerun_baseline(baseline, work_dir: Path, out: Path | None = None) -> Path:
-    """``gate --run``: bench a loaded baseline report's configurations (every key field,
-    threads and streams included), model, images and seed on this machine now; return the
-    new report's directory."""
-    from alexnet_deploy.gate.baseline import rerun_plan
-
-    plan = rerun_plan(baseline)
-    out = out or WorkDir(work_dir).gate_run_reports
-    bench_model(
-        ModelRequest(model=plan.model, data=plan.data, seed=plan.seed),
-        plan.config,
-        work_dir,
-        out,
-        direct=False,
-        roofline=False,
-    )
-    return out
-
-
-def measure_run_noise(baseline, runs: int, work_dir: Path, progress=lambda m: None):
-    """``gate BASELINE --measure-noise RUNS``: the baseline's configurations benched ``runs``
-    more times as separate runs (fresh sessions each), their spread with the baseline's own
-    run stored beside it (gate/spread.py). Returns the spread and the file."""
-    import tempfile
-
-    from alexnet_deploy.errors import UsageError
-    from alexnet_deploy.gate.reports import load_report
-    from alexnet_deploy.gate.spread import spread_of_runs, write_noise_record
-    from alexnet_deploy.sysinfo import cpu_info
-
-    if runs < 2:
-        raise UsageError(f"--measure-noise needs at least 2 runs, got {runs}")
-    if baseline.is_history or baseline.ratios:
-        raise UsageError(
-            "--measure-noise takes one bench report as BASELINE",
-            hint="a history directory measures its spread from its own reports",
+            model,
+            config,
+            work_dir,
+            out_dir,
+            options,
+            data=request.data,
+            seed=request.seed,
+            stages=stages,
+            progress=progress,
+            progress_bar=progress_bar,
         )
-    measured = [baseline.runs[0]]
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=work_dir, prefix="noise-runs-") as scratch:
-        for i in range(runs):
-            progress(f"separate run {i + 1}/{runs}")
-            out = rerun_baseline(baseline, work_dir, Path(scratch) / f"run-{i}")
-            measured.append(load_report(out).runs[0])
-    spread = spread_of_runs(measured, f"{len(measured)} separate runs")
-    cpu = cpu_info()
-    machine = f"{cpu['model']}, {cpu['logical_cores']} logical cores"
-    return spread, write_noise_record(baseline.paths[0].parent, spread, machine)
 
 
-def compare_artifacts(
-    reference: Path, candidate: Path, data: str = "shipped", *, count: int | None = None,
-    runtime: str = "emulated", batch_size: int = 8, seed: int = C.DEFAULT_SEED,
-    profile_runs: int = 0, progress: Progress = lambda m: None,
-):  # fmt: skip
-    """``compare``: the reference's images (its own preprocessing), then every layer of the
-    candidate against the reference (precision/compare.py)."""
-    from alexnet_deploy.calib.data import load_held_out
-    from alexnet_deploy.errors import UsageError
-    from alexnet_deploy.precision.compare import compare_models
+def gate_makers(work_dir: Path, progress: Progress = lambda m: None):
+    """What the gate measures, made by this layer (the gate library never exports, calibrates
+    or benches on its own): a model's artifacts for a paired gate; a bench of a baseline's
+    configurations for ``--run`` and ``--measure-noise``. Pass to gate.modes.run_gate."""
+    from alexnet_deploy.gate.modes import Makers
 
-    if batch_size < 1:
-        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
-    info = read_artifact(reference)
-    info.require_float_input()
-    progress(f"reading images from {data}")
-    pre = info.preprocessing()
-    images = load_held_out(data, image_shape=info.image_shape, preprocessing=pre, count=count,
-                           seed=seed).eval.images  # fmt: skip
-    return compare_models(
-        reference, candidate, images, runtime=runtime, batch_size=batch_size,
-        profile_runs=profile_runs, progress=progress,
-    )  # fmt: skip
+    def artifacts(model: Path | None, precisions, quantizers) -> Path:
+        need = artifacts_needed(precisions, quantizers)
+        return prepare_artifacts(ModelRequest(model=model), work_dir, progress, need)[0]
 
+    def bench(plan, out: Path) -> Path:
+        request = ModelRequest(model=plan.model, data=plan.data, seed=plan.seed)
+        bench_model(request, plan.config, work_dir, out, direct=False, roofline=False)
+        return out
 
-def aa_on_model(
-    model, backend: str, precision: str, batch: int, trials: int, threshold: float,
-    work_dir: Path, on_trial=lambda i, o: None,
-):  # fmt: skip
-    """``gate --aa``: the artifact and engine, then ``trials`` interleaved A/A trials."""
-    from alexnet_deploy.engines.build import build_engine
-    from alexnet_deploy.engines.options import BuildOptions
-    from alexnet_deploy.gate.noise import aa_on_engine, check_trials
-
-    check_trials(trials)  # before any artifact is made
-    path, _ = prepare_artifacts(
-        ModelRequest(model=model), work_dir, lambda _m: None, frozenset({precision}) - {"fp32"}
-    )
-    engine, _ = build_engine(path, backend, BuildOptions(precision=precision), work_dir)
-    return aa_on_engine(engine, batch, trials, threshold, on_trial=on_trial)
+    return Makers(artifacts, bench)
 
 
 def package_model(
-    model: Path | None, out: Path, *, work_dir: Path, progress: Progress = lambda m: None,
+    model: Path | None,
+    out: Path,
+    *,
+    work_dir: Path,
+    progress: Progress = silent,
     **package_options,
-):  # fmt: skip
+) -> Repository:
     """``package --triton``: the repository for ``model``, or for the main job's export (made
-    or reused, with its FP16 and INT8 siblings) when none is given."""
+    or reused, with its FP16 and INT8 siblings) when none is given; ``package_options`` go to
+    serve.package.package_triton."""
     from alexnet_deploy.serve.package import package_triton
 
-    if model is None:
-        model, _ = prepare_artifacts(ModelRequest(), work_dir, progress)
-    progress("packaging")
-    return package_triton(model, out, work_dir=work_dir, **package_options)
+    with directory_lock(work_dir, "package"):
+        if model is None:
+            model, _ = _prepare_artifacts(ModelRequest(), work_dir, progress, SIBLINGS)
+        progress("packaging")
+        return package_triton(model, out, work_dir=work_dir, **package_options)
 
 
 def predict_images(
-    paths: list[Path], model: Path | None, backend: str, precision: str, work_dir: Path, *,
-    top: int = 5, labels: Path | None = None, progress: Progress = lambda m: None,
-):  # fmt: skip
+    paths: list[Path],
+    model: Path | None,
+    backend: str,
+    precision: str,
+    work_dir: Path,
+    *,
+    top: int = 5,
+    labels: Path | None = None,
+    progress: Progress = silent,
+) -> Classified:
     """``predict``: the model (or the main job's export, made or reused with the artifact the
-    precision needs), its engine (built or reused), then each image classified. Returns
-    ``(predictions, engine, artifact info)``."""
+    precision needs) and its engine (built or reused) under the work directory's lock, then
+    each image classified (predict.classify_with)."""
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
-    from alexnet_deploy.engines.registry import get_backend
-    from alexnet_deploy.predict import class_names, classify, image_files
+    from alexnet_deploy.predict import (
+        Classified,
+        classify_with,
+        declared_preprocessing,
+        image_files,
+    )
 
     files, failed = image_files(paths)
-    if model is None:  # the main job's export, with the artifact this precision needs
-        need = frozenset({precision}) - {"fp32"}
-        model, _ = prepare_artifacts(ModelRequest(), work_dir, progress, need)
-    # a given model's FP16/INT8 file must exist beside it (build names the command if not)
-    info = read_artifact(model)
-    if info.preprocessing() is None:
-        from alexnet_deploy.errors import UsageError
-
-        raise UsageError(
-            f"{model} does not say how its images are preprocessed (not an alexnet-deploy export)",
-            hint="export it with 'alexnet-deploy export', which records resize, crop, mean and std",
-        )
-    progress(f"engine: {backend} {precision}")
-    engine, _ = build_engine(model, backend, BuildOptions(precision=precision), work_dir)
-    classes = info.outputs[0].dims[-1]
-    names = class_names(classes if isinstance(classes, int) else 0, labels)
+    with directory_lock(work_dir, "predict"):
+        if model is None:  # the main job's export, with the artifact this precision needs
+            need = artifacts_needed((precision,), ("qdq",))
+            model, _ = _prepare_artifacts(ModelRequest(), work_dir, progress, need)
+        info = read_artifact(model)
+        declared_preprocessing(info)  # refused before an engine is built for it
+        progress(f"engine: {backend} {precision}")
+        # a given model's FP16/INT8 file must exist beside it (build names the command if not)
+        engine, _ = build_engine(model, backend, BuildOptions(precision=precision), work_dir)
     progress(f"classifying {len(files)} image(s)")
-    with get_backend(backend).runner(engine) as runner:
-        results = classify(files, runner.infer, info.preprocessing(), top, names)
-    return failed + results, engine, info
+    predictions = classify_with(engine, backend, info, files, top=top, labels=labels)
+    return Classified(failed + predictions, engine, info)
 
 
 def end_to_end_model(
-    request: ModelRequest, config, inputs: str, work_dir: Path, out_dir: Path, *,
-    progress: Progress = lambda m: None,
-):  # fmt: skip
-    """``bench --end-to-end``: the artifacts the matrix's precisions need, then each
-    (backend, precision) from image bytes to label per preprocessing placement; the table
-    written beside the bench reports. Returns ``(rows, paths)``."""
-    import time
-
-    from alexnet_deploy.bench.end_to_end import end_to_end_rows, write_end_to_end
-    from alexnet_deploy.bench.fingerprint import environment
-    from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
+    request: ModelRequest,
+    config: BenchConfig,
+    inputs: str,
+    work_dir: Path,
+    out_dir: Path,
+    *,
+    progress: Progress = silent,
+) -> tuple[list[EndToEndRow], dict[str, Path]]:
+    """``bench --end-to-end``: the artifacts the matrix's precisions need, then each of its
+    backends and precisions from image bytes to label, per preprocessing placement; the table
+    written beside the bench reports (bench.end_to_end.end_to_end_report)."""
+    from alexnet_deploy.bench.end_to_end import end_to_end_report
     from alexnet_deploy.fileio import prepare_output
 
     prepare_output(Path(out_dir) / "end-to-end.json", force=True, what="report", option="--out")
-    backends = [b for b in config.matrix.backends if b in BACKEND_NAMES] or [
-        b for b in ("ort", "openvino") if get_backend(b).capability().available
-    ]
+    need = artifacts_needed(config.matrix.precisions, ("qdq",))
     with directory_lock(work_dir, "bench"):
-        need = artifacts_needed(config.matrix.precisions, ("qdq",))
-        model, _ = prepare_artifacts(request, work_dir, progress, need)
-        cases = [(b, p) for b in backends for p in config.matrix.precisions]
-        rows = end_to_end_rows(
-            model, cases, inputs, work_dir, min_seconds=config.rules.min_seconds,
-            max_seconds=config.rules.max_seconds, progress=progress,
-        )  # fmt: skip
-    env = environment()
-    meta = {
-        "machine": f"{env['cpu']} ({env.get('cpu_isa')}), {env['logical_cores']} logical cores",
-        "model": str(model),
-        "inputs": inputs,
-        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-    return rows, write_end_to_end(rows, out_dir, meta)
-
-
-def paired_gate(
-    baseline, base_model: Path, current_model: Path | None, work_dir: Path, threshold: float, *,
-    progress: Progress = lambda m: None,
-):  # fmt: skip
-    """``gate --paired``: for each configuration of the ``baseline`` report, the engine of its
-    model and the engine of ``current_model`` (artifacts made or reused as needed), measured
-    interleaved in one process; a GateResult in mode "paired". No ``current_model``: the main
-    job's export."""
-    from alexnet_deploy.bench.targets import engine_options
-    from alexnet_deploy.engines.build import build_engine
-    from alexnet_deploy.gate.paired_gate import compare_paired
-
-    cases = list(baseline.rows)
-    need = artifacts_needed({c.precision for c in cases}, {c.quantizer for c in cases})
-    with directory_lock(work_dir, "gate"):
-        models = [
-            prepare_artifacts(ModelRequest(model=m), work_dir, progress, need)[0]
-            for m in (base_model, current_model)
-        ]
-
-        def engines_for(case):
-            options = engine_options(case)
-            return tuple(build_engine(m, case.backend, options, work_dir)[0] for m in models)
-
-        return compare_paired(cases, engines_for, threshold, progress=progress)
-
-
-def paired_gate_or_fallback(
-    baseline, baseline_model: Path | None, current_model: Path | None, work_dir: Path,
-    threshold: float, *, required: bool, progress: Progress = lambda m: None,
-):  # fmt: skip
-    """Paired mode when the baseline's model (its recorded path, or ``baseline_model``) is on
-    this machine: ``(result, None)``. Otherwise ``(None, why)`` for the caller to compare the
-    reports unpaired, or, when ``required`` (or no CURRENT report exists), a usage error."""
-    from alexnet_deploy.errors import UsageError
-    from alexnet_deploy.gate.paired_gate import baseline_model as find_model
-
-    found = find_model(baseline.paths[0], baseline_model, work_dir)
-    if found is None:
-        where = baseline_model or (
-            f"the file recorded in {baseline.paths[0]}, by path and content, or one of the same "
-            f"content in {work_dir}"
+        model, _ = _prepare_artifacts(request, work_dir, progress, need)
+        return end_to_end_report(
+            model,
+            config.matrix.backends,
+            config.matrix.precisions,
+            inputs,
+            work_dir,
+            out_dir,
+            min_seconds=config.rules.min_seconds,
+            max_seconds=config.rules.max_seconds,
+            progress=progress,
         )
-        why = f"paired mode needs the baseline's model ({where}), which is not on this machine"
-        if required:
-            raise UsageError(why, hint="pass it with --baseline-model, or a CURRENT report")
-        return None, why
-    return paired_gate(baseline, found, current_model, work_dir, threshold, progress=progress), None

@@ -135,3 +135,20 @@ def digits_artifacts(digits, tmp_path_factory):
         targets=("cpu",),
     )
     return {**digits, "model": model, "torch_model": digits["model"], "work": root / "work"}
+
+
+@pytest.fixture(scope="module")
+def report(digits, tmp_path_factory):
+    """One small real bench report of the trained test network (ROOT/report), with its model
+    (ROOT/m.onnx) and work directory (ROOT/work)."""
+    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+    from alexnet_deploy.workflow import ModelRequest, bench_model
+
+    root = tmp_path_factory.mktemp("faults")
+    model = root / "m.onnx"
+    shutil.copy(digits["onnx"], model)
+    rules = MeasureRules(warmup_iterations=2, min_iterations=30, min_seconds=0.2, max_seconds=0.5)
+    config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(2,)), rules)
+    request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
+    bench_model(request, config, root / "work", root / "report", roofline=False, argv=["bench"])
+    return root

@@ -91,7 +91,7 @@ def test_unknown_variant(cli, tmp_path):
 def test_opset_out_of_range(cli, tmp_path, opset):
     out = tmp_path / "m.onnx"
     _assert_user_error(
-        cli("export", "--opset", opset, "-o", out), 2, f"opset {opset} is out of range", out
+        cli("export", "--opset", opset, "-o", out), 2, f"--opset must be >= 13 and <= 21, got {opset}", out
     )
 
 

@@ -63,5 +63,22 @@ def test_read_cpuinfo_file(tmp_path):
 
 def test_this_machine_has_a_class_and_a_plausible_clock():
     assert cpu_isa.this_cpu().name in ISA_CLASSES
-    clock = cpu_isa.measured_clock_ghz()
-    assert clock is None or 0.3 < clock < 8.0
+    clock = cpu_isa.clock_ghz()
+    assert clock.source and (clock.ghz is None or 0.3 < clock.ghz < 10.0)
+
+
+def test_the_clock_is_timed_on_the_compiled_add_chain_where_it_was_built():
+    """The extension runs exactly 16 dependent adds per iteration (its result proves none was
+    folded away), and the timed clock is the one a ceiling uses first; where no compiler built
+    it, the clock falls back to perf, cpufreq or /proc/cpuinfo and says which."""
+    try:
+        from alexnet_deploy import _clock
+    except ImportError:
+        assert cpu_isa.timed_clock_ghz() is None
+        assert "dependent adds" not in cpu_isa.clock_ghz(use_perf=False).source
+        return
+    assert _clock.add_chain(1000) == _clock.ADDS_PER_ITERATION * 1000
+    ghz = cpu_isa.timed_clock_ghz()
+    assert ghz is not None and 0.3 < ghz < 10
+    clock = cpu_isa.clock_ghz(use_perf=False)
+    assert clock.trusted and "dependent adds" in clock.source

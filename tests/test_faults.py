@@ -34,22 +34,6 @@ def assert_clean_failure(result, code: int, text: str, before: dict | None = Non
         assert not [k for k in leftovers if ".tmp" in k or "/." in k], leftovers
 
 
-@pytest.fixture(scope="module")
-def report(digits, tmp_path_factory):
-    """One small real bench report of the trained test network."""
-    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
-    from alexnet_deploy.workflow import ModelRequest, bench_model
-
-    root = tmp_path_factory.mktemp("faults")
-    model = root / "m.onnx"
-    shutil.copy(digits["onnx"], model)
-    rules = MeasureRules(warmup_iterations=2, min_iterations=30, min_seconds=0.2, max_seconds=0.5)
-    config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(2,)), rules)
-    request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
-    bench_model(request, config, root / "work", root / "report", roofline=False, argv=["bench"])
-    return root
-
-
 def test_work_dir_that_is_a_file(cli, digits, tmp_path):
     work = tmp_path / "work"
     work.write_text("not a directory")
@@ -334,7 +318,7 @@ def test_an_early_interrupt_says_so_and_keeps_the_previous_report(cli, report, m
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(workflow, "prepare_artifacts", interrupted)
+    monkeypatch.setattr(workflow, "_prepare_artifacts", interrupted)  # the job's first step
     before = _snapshot(report / "report")
     result = cli(
         "bench", "--model", report / "m.onnx", "--backend", "ort", "--precision", "fp32",
@@ -342,7 +326,7 @@ def test_an_early_interrupt_says_so_and_keeps_the_previous_report(cli, report, m
         "--out", report / "report",
     )  # fmt: skip
     assert result.exit_code == 130 and "Traceback" not in result.stderr
-    assert "Interrupted: files that were there before are as they were" in result.stderr
+    assert "Interrupted: no file was changed" in result.stderr
     assert _snapshot(report / "report") == before
 
 

@@ -3,6 +3,8 @@ each available engine; ImageNet names for a 1000-class model; bad files reported
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 
 import pytest
@@ -62,10 +64,14 @@ def test_imagenet_names_and_the_untrained_note(cli, exported, tmp_path):
     names = class_names(1000)
     assert len(names) == 1000 and names[0] == "tench" and names[281] == "tabby cat"
     model = exported("torchvision").path
-    result = cli("predict", SHIPPED / "cat.jpg", "--model", model, "--work-dir", tmp_path)
+    result = cli(
+        "predict", SHIPPED / "cat.jpg", "--model", model, "--work-dir", tmp_path, "--format", "csv"
+    )
     assert result.exit_code == 0, result.stderr
     assert "untrained weights" in result.stderr
-    top1 = result.stdout.split("cat.jpg")[1].split("│")[1].strip()
+    row = next(csv.DictReader(io.StringIO(result.stdout)))
+    assert row["image"] == str(SHIPPED / "cat.jpg")  # the path as given
+    top1 = row["top1"]
     assert top1.rsplit(" (", 1)[0] in names  # an ImageNet name, whatever an untrained net says
 
 
@@ -88,7 +94,7 @@ def test_bad_files_are_named_and_the_rest_classified(cli, model, digits, tmp_pat
         ("notes.jpg", "cannot decode"),
         ("corrupt.jpg", "cannot decode"),
         ("missing.png", "not found"),
-        ("empty", "no JPEG or PNG images"),
+        ("empty", "a directory with no .jpg/.jpeg/.png/.gif/.webp/.bmp/.tif/.tiff files"),
     ):
         assert any(name in e and why in e for e in errors), (name, errors)
     images = json.loads(result.stdout)["images"]

@@ -33,7 +33,7 @@ def test_a_library_this_process_loaded_has_everything_it_needs():
 def test_a_file_that_is_not_elf_is_refused(tmp_path):
     text = tmp_path / "x.so"
     text.write_text("not a library")
-    with pytest.raises(ValueError, match="not a 64-bit little-endian ELF"):
+    with pytest.raises(ValueError, match="not an ELF file"):
         needed_libraries(text)
 
 

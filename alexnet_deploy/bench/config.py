@@ -6,10 +6,9 @@ Unknown keys are errors that name them (a typo must not silently fall back to a 
 from __future__ import annotations
 
 import math
+import tomllib
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-
-import tomllib
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
@@ -111,13 +110,6 @@ def _positive_unique(name: str, values) -> None:
         raise UsageError(f"{name} list has duplicates: {dupes}")
 
 
-def parse_int_list(text: str, name: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip() != "")
-    except ValueError:
-        raise UsageError(f"--{name} takes comma-separated integers, got {text!r}") from None
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     matrix: Matrix = field(default_factory=Matrix)
@@ -210,30 +202,14 @@ def config_from_toml(path: Path) -> BenchConfig:
         raise AlexnetDeployError(f"{path}: {err}") from None
 
 
-# Matrix fields that the command line gives as comma-separated integers.
-_INT_LISTS = {"batches": "batch", "threads": "threads", "streams": "streams"}
-
-
 def config_from_sources(
     config_file: Path | None, matrix_flags: dict | None = None, rule_flags: dict | None = None
 ) -> BenchConfig:
     """The TOML file's configuration (or the defaults), with every flag that was given
-    (not None) over it. Integer lists come as "1,32" and percentiles as "50,99"."""
+    (not None, not empty) over it; a list flag is a tuple of its values (``batches=(1, 32)``)."""
     base = config_from_toml(config_file) if config_file else BenchConfig()
     matrix_over = {k: v for k, v in (matrix_flags or {}).items() if v is not None and v != ()}
-    for key, flag in _INT_LISTS.items():
-        if isinstance(matrix_over.get(key), str):
-            matrix_over[key] = parse_int_list(matrix_over[key], flag)
     rules_over = {k: v for k, v in (rule_flags or {}).items() if v is not None}
-    if isinstance(rules_over.get("percentiles"), str):
-        try:
-            rules_over["percentiles"] = tuple(
-                float(p) for p in rules_over["percentiles"].split(",")
-            )
-        except ValueError:
-            raise UsageError(
-                f"--percentiles takes comma-separated numbers, got {rules_over['percentiles']!r}"
-            ) from None
     return BenchConfig(
         replace(base.matrix, **matrix_over),
         MeasureRules(**{**base.rules.__dict__, **rules_over}),

@@ -28,15 +28,25 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.errors import UsageError
-from alexnet_deploy.predict import STAGES, softmax  # the same stages as predict's
+from alexnet_deploy.bench.records import EndToEndRow
+from alexnet_deploy.cases import Case
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.predict import (  # the same stages and checks as predict's
+    STAGES,
+    declared_preprocessing,
+    softmax,
+)
 
 
-def _payloads(inputs: str) -> list[tuple[str, bytes]]:
+def _payloads(inputs: str, pre) -> list[tuple[str, bytes]]:
+    """Each image's bytes, its size checked from its header first (every placement below
+    decodes it: none may take more than the limits allow)."""
+    from alexnet_deploy.calib.images import check_header
     from alexnet_deploy.calib.sources import shipped_images
     from alexnet_deploy.predict import image_files
 
@@ -44,7 +54,15 @@ def _payloads(inputs: str) -> list[tuple[str, bytes]]:
     files, missing = image_files([folder])
     if missing:
         raise UsageError(f"--inputs {inputs}: {missing[0].error}", hint="pass a folder of images")
-    return [(p.name, p.read_bytes()) for p in files]
+    payloads = [(p, p.read_bytes()) for p in files]
+    for path, payload in payloads:
+        try:
+            check_header(io.BytesIO(payload), pre)
+        except AlexnetDeployError as err:
+            raise AlexnetDeployError(f"--inputs {path}: {err.message}", hint=err.hint) from None
+        except OSError as err:  # Pillow's UnidentifiedImageError, a truncated header
+            raise UsageError(f"--inputs {path} cannot be decoded ({err})") from None
+    return [(p.name, payload) for p, payload in payloads]
 
 
 def ppp_infer(artifact: Path, pre, precision: str = "fp32"):
@@ -116,7 +134,15 @@ def _top5(logits: np.ndarray) -> np.ndarray:
     return np.argsort(-softmax(logits))[:5]
 
 
-def _measure(payloads, decode, prepare, infer, min_seconds: float, max_seconds: float) -> dict:
+@dataclass(frozen=True)
+class _Timed:
+    images: int
+    wall_seconds: float
+    top1: list[int]  # each image's top-1 class on the first pass
+    stage_seconds: dict[str, float]  # per stage of STAGES, summed over every image
+
+
+def _measure(payloads, decode, prepare, infer, min_seconds: float, max_seconds: float) -> _Timed:
     """Every image in turn until ``min_seconds`` have passed (at least one pass over them);
     the top-1 class of each image on the first pass (to compare placements)."""
     clock = time.perf_counter
@@ -141,12 +167,7 @@ def _measure(payloads, decode, prepare, infer, min_seconds: float, max_seconds: 
         elapsed = clock() - start
         if elapsed >= min_seconds or elapsed >= max_seconds:
             break
-    return {
-        "images": count,
-        "wall_seconds": elapsed,
-        "top1": top1,
-        **{f"{s}_s": totals[s] for s in STAGES},
-    }
+    return _Timed(count, elapsed, top1, totals)
 
 
 def _placements(backend: str, precision: str, model: Path, pre, scratch: Path):
@@ -179,21 +200,19 @@ def _placements(backend: str, precision: str, model: Path, pre, scratch: Path):
 def end_to_end_rows(
     model: Path, cases: list[tuple[str, str]], inputs: str, work_dir: Path, *,
     min_seconds: float = 1.0, max_seconds: float = 6.0, progress=lambda m: None,
-) -> list[dict]:  # fmt: skip
+) -> list[EndToEndRow]:  # fmt: skip
     """One row per (backend, precision) and placement: end-to-end images/s, each stage's
     share of the time, and how often its top-1 agrees with the host placement's."""
     import tempfile
 
-    from alexnet_deploy.artifact import read_artifact
     from alexnet_deploy.calib.images import preprocess
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
     from alexnet_deploy.engines.registry import get_backend
+    from alexnet_deploy.onnx_model import read_artifact
 
-    pre = read_artifact(model).preprocessing()
-    if pre is None:
-        raise UsageError(f"{model} does not say how its images are preprocessed")
-    payloads = _payloads(inputs)
+    pre = declared_preprocessing(read_artifact(model))
+    payloads = _payloads(inputs, pre)
     rows = []
     for backend, precision in cases:
         progress(f"end to end: {backend} {precision}, host preprocessing")
@@ -203,14 +222,14 @@ def end_to_end_rows(
                 payloads, pillow_decode, lambda img: preprocess(img, pre)[None], runner.infer,
                 min_seconds, max_seconds,
             )  # fmt: skip
-            rows.append(_row(backend, precision, "host", host, host["top1"]))
+            rows.append(_row(backend, precision, "host", host, host.top1))
             if opencv_available():
                 progress(f"end to end: {backend} {precision}, host preprocessing with OpenCV")
                 measured = _measure(
                     payloads, opencv_decode, lambda px: opencv_preprocess(px, pre), runner.infer,
                     min_seconds, max_seconds,
                 )  # fmt: skip
-                rows.append(_row(backend, precision, "host-opencv", measured, host["top1"]))
+                rows.append(_row(backend, precision, "host-opencv", measured, host.top1))
         with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
             for name, decode, prepare, make_infer in _placements(
                 backend, precision, model, pre, Path(scratch)
@@ -219,54 +238,56 @@ def end_to_end_rows(
                 measured = _measure(
                     payloads, decode, prepare, make_infer(), min_seconds, max_seconds
                 )
-                rows.append(_row(backend, precision, name, measured, host["top1"]))
+                rows.append(_row(backend, precision, name, measured, host.top1))
     return rows
 
 
-def _row(backend: str, precision: str, placement: str, m: dict, host_top1: list[int]) -> dict:
-    stages = sum(m[f"{s}_s"] for s in STAGES)
-    agree = sum(a == b for a, b in zip(m["top1"], host_top1, strict=True))
-    return {
-        "backend": backend,
-        "precision": precision,
-        "placement": placement,
-        "images": m["images"],
-        "images_per_s": m["images"] / m["wall_seconds"],
-        "ms_per_image": 1e3 * m["wall_seconds"] / m["images"],
-        **{f"{s}_pct": 100 * m[f"{s}_s"] / stages for s in STAGES},
-        "stages_over_wall_pct": 100 * stages / m["wall_seconds"],
-        "top1_agrees_with_host_pct": 100 * agree / len(host_top1),
-    }
+def _row(
+    backend: str, precision: str, placement: str, m: _Timed, host_top1: list[int]
+) -> EndToEndRow:
+    stages = sum(m.stage_seconds.values())
+    agree = sum(a == b for a, b in zip(m.top1, host_top1, strict=True))
+    return EndToEndRow(
+        Case(backend, precision, 1, "latency"),
+        placement,
+        images=m.images,
+        images_per_s=m.images / m.wall_seconds,
+        ms_per_image=1e3 * m.wall_seconds / m.images,
+        stage_pct={s: 100 * m.stage_seconds[s] / stages for s in STAGES},
+        stages_over_wall_pct=100 * stages / m.wall_seconds,
+        top1_agrees_with_host_pct=100 * agree / len(host_top1),
+    )
 
 
-def end_to_end_frame(rows: list[dict]):
+def end_to_end_frame(rows: list[EndToEndRow]):
     """The table for people: images/s end to end and each stage's share, rounded."""
     import polars as pl
 
     return pl.DataFrame(
         [
             {
-                "backend": r["backend"],
-                "precision": r["precision"],
-                "preprocessing": r["placement"],
-                "images/s": round(r["images_per_s"], 1),
-                "ms/image": round(r["ms_per_image"], 2),
-                **{f"{s} %": round(r[f"{s}_pct"], 1) for s in STAGES},
-                "top-1 as host %": round(r["top1_agrees_with_host_pct"], 1),
+                "backend": r.case.backend,
+                "precision": r.case.precision,
+                "preprocessing": r.placement,
+                "images/s": round(r.images_per_s, 1),
+                "ms/image": round(r.ms_per_image, 2),
+                **{f"{s} %": round(share, 1) for s, share in r.stage_pct.items()},
+                "top-1 as host %": round(r.top1_agrees_with_host_pct, 1),
             }
             for r in rows
         ]
     )
 
 
-def write_end_to_end(rows: list[dict], out_dir: Path, meta: dict) -> dict[str, Path]:
+def write_end_to_end(rows: list[EndToEndRow], out_dir: Path, meta: dict) -> dict[str, Path]:
     """end-to-end.json (rows and how they were measured), .csv and .md, written atomically."""
     from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
     from alexnet_deploy.render import TableFormat, frame_as_text
 
     out_dir = Path(out_dir)
     frame = end_to_end_frame(rows)
-    paths = {"json": write_json_atomic(out_dir / "end-to-end.json", {**meta, "rows": rows})}
+    columns = [r.to_columns() for r in rows]
+    paths = {"json": write_json_atomic(out_dir / "end-to-end.json", {**meta, "rows": columns})}
     with atomic_path(out_dir / "end-to-end.csv") as tmp:
         frame.write_csv(tmp)
     paths["csv"] = out_dir / "end-to-end.csv"
@@ -278,3 +299,44 @@ def write_end_to_end(rows: list[dict], out_dir: Path, meta: dict) -> dict[str, P
     )
     paths["md"] = write_text_atomic(out_dir / "end-to-end.md", text)
     return paths
+
+
+def end_to_end_report(
+    model: Path,
+    backends: tuple[str, ...],
+    precisions: tuple[str, ...],
+    inputs: str,
+    work_dir: Path,
+    out_dir: Path,
+    *,
+    min_seconds: float,
+    max_seconds: float,
+    progress=lambda m: None,
+) -> tuple[list[EndToEndRow], dict[str, Path]]:
+    """The stage: each of ``backends`` (those a bench backend names; none: ONNX Runtime and
+    OpenVINO where available) at each precision, measured from image bytes to label; the
+    table written to ``out_dir`` with the machine, model and images it was measured on."""
+    from alexnet_deploy.bench.fingerprint import environment
+    from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
+
+    chosen = [b for b in backends if b in BACKEND_NAMES] or [
+        b for b in ("ort", "openvino") if get_backend(b).capability().available
+    ]
+    cases = [(b, p) for b in chosen for p in precisions]
+    rows = end_to_end_rows(
+        model,
+        cases,
+        inputs,
+        work_dir,
+        min_seconds=min_seconds,
+        max_seconds=max_seconds,
+        progress=progress,
+    )
+    env = environment()
+    meta = {
+        "machine": f"{env['cpu']} ({env.get('cpu_isa')}), {env['logical_cores']} logical cores",
+        "model": str(model),
+        "inputs": inputs,
+        "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    return rows, write_end_to_end(rows, out_dir, meta)

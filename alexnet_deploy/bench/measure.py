@@ -8,11 +8,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from alexnet_deploy.bench.config import MeasureRules
+from alexnet_deploy.bench.records import ServerResult
 from alexnet_deploy.bench.stats import is_stable
 
 Infer = Callable[[np.ndarray], object]
@@ -26,7 +27,9 @@ class Measurement:
     requests: int
     batch: int
     stop_reason: str
-    extra: dict = field(default_factory=dict)
+    concurrency: int = 1  # requests in flight
+    target_rate: float | None = None  # server mode: the Poisson arrival rate asked for
+    server: ServerResult | None = None  # server mode: the rate found within the bound
 
     @property
     def inferences_per_second(self) -> float:
@@ -112,7 +115,7 @@ def measure_throughput(workers: list[Infer], batch: np.ndarray, rules: MeasureRu
         len(samples),
         len(batch),
         reason,
-        {"concurrency": len(workers)},
+        concurrency=len(workers),
     )
 
 
@@ -160,7 +163,8 @@ def run_poisson(
         len(samples),
         len(batch),
         "schedule done",
-        {"target_rate": rate},
+        concurrency=len(workers),
+        target_rate=rate,
     )
 
 
@@ -201,13 +205,8 @@ def measure_server(
             best = result
         else:
             high = rate
+    meets_bound = best is not None
     if best is None:
         best = run_poisson(workers, batch, max(low, capacity * 0.05), trial_seconds, seed + steps)
-        best.extra["meets_bound"] = False
-    else:
-        best.extra["meets_bound"] = True
-    best.extra.update(
-        {"latency_bound_ms": bound_ms, "achieved_rate": best.requests / best.wall_seconds}
-    )
-    best.stop_reason = "rate search"
-    return best
+    found = ServerResult(best.requests / best.wall_seconds, meets_bound, bound_ms)
+    return replace(best, stop_reason="rate search", server=found)

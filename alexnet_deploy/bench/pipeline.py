@@ -8,19 +8,24 @@ import shlex
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.artifact import read_artifact
-from alexnet_deploy.artifacts import WorkDir
+from alexnet_deploy.artifacts import Stage, StageStatus, WorkDir
 from alexnet_deploy.bench.config import BenchConfig
 from alexnet_deploy.bench.fingerprint import comparable_key, environment
+from alexnet_deploy.bench.records import BenchResult, BenchRow
 from alexnet_deploy.bench.report import SCHEMA, publish_reports
-from alexnet_deploy.bench.run import BenchResult, FidelityProbe, run_matrix
+from alexnet_deploy.bench.run import FidelityProbe, run_matrix
 from alexnet_deploy.fileio import sha256_file
-from alexnet_deploy.locking import directory_lock
+from alexnet_deploy.locking import require_held
+from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.progress import Progress, silent
 
-Progress = Callable[[str], None]
+if TYPE_CHECKING:
+    from alexnet_deploy.serve.triton_client import ServedModel
 
 
 def fidelity_probe(model: Path, data: str, seed: int) -> FidelityProbe:
@@ -56,6 +61,7 @@ def timed_inputs(model: Path, data: str, count: int, seed: int):
         preprocessing=info.preprocessing(),
         count=count,
         seed=seed,
+        what="--inputs",
     )
     images = loaded.eval.images
     return (
@@ -64,25 +70,39 @@ def timed_inputs(model: Path, data: str, count: int, seed: int):
     )
 
 
-def comparisons(rows: list[dict]) -> dict:
+def unstable_note(*rows: BenchRow) -> str:
+    """' (unstable: LABEL: why; ...)' for the rows flagged unstable among ``rows``, else '':
+    a headline never rests on an unstable row without saying so."""
+    flagged = [f"{r.label}: {r.instability}" for r in rows if r.unstable]
+    return f" (unstable: {'; '.join(flagged)})" if flagged else ""
+
+
+def comparisons(rows: list[BenchRow]) -> dict:
     """Best INT8 row against PyTorch eager FP32, ONNX Runtime direct and OpenVINO direct, each
-    at the same batch and mode."""
-    ok = [r for r in rows if r["status"] == "ok"]
+    at the same batch and mode; each text ends with a note naming any unstable row it rests on
+    (and ``unstable`` lists them)."""
+    ok = [r for r in rows if r.ok]
     int8 = [
         r
         for r in ok
-        if r["precision"] == "int8" and r["backend"] not in ("ort-direct", "openvino-direct")
+        if r.case.precision == "int8" and r.case.backend not in ("ort-direct", "openvino-direct")
     ]
     if not int8:
         return {}
-    best = max(int8, key=lambda r: r["images_per_s"])
+    best = max(int8, key=lambda r: r.images_per_s)
+    c = best.case
     out = {
-        "best_int8": {k: best[k] for k in ("backend", "batch", "mode", "images_per_s", "p50_ms")}
+        "best_int8": {
+            "backend": c.backend,
+            "batch": c.batch,
+            "mode": c.mode,
+            "images_per_s": best.images_per_s,
+            "p50_ms": best.p50_ms,
+            "text": f"{c.backend} int8 batch {c.batch} {c.mode}: "
+            f"{best.images_per_s:.1f} images/s, p50 {best.p50_ms:.2f} ms" + unstable_note(best),
+            "unstable": _unstable_labels(best),
+        }
     }
-    out["best_int8"]["text"] = (
-        f"{best['backend']} int8 batch {best['batch']} {best['mode']}: "
-        f"{best['images_per_s']:.1f} images/s, p50 {best['p50_ms']:.2f} ms"
-    )
     peers = {
         "torch_fp32": ("torch", "fp32"),
         "ort_direct_int8": ("ort-direct", "int8"),
@@ -93,18 +113,53 @@ def comparisons(rows: list[dict]) -> dict:
         match = [
             r
             for r in ok
-            if r["backend"] == backend
-            and r["precision"] == precision
-            and r["batch"] == best["batch"]
-            and r["mode"] == best["mode"]
+            if (r.case.backend, r.case.precision, r.case.batch, r.case.mode)
+            == (backend, precision, c.batch, c.mode)
         ]
         if match:
-            ratio = best["images_per_s"] / match[0]["images_per_s"]
+            ratio = best.images_per_s / match[0].images_per_s
             out[f"best_int8_vs_{name}"] = {
                 "ratio": ratio,
-                "text": f"{ratio:.2f}x {backend} {precision} ({match[0]['images_per_s']:.1f} images/s), same batch and mode",
+                "text": f"{ratio:.2f}x {backend} {precision} ({match[0].images_per_s:.1f} images/s), same batch and mode"
+                + unstable_note(best, match[0]),
+                "unstable": _unstable_labels(best, match[0]),
             }
     return out
+
+
+def _unstable_labels(*rows: BenchRow) -> list[str]:
+    return [r.label for r in rows if r.unstable]
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """How a bench run measures and reports, beyond its matrix (bench/config.py) and the
+    images its model was made and judged with (``data``, ``seed``: the request's)."""
+
+    inputs: str | None = None  # bench --inputs: real images timed instead of random tensors
+    direct: bool = True  # also ONNX Runtime and OpenVINO used directly
+    roofline: bool = True  # the machine's ceilings, and each row against them
+    served: ServedModel | None = None  # bench --triton: a model served by Triton
+    argv: list[str] | None = None  # the command the report records (default: sys.argv)
+    # more headline comparisons (bench --self-check, --tuned), from the model and the rows
+    extra_comparisons: Callable[[Path, list[BenchRow]], dict] | None = None
+
+
+class BenchRun(NamedTuple):
+    """A bench run: ``report`` (bench-summary.json's header: status, environment, model,
+    comparisons), ``result`` (the typed rows and raw samples) and the report files written."""
+
+    report: dict
+    result: BenchResult
+    paths: dict[str, Path]
+
+    @property
+    def rows(self) -> list[BenchRow]:
+        return self.result.rows
+
+    @property
+    def status(self) -> str:  # "complete", "partial" (a configuration failed), "interrupted"
+        return self.report["status"]
 
 
 def run_bench(
@@ -112,63 +167,33 @@ def run_bench(
     config: BenchConfig,
     work_dir: Path,
     out_dir: Path,
+    options: BenchOptions = BenchOptions(),
     *,
     data: str = "shipped",
     seed: int = C.DEFAULT_SEED,
-    stages: dict | None = None,
-    inputs: str | None = None,
-    direct: bool = True,
-    roofline: bool = True,
+    stages: dict[Stage, StageStatus] | None = None,
+    progress: Progress = silent,
     progress_bar=None,
-    progress: Progress = lambda m: None,
-    argv: list[str] | None = None,
-    extra_comparisons: Callable[[Path, list[dict]], dict] | None = None,
-    served=None,
-) -> tuple[dict, BenchResult, dict[str, Path]]:
+) -> BenchRun:
     """Measure the matrix on ``model`` (an FP32 export whose FP16/INT8 siblings the matrix
-    needs are made: workflow.prepare_artifacts) and publish the reports. ``data`` and
-    ``seed`` choose the fidelity images; ``stages`` says how the artifacts were obtained."""
+    needs are made) and publish the reports in ``out_dir``. ``data`` and ``seed`` choose the
+    fidelity images; ``stages`` says how the artifacts were obtained. The caller holds
+    ``work_dir``'s lock (workflow.bench_model: one lock per run, over the artifacts too)."""
+    from alexnet_deploy.bench.roofline import measure_ceilings
     from alexnet_deploy.fileio import prepare_output
 
+    require_held(work_dir, "bench")  # engines and caches of the work directory
     prepare_output(Path(out_dir) / "bench-summary.json", force=True, what="report", option="--out")
-    with directory_lock(work_dir, "bench"):  # engines and caches of the work directory
-        return _run_bench_locked(
-            Path(model), config, work_dir, out_dir, data=data, seed=seed, stages=stages or {},
-            inputs=inputs,
-            direct=direct, roofline=roofline, progress_bar=progress_bar, progress=progress,
-            argv=argv, extra_comparisons=extra_comparisons, served=served,
-        )  # fmt: skip
-
-
-def _run_bench_locked(
-    model: Path,
-    config: BenchConfig,
-    work_dir: Path,
-    out_dir: Path,
-    *,
-    data: str,
-    seed: int,
-    stages: dict,
-    inputs: str | None,
-    direct: bool,
-    roofline: bool,
-    progress_bar,
-    progress: Progress,
-    argv: list[str] | None,
-    extra_comparisons: Callable[[Path, list[dict]], dict] | None,
-    served,
-) -> tuple[dict, BenchResult, dict[str, Path]]:
-    from alexnet_deploy.bench.roofline import measure_ceilings
-
+    model = Path(model)
     started = time.time()
     progress("fidelity reference")
     probe = fidelity_probe(model, data, seed)
     timed, inputs_text = None, "random: seeded standard-normal tensors"
-    if inputs is not None:
-        progress(f"loading the timed inputs from {inputs}")
-        timed, inputs_text = timed_inputs(model, inputs, max(config.matrix.batches), seed)
+    if options.inputs is not None:
+        progress(f"loading the timed inputs from {options.inputs}")
+        timed, inputs_text = timed_inputs(model, options.inputs, max(config.matrix.batches), seed)
     ceilings = None
-    if roofline:
+    if options.roofline:
         progress("probing machine ceilings")
         ceilings = measure_ceilings(WorkDir(work_dir).cache)
     result = run_matrix(
@@ -178,18 +203,19 @@ def _run_bench_locked(
         probe,
         ceilings,
         seed=seed,
-        direct=direct,
+        direct=options.direct,
         progress=progress_bar,
-        served=served,
+        served=options.served,
         inputs=timed,
     )
     env = environment()
     meta = read_artifact(model).metadata
+    argv = sys.argv[1:] if options.argv is None else options.argv
     status = "interrupted" if result.interrupted else ("partial" if result.failed else "complete")
     report = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": shlex.join(["alexnet-deploy", *(argv if argv is not None else sys.argv[1:])]),
+        "command": shlex.join(["alexnet-deploy", *argv]),
         "status": status,
         "wall_seconds": time.time() - started,
         "environment": env,
@@ -203,17 +229,18 @@ def _run_bench_locked(
             "data": data,  # calibration and fidelity images: gate --run reuses them
             "seed": seed,
         },
-        "stages": stages,
+        # how each artifact was obtained: {"int8": "cached", ...}
+        "stages": {str(stage): str(how) for stage, how in (stages or {}).items()},
         "ceilings": None if ceilings is None else ceilings.__dict__,
         "fidelity_source": probe.source,
         "timed_inputs": inputs_text,
         "comparisons": comparisons(result.rows),
     }
-    if extra_comparisons and not result.interrupted:
-        report["comparisons"].update(extra_comparisons(model, result.rows))
+    if options.extra_comparisons and not result.interrupted:
+        report["comparisons"].update(options.extra_comparisons(model, result.rows))
     paths = publish_reports(report, result.rows, result.samples, out_dir)
-    return report, result, paths
+    return BenchRun(report, result, paths)
 
 
-def noisy_rows(rows: list[dict]) -> list[dict]:
-    return [r for r in rows if r.get("noisy")]
+def unstable_rows(rows: list[BenchRow]) -> list[BenchRow]:
+    return [r for r in rows if r.unstable]

@@ -1,5 +1,6 @@
 """Bench results out: terminal table, CSV/JSON/Markdown summary, Parquet raw samples, a PNG of
-plots. Every file is written atomically; the JSON schema is documented in docs/bench-report.md.
+plots (bench/plot.py). Every file is written atomically; the JSON schema is documented in
+docs/bench-report.md. The report edge: the typed rows (bench/records.py) become columns here.
 """
 
 from __future__ import annotations
@@ -7,16 +8,21 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 from pathlib import Path
 
-from alexnet_deploy.cases import Case
+from alexnet_deploy.bench.plot import plot_report
+from alexnet_deploy.bench.records import BenchRow, Fidelity, Roofline, RoundSamples
+from alexnet_deploy.bench.stats import UNSTABLE_CAUSE, UNSTABLE_HINT
+from alexnet_deploy.cases import KEY_COLUMNS
 from alexnet_deploy.fileio import (
     atomic_path,
+    publish,
+    remove_file,
     staging_directory,
     write_json_atomic,
     write_text_atomic,
 )
+from alexnet_deploy.outputs import mark_directory
 
 SCHEMA = "alexnet-deploy/bench/1"
 # In priority order: a terminal too narrow for all shows the leading ones (and names the rest).
@@ -36,6 +42,7 @@ TERMINAL_COLUMNS = {
     "centered_cosine": "cos(c)",
     "pct_compute_peak": "% peak",
     "bound": "bound",
+    "instability": "unstable because",
 }
 
 
@@ -67,19 +74,42 @@ def _clean(value):
     return value
 
 
-def summary_frame(rows: list[dict]):
-    """Rows as a polars DataFrame, every key a column (missing values null)."""
+def summary_frame(rows: list[BenchRow]):
+    """Rows as a polars DataFrame, every column of any row a column (missing values null)."""
     import polars as pl
 
+    flat = [row.to_columns() for row in rows]
     columns: list[str] = []
-    for row in rows:
+    for row in flat:
         columns += [k for k in row if k not in columns and k != "traceback"]
     return pl.DataFrame(
-        [{c: _clean(row.get(c)) for c in columns} for row in rows], infer_schema_length=None
+        [{c: _clean(row.get(c)) for c in columns} for row in flat], infer_schema_length=None
     )
 
 
-def terminal_frame(rows: list[dict]):
+def samples_frame(samples: list[RoundSamples]):
+    """The raw-sample table (bench-samples.parquet): one line per sample, its configuration's
+    key columns, its round (``repeat``), its place in the round (``index``) and ``latency_ns``."""
+    import numpy as np
+    import polars as pl
+
+    if not samples:
+        return pl.DataFrame(schema={"backend": pl.String, "latency_ns": pl.Int64})
+    columns: dict[str, list] = {name: [] for name in KEY_COLUMNS}
+    for part in samples:
+        for name, value in part.case.key().items():
+            columns[name] += [value] * len(part.latency_ns)
+    return pl.DataFrame(
+        {
+            **columns,
+            "repeat": np.concatenate([np.full(len(p.latency_ns), p.repeat) for p in samples]),
+            "index": np.concatenate([np.arange(len(p.latency_ns)) for p in samples]),
+            "latency_ns": np.concatenate([p.latency_ns for p in samples]).astype(np.int64),
+        }
+    )
+
+
+def terminal_frame(rows: list[BenchRow]):
     import polars as pl
 
     frame = summary_frame(rows)
@@ -87,6 +117,13 @@ def terminal_frame(rows: list[dict]):
         frame = frame.with_columns(
             pl.when(pl.col("precision") == "int8").then(pl.col("quantizer")).alias("quantizer")
         )
+    if "unstable" in frame.columns:  # an unstable row says so where "ok" would stand
+        frame = frame.with_columns(
+            pl.when(pl.col("unstable")).then(pl.lit("unstable")).otherwise(pl.col("status"))
+            .alias("status")
+        )  # fmt: skip
+        if not frame["unstable"].any():
+            frame = frame.drop("instability")
     present = [c for c in TERMINAL_COLUMNS if c in frame.columns]
     return frame.select(present).rename({c: TERMINAL_COLUMNS[c] for c in present})
 
@@ -100,7 +137,11 @@ def _num(value, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def people_frame(rows: list[dict]):
+def _percent(share: float | None) -> str:
+    return "" if share is None else _num(100 * share, 4)
+
+
+def people_frame(rows: list[BenchRow]):
     """The report's table for people: rounded numbers with units in the headers, the p50's
     95% interval beside it, fidelity in words, and an empty cell where a column does not apply
     (the INT8 route of an FP32 row). The CSV, JSON and Parquet keep every digit."""
@@ -108,30 +149,30 @@ def people_frame(rows: list[dict]):
 
     out = []
     for r in rows:
-        ok = r.get("status") == "ok"
+        ok = r.ok
+        fidelity, roofline = r.fidelity or Fidelity(), r.roofline or Roofline()
         interval = (
-            f" ({_num(r['p50_ci_low_ms'])}-{_num(r['p50_ci_high_ms'])})"
-            if ok and r.get("p50_ci_low_ms") is not None
+            f" ({_num(r.latency.p50_ci_low)}-{_num(r.latency.p50_ci_high)})"
+            if ok and r.latency is not None
             else ""
         )
         out.append(
             {
-                "configuration": Case.from_row(r).label,
-                "INT8 made by": (r.get("quantizer") or "qdq") if r["precision"] == "int8" else "",
-                "status": r["status"] if ok else f"failed: {r.get('reason', '')}",
-                "images/s": _num(r.get("images_per_s")) if ok else "",
-                "p50 ms (95% CI)": (_num(r.get("p50_ms")) + interval) if ok else "",
-                "p99 ms": _num(r.get("p99_ms")) if ok else "",
-                "top-1 agrees with FP32, as run (%)": _num(100 * r["top1_agreement"], 4)
-                if ok and r.get("top1_agreement") is not None
+                "configuration": r.label,
+                "INT8 made by": r.case.quantizer if r.case.precision == "int8" else "",
+                "status": ("unstable" if r.unstable else r.status) if ok else f"failed: {r.reason}",
+                "images/s": _num(r.images_per_s) if ok else "",
+                "p50 ms (95% CI)": (_num(r.p50_ms) + interval) if ok else "",
+                "p99 ms": _num(r.p99_ms) if ok else "",
+                "top-1 agrees with FP32, as run (%)": _percent(fidelity.top1_agreement)
+                if ok
                 else "",
-                "top-1 agrees, emulated (%)": _num(100 * r["emulated_top1_agreement"], 4)
-                if ok and r.get("emulated_top1_agreement") is not None
+                "top-1 agrees, emulated (%)": _percent(fidelity.emulated_top1_agreement)
+                if ok
                 else "",
-                "% of compute peak": _num(r.get("pct_compute_peak"))
-                if ok and r.get("pct_compute_peak") is not None
-                else "",
-                "bound by": r.get("bound") or "",
+                "% of compute peak": _num(roofline.pct_compute_peak) if ok else "",
+                "bound by": roofline.bound or "",
+                "unstable because": r.instability,
             }
         )
     frame = pl.DataFrame(out) if out else pl.DataFrame({"configuration": []})
@@ -171,6 +212,14 @@ def markdown(report: dict, frame) -> str:
         "",
     ]
     lines.append(frame_as_text(frame, TableFormat.md))
+    unstable = int((frame["status"] == "unstable").sum()) if "status" in frame.columns else 0
+    if unstable:
+        lines += [
+            "",
+            f"**{unstable} unstable row(s)**: their own measurements disagree (the reason is in "
+            f"the row); likely cause: {UNSTABLE_CAUSE}. Their figures, and any headline that "
+            f"rests on them, are not to be trusted: {UNSTABLE_HINT}.",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -183,7 +232,7 @@ REPORT_FILES = {
 }
 
 
-def publish_reports(report: dict, rows: list[dict], samples: list[dict], out_dir: Path):
+def publish_reports(report: dict, rows: list[BenchRow], samples: list[RoundSamples], out_dir: Path):
     """Write a run's report files into a fresh directory, then move them over ``out_dir``'s,
     and remove the previous run's files this run does not write (its plot, say), so the
     directory never mixes two runs. A run interrupted before its first finished row leaves a
@@ -192,9 +241,7 @@ def publish_reports(report: dict, rows: list[dict], samples: list[dict], out_dir
     import shutil
 
     out_dir = Path(out_dir)
-    interrupted_early = report.get("status") == "interrupted" and not any(
-        r.get("status") == "ok" for r in rows
-    )
+    interrupted_early = report.get("status") == "interrupted" and not any(r.ok for r in rows)
     if interrupted_early and (out_dir / REPORT_FILES["json"]).exists():
         return {}
     made = not out_dir.exists()
@@ -209,18 +256,20 @@ def publish_reports(report: dict, rows: list[dict], samples: list[dict], out_dir
                 out_dir.rmdir()  # made for this report, and it was never written
         raise
     try:
+        if made:
+            mark_directory(out_dir, "bench")  # made by this tool: its own
         for key, name in REPORT_FILES.items():
             if key in written:
-                os.replace(staging / name, out_dir / name)
+                publish(staging / name, out_dir / name)
             else:
-                (out_dir / name).unlink(missing_ok=True)
+                remove_file(out_dir / name)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return {key: out_dir / REPORT_FILES[key] for key in written}
 
 
 def write_reports(
-    report: dict, rows: list[dict], samples: list[dict], out_dir: Path
+    report: dict, rows: list[BenchRow], samples: list[RoundSamples], out_dir: Path
 ) -> dict[str, Path]:
     import polars as pl
 
@@ -237,18 +286,13 @@ def write_reports(
     paths["csv"] = out_dir / "bench-summary.csv"
     paths["json"] = write_json_atomic(
         out_dir / "bench-summary.json",
-        {**report, "rows": [{k: _clean(v) for k, v in r.items()} for r in rows]},
+        {**report, "rows": [{k: _clean(v) for k, v in r.to_columns().items()} for r in rows]},
     )
     paths["md"] = write_text_atomic(
         out_dir / "bench-summary.md", markdown(report, people_frame(rows))
     )
-    sample_frame = (
-        pl.DataFrame(samples, infer_schema_length=None)
-        if samples
-        else pl.DataFrame(schema={"backend": pl.String, "latency_ns": pl.Int64})
-    )
     with atomic_path(out_dir / "bench-samples.parquet") as tmp:
-        sample_frame.write_parquet(tmp)
+        samples_frame(samples).write_parquet(tmp)
     paths["parquet"] = out_dir / "bench-samples.parquet"
     env = report.get("environment", {})
     title = (
@@ -260,90 +304,3 @@ def write_reports(
     if png:
         paths["png"] = png
     return paths
-
-
-def pareto_front(points: list[tuple[float, float]]) -> list[int]:
-    """Indices of points not dominated in (higher throughput, lower p99)."""
-    front = []
-    for i, (tput, p99) in enumerate(points):
-        dominated = any(t >= tput and p <= p99 and (t, p) != (tput, p99) for t, p in points)
-        if not dominated:
-            front.append(i)
-    return front
-
-
-def plot_report(
-    rows: list[dict], samples: list[dict], path: Path, title: str = "alexnet-deploy bench"
-) -> Path | None:
-    """Latency distributions, throughput against batch, and the throughput-vs-p99 front, under
-    a title that names the machine and the date."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None  # plots need the 'plot' extra; the tables are written regardless
-    ok = [r for r in rows if r["status"] == "ok"]
-    if not ok:
-        return None
-    fig, axes = plt.subplots(1, 3, figsize=(18, 5.5))
-    label = lambda r: Case.from_row(r).label  # noqa: E731
-    # per-request latency: one request at a time where measured so, else every row's requests
-    latency_rows = [r for r in ok if r["mode"] == "latency"] or ok
-    data = []
-    for r in latency_rows:
-        key = Case.from_row(r).key()
-        data.append(
-            [s["latency_ns"] / 1e6 for s in samples if all(s.get(k) == v for k, v in key.items())]
-        )
-    if data:
-        axes[0].boxplot(data, orientation="horizontal", showfliers=False)
-        axes[0].set_yticks(range(1, len(data) + 1), [label(r) for r in latency_rows], fontsize=7)
-        axes[0].set_xscale("log")
-    axes[0].set_title("latency distribution (ms, log)")
-    series: dict[tuple, list] = {}
-    for r in ok:
-        precision = r["precision"] + (" nncf" if r.get("quantizer") == "nncf" else "")
-        series.setdefault((r["backend"], precision, r["mode"]), []).append(
-            (r["batch"], r["images_per_s"])
-        )
-    # every series told apart three ways: colour by backend, marker by precision, line by mode
-    backends = sorted({b for b, _, _ in series})
-    markers = {"fp32": "o", "fp16": "s", "int8": "^", "int8 nncf": "D", "served": "P"}
-    lines = {"latency": "-", "throughput": "--", "server": ":"}
-    for (backend, precision, mode), pts in sorted(series.items()):
-        pts.sort()
-        axes[1].plot(
-            [p[0] for p in pts],
-            [p[1] for p in pts],
-            color=plt.get_cmap("tab10")(backends.index(backend) % 10),
-            marker=markers.get(precision, "x"),
-            linestyle=lines.get(mode, "-."),
-            label=f"{backend} {precision} {mode}",
-        )
-    axes[1].set_xscale("log", base=2)
-    batches = sorted({r["batch"] for r in ok})
-    axes[1].set_xticks(batches, [str(b) for b in batches])
-    axes[1].set_xlabel("batch (images per call)")
-    axes[1].set_ylabel("images/s")
-    axes[1].set_title("throughput against batch size")
-    axes[1].legend(fontsize=6, loc="upper left", ncol=2)
-    points = [(r["images_per_s"], r["p99_ms"]) for r in ok]
-    axes[2].scatter([p[1] for p in points], [p[0] for p in points], s=18, color="0.6")
-    front = sorted(pareto_front(points), key=lambda i: points[i][1])
-    axes[2].plot(
-        [points[i][1] for i in front], [points[i][0] for i in front], color="C3", marker="o"
-    )
-    for i in front:
-        axes[2].annotate(label(ok[i]), (points[i][1], points[i][0]), fontsize=6)
-    axes[2].set_xscale("log")
-    axes[2].set_xlabel("p99 latency (ms)")
-    axes[2].set_ylabel("images/s")
-    axes[2].set_title("throughput vs p99: Pareto front")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
-    plt.close(fig)
-    return path

@@ -6,9 +6,13 @@ bytes from the artifact's initializers (so an INT8 artifact streams a quarter of
 
 The compute ceilings are ceilings: cores x clock x operations per cycle of the widest FP32 FMA
 and int8 dot product of this CPU's instruction-set class (alexnet_deploy.cpu_isa), with the clock
-timed on the core (a VM reports its nominal clock, and turbo runs above it). The best kernel
-measured here (FP32: torch's oneDNN and ONNX Runtime's MLAS matrix multiply; INT8: ONNX Runtime's
-MatMulInteger) is kept beside them. Copy bandwidth is measured, and the report says whether an
+timed on the package's compiled chain of dependent adds, else read from perf's cycle counter or
+cpufreq (cpu_isa.clock_ghz). Where none answers (the extension was not built, and a VM has only
+/proc/cpuinfo's nominal clock while turbo runs above it) the ceiling is anchored on the best
+kernel measured here (FP32: torch's oneDNN and ONNX Runtime's MLAS matrix multiply; INT8: ONNX
+Runtime's MatMulInteger), the clock it implies at full use of its instructions: a lower bound of
+the real peak, so % of peak may read high, and ``clock_source`` says so. The kernels are kept
+beside the peaks either way. Copy bandwidth is measured, and the report says whether an
 artifact's weights fit in the last-level cache (then the copy bandwidth is no floor). All probed
 once per machine and cached.
 """
@@ -17,12 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from alexnet_deploy.bench.records import Roofline
 from alexnet_deploy.fileio import write_json_atomic
 
 _DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 10: 2, 11: 8, 16: 2}
@@ -89,8 +95,9 @@ def weight_bytes(model_path: Path) -> int:
 
 
 # In the cache key: bumped whenever the fields change (1: measured kernels as the "peak";
-# 2: instruction-set peaks; 3: the 16-bit float peak), so no stale probe is read back.
-CEILINGS_VERSION = 3
+# 2: instruction-set peaks; 3: the 16-bit float peak; 4: the clock read, not timed, and
+# anchored on the kernels where no trustworthy clock exists), so no stale probe is read back.
+CEILINGS_VERSION = 4
 
 
 @dataclass(frozen=True)
@@ -185,9 +192,25 @@ def _bandwidth_gbs(mib: int = 256) -> float:
 
 
 def machine_key() -> str:
+    """What the probed ceilings depend on: the CPU, the cores this process may use and the
+    threads the kernels run on, and the kernels' libraries (their versions)."""
+    import onnxruntime
+    import torch
+
+    from alexnet_deploy.cpu_isa import usable_cores
     from alexnet_deploy.engines.sidecar import machine_fingerprint
 
-    text = json.dumps({**machine_fingerprint(), "ceilings": CEILINGS_VERSION}, sort_keys=True)
+    text = json.dumps(
+        {
+            **machine_fingerprint(),
+            "ceilings": CEILINGS_VERSION,
+            "cores": usable_cores(),
+            "threads": torch.get_num_threads(),
+            "torch": torch.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
@@ -208,37 +231,37 @@ def llc_bytes() -> int | None:
     return None if best is None else best[1]
 
 
-def compute_peaks(fp32_kernel: float, int8_kernel: float) -> dict:
-    """Peaks from the ISA class, cores and clock; the clock as timed on the core, else as the
-    kernel reports it (then raised to what the measured kernels imply, so a probe never
-    exceeds its own ceiling)."""
-    from alexnet_deploy.cpu_isa import (
-        measured_clock_ghz,
-        reported_clock_ghz,
-        this_cpu,
-        usable_cores,
-    )
+def compute_peaks(fp32_kernel: float, int8_kernel: float, clock=None) -> dict:
+    """Peaks from the ISA class, cores and clock (``clock``: a cpu_isa.Clock, default this
+    machine's). The measured kernels imply a clock (their rate at full use of the class's
+    instructions); a trustworthy clock below it is raised to it, and without a trustworthy clock
+    the ceiling is anchored on it, so no kernel ever exceeds its own ceiling."""
+    from alexnet_deploy.cpu_isa import clock_ghz, this_cpu, usable_cores
 
     cpu = this_cpu()
     fp32_per_cycle, int8_per_cycle = cpu.peak_per_cycle()
     cores = usable_cores()
-    clock, source = measured_clock_ghz(), "timed on the core"
-    if clock is None:
-        clock, source = reported_clock_ghz() or 0.0, "reported by the kernel"
-        implied = max(
-            fp32_kernel / (cores * fp32_per_cycle), int8_kernel / (cores * int8_per_cycle)
-        )
-        if implied > clock:
-            clock, source = implied, "implied by the measured kernels"
+    clock = clock or clock_ghz()
+    implied = max(fp32_kernel / (cores * fp32_per_cycle), int8_kernel / (cores * int8_per_cycle))
+    ghz, source = clock.ghz or 0.0, clock.source
+    untrusted = "the real peak may be higher, so % of peak may read high"
+    if not clock.trusted and implied >= ghz:
+        read = f"{ghz:.2f} GHz from {clock.source}" if ghz else clock.source
+        source = f"anchored on the best measured kernel (no trustworthy clock: {read}; {untrusted})"
+        ghz = implied
+    elif not clock.trusted:
+        source = f"{clock.source}, above the {implied:.2f} GHz the kernels imply; {untrusted}"
+    elif implied > ghz:
+        ghz, source = implied, f"implied by the measured kernels (above the {ghz:.2f} GHz {source})"
     half = max(cpu.half_float_per_cycle().values(), default=0)
     return {
-        "fp32_gflops": cores * clock * fp32_per_cycle,
-        "int8_gops": cores * clock * int8_per_cycle,
-        "half_float_gflops": cores * clock * half,
+        "fp32_gflops": cores * ghz * fp32_per_cycle,
+        "int8_gops": cores * ghz * int8_per_cycle,
+        "half_float_gflops": cores * ghz * half,
         "isa": f"{cpu.name} ({cpu.peak_key()}: {fp32_per_cycle} FP32 FLOPs, "
         f"{int8_per_cycle} INT8 ops per core per cycle)",
         "cores": cores,
-        "clock_ghz": clock,
+        "clock_ghz": ghz,
         "clock_source": source,
     }
 
@@ -264,12 +287,15 @@ def measure_ceilings(cache_dir: Path, refresh: bool = False) -> Ceilings:
         int8_kernel_gops=int8_kernel,
         llc_bytes=llc_bytes(),
     )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_json_atomic(path, asdict(ceilings))
+    finite = all(math.isfinite(v) for v in asdict(ceilings).values() if isinstance(v, float))
+    probed = min(ceilings.fp32_gflops, ceilings.int8_gops, ceilings.bandwidth_gbs) > 0
+    if finite and probed:  # a failed probe is never cached
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(path, asdict(ceilings))
     return ceilings
 
 
-def roofline_columns(
+def roofline_of(
     images_per_s: float,
     inferences_per_s: float,
     macs: int,
@@ -278,7 +304,7 @@ def roofline_columns(
     precision: str,
     ceilings: Ceilings,
     runtime_picks_float: bool = False,
-) -> dict:
+) -> Roofline:
     """Achieved compute and weight traffic against the ceilings, and which bound applies
     (arithmetic intensity of one inference against the ridge point peak / bandwidth)."""
     gflops = images_per_s * 2 * macs / 1e9
@@ -287,12 +313,12 @@ def roofline_columns(
     intensity = 2 * macs * batch / max(wbytes, 1)
     ridge = peak / ceilings.bandwidth_gbs
     in_llc = ceilings.llc_bytes is not None and wbytes <= ceilings.llc_bytes
-    return {
-        "gflops": gflops,
-        "pct_compute_peak": 100 * gflops / peak,
-        "weight_gbs": gbs,
-        "pct_bandwidth": 100 * gbs / ceilings.bandwidth_gbs,
+    return Roofline(
+        gflops=gflops,
+        pct_compute_peak=100 * gflops / peak,
+        weight_gbs=gbs,
+        pct_bandwidth=100 * gbs / ceilings.bandwidth_gbs,
         # weights that fit in the last-level cache are not streamed from memory each call
-        "bound": "compute" if in_llc or intensity >= ridge else "memory",
-        "weights_in_llc": in_llc,
-    }
+        bound="compute" if in_llc or intensity >= ridge else "memory",
+        weights_in_llc=in_llc,
+    )

@@ -8,7 +8,7 @@ import itertools
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -21,23 +21,19 @@ from alexnet_deploy.bench.measure import (
     measure_server,
     measure_throughput,
 )
-from alexnet_deploy.bench.roofline import Ceilings, macs_per_image, roofline_columns, weight_bytes
-from alexnet_deploy.bench.stats import latency_stats
+from alexnet_deploy.bench.records import (
+    BenchResult,
+    BenchRow,
+    EngineInfo,
+    Fidelity,
+    RoundSamples,
+)
+from alexnet_deploy.bench.roofline import Ceilings, macs_per_image, roofline_of, weight_bytes
+from alexnet_deploy.bench.stats import latency_stats, stability
 from alexnet_deploy.bench.targets import Prepared, matrix_backends, served_cases, target_for
 from alexnet_deploy.calib.fidelity import compare_logits
 from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
-
-
-@dataclass
-class BenchResult:
-    rows: list[dict] = field(default_factory=list)
-    samples: list[dict] = field(default_factory=list)  # columns of the raw-sample table
-    interrupted: bool = False
-
-    @property
-    def failed(self) -> list[dict]:
-        return [r for r in self.rows if r["status"] == "failed"]
 
 
 def check_batch_memory(batches, image_shape, headroom: int = 4) -> None:
@@ -91,29 +87,23 @@ class FidelityProbe:
         self.images, self.reference, self.source = images, reference, source
         self._emulated: dict[str, float] = {}
 
-    def emulated(self, artifact: Path, max_batch: int) -> dict:
-        from alexnet_deploy.artifact import read_artifact
+    def emulated(self, artifact: Path, max_batch: int) -> float:
         from alexnet_deploy.calib.fidelity import ort_logits
+        from alexnet_deploy.onnx_model import read_artifact
 
         key = str(artifact)
         if key not in self._emulated:
             name = read_artifact(artifact).input.name
             logits = ort_logits(artifact, name, self.images, max_batch, emulated=True)
             self._emulated[key] = compare_logits(self.reference, logits).top1_agreement
-        return {"emulated_top1_agreement": self._emulated[key]}
+        return self._emulated[key]
 
-    def of(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int) -> dict:
+    def of(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int) -> Fidelity:
         chunks = [
             infer(self.images[i : i + max_batch]) for i in range(0, len(self.images), max_batch)
         ]
         f = compare_logits(self.reference, np.concatenate(chunks))
-        return {
-            "top1_agreement": f.top1_agreement,
-            "centered_cosine": f.centered_cosine,
-            "fidelity_samples": f.samples,
-            "fidelity_source": self.source,
-            "fidelity_basis": "as-executed",
-        }
+        return Fidelity(f.top1_agreement, f.centered_cosine, f.samples, self.source, "as-executed")
 
 
 def _measure(
@@ -134,7 +124,8 @@ class CaseRun:
         self.case, self.model, self.work_dir = case, model, work_dir
         self.target = target_for(case.backend, served)
         self.measurements: list[Measurement] = []
-        self.info: dict = {}
+        self.engine: EngineInfo | None = None  # known once prepared
+        self.fidelity: Fidelity | None = None  # measured once, in the first round
         self.prepared: Prepared | None = None
 
     @property
@@ -149,24 +140,23 @@ class CaseRun:
         from alexnet_deploy.fileio import sha256_file
 
         prepared = self.target.prepare(self.case, self.model, self.work_dir)
-        self.info.update(prepared.info)
+        self.engine = prepared.info
         if prepared.artifact is not None:  # hashed once per run (cached by file version)
-            self.info["artifact_sha256"] = sha256_file(prepared.artifact)
-            self.info["weight_bytes"] = weight_bytes(prepared.artifact)
+            self.engine = replace(
+                self.engine,
+                artifact_sha256=sha256_file(prepared.artifact),
+                weight_bytes=weight_bytes(prepared.artifact),
+            )
         self.prepared = prepared
 
     def workers(self):
         return self.target.workers(self.case, self.prepared)
 
 
-def _failure(err: BaseException) -> dict:
+def _failure(case: Case, err: BaseException) -> BenchRow:
     if isinstance(err, AlexnetDeployError):
-        return {"status": "failed", "reason": err.message}
-    return {
-        "status": "failed",
-        "reason": f"{type(err).__name__}: {err}",
-        "traceback": traceback.format_exc(limit=3),
-    }
+        return BenchRow(case, "failed", err.message)
+    return BenchRow(case, "failed", f"{type(err).__name__}: {err}", traceback.format_exc(limit=3))
 
 
 def run_matrix(
@@ -178,7 +168,7 @@ def run_matrix(
     *,
     seed: int = C.DEFAULT_SEED,
     direct: bool = True,
-    on_row: Callable[[dict], None] = lambda r: None,
+    on_row: Callable[[BenchRow], None] = lambda r: None,
     progress=None,
     served=None,
     inputs: np.ndarray | None = None,
@@ -191,7 +181,7 @@ def run_matrix(
     if served is not None:
         cases = served_cases(cases)
     runs = {case: CaseRun(case, model, work_dir, served) for case in cases}
-    failures: dict[Case, dict] = {}
+    failures: dict[Case, BenchRow] = {}
     result = BenchResult()
     macs = macs_per_image(model)
     rounds = config.rules.repeat
@@ -213,12 +203,11 @@ def run_matrix(
 
     def finish(case: Case) -> None:
         finished.add(case)
-        row = {**case.key(), "status": "ok", "reason": ""}
         run = runs[case]
         if case in failures:
-            row.update(failures[case])
+            row = failures[case]
         elif run.measurements:
-            row.update(_row(case, run, config, ceilings, macs))
+            row = _row(case, run, config, ceilings, macs)
         else:
             return
         result.rows.append(row)
@@ -240,20 +229,20 @@ def run_matrix(
                     if run.prepared is None:
                         run.prepare()
                     with run.workers() as workers:
-                        if "top1_agreement" not in run.info:  # fidelity: outside the timed region
-                            run.info.update(probe.of(workers[0], run.max_batch))
+                        if run.fidelity is None:  # fidelity: outside the timed region
+                            run.fidelity = probe.of(workers[0], run.max_batch)
                             if case.precision != "fp32" and run.artifact is not None:
-                                run.info.update(probe.emulated(run.artifact, run.max_batch))
+                                emulated = probe.emulated(run.artifact, run.max_batch)
+                                run.fidelity = replace(
+                                    run.fidelity, emulated_top1_agreement=emulated
+                                )
                         m = _measure(case, workers, batches[case.batch], config, seed + round_index)
                     run.measurements.append(m)
-                    result.samples.extend(
-                        {**case.key(), "repeat": round_index, "index": i, "latency_ns": int(v)}
-                        for i, v in enumerate(m.samples_ns)
-                    )
+                    result.samples.append(RoundSamples(case, round_index, m.samples_ns))
                 except KeyboardInterrupt:
                     raise
                 except Exception as err:  # a backend failing mid-matrix must not stop the others
-                    failures[case] = _failure(err)
+                    failures[case] = _failure(case, err)
                 if progress:
                     progress.advance(task)
                 if round_index == rounds - 1 or case in failures:
@@ -268,50 +257,48 @@ def run_matrix(
 
 def _row(
     case: Case, run: CaseRun, config: BenchConfig, ceilings: Ceilings | None, macs: int
-) -> dict:
+) -> BenchRow:
     measurements = run.measurements
     pooled = np.concatenate([m.samples_ns for m in measurements])
-    stats = latency_stats(pooled, config.rules.percentiles)
     wall = sum(m.wall_seconds for m in measurements)
     inferences = sum(m.requests for m in measurements) / wall
-    row = {
-        **stats.as_columns(),
-        "inferences_per_s": inferences,
-        "images_per_s": inferences * case.batch,
-        "wall_seconds": wall,
-        "rounds": len(measurements),
-        # per round, in the order the rounds ran (round-robin over the matrix): pairs of rows
-        # compare round by round, with the machine's drift shared within each round
-        "round_images_per_s": [m.images_per_second for m in measurements],
-        "stop_reason": ",".join(sorted({m.stop_reason for m in measurements})),
-        "macs_per_image": macs,
-        **run.info,
-    }
+    round_rates = tuple(m.images_per_second for m in measurements)
+    spread = None
     if len(measurements) > 1:
         p50s = [float(np.median(m.samples_ns)) for m in measurements]
         spread = (max(p50s) - min(p50s)) / float(np.median(p50s))
-        row.update(repeat_p50_spread=spread, noisy=spread > C.BENCH_NOISY_SPREAD)
-    if case.mode == "server":
-        last = measurements[-1].extra
-        row.update(
-            server_rate=last["achieved_rate"],
-            server_meets_bound=last["meets_bound"],
-            server_bound_ms=last["latency_bound_ms"],
+    roofline = None
+    weights = None if run.engine is None else run.engine.weight_bytes
+    if ceilings is not None and weights is not None:
+        roofline = roofline_of(
+            inferences * case.batch,
+            inferences,
+            macs,
+            weights,
+            case.batch,
+            case.precision,
+            ceilings,
+            # OpenVINO used directly picks bf16/fp16 itself where the CPU has them (the
+            # engines pin the artifact's precision): its ceiling is the fastest float path
+            runtime_picks_float=case.backend == "openvino-direct",
         )
-    if ceilings is not None and "weight_bytes" in run.info:
-        row.update(
-            roofline_columns(
-                row["images_per_s"],
-                inferences,
-                macs,
-                run.info["weight_bytes"],
-                case.batch,
-                case.precision,
-                ceilings,
-                # OpenVINO used directly picks bf16/fp16 itself where the CPU has them (the
-                # engines pin the artifact's precision): its ceiling is the fastest float path
-                runtime_picks_float=case.backend == "openvino-direct",
-            )
-        )
-    row["measured_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    return row
+    return BenchRow(
+        case,
+        latency=latency_stats(pooled, config.rules.percentiles).scaled(1e-6),  # ns -> ms
+        inferences_per_s=inferences,
+        images_per_s=inferences * case.batch,
+        wall_seconds=wall,
+        rounds=len(measurements),
+        round_images_per_s=round_rates,
+        stop_reason=",".join(sorted({m.stop_reason for m in measurements})),
+        macs_per_image=macs,
+        engine=run.engine,
+        fidelity=run.fidelity,
+        repeat_p50_spread=spread,
+        stability=stability(
+            [m.samples_ns for m in measurements], round_rates, one_at_a_time=case.mode == "latency"
+        ),
+        server=measurements[-1].server if case.mode == "server" else None,
+        roofline=roofline,
+        measured_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    )

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_deploy.bench.records import BenchRow
 from alexnet_deploy.errors import AlexnetDeployError
 
 PAIRS = 60
@@ -132,7 +133,7 @@ def independent_timing(
 
 def self_check_comparisons(
     model: Path,
-    rows: list[dict],
+    rows: list[BenchRow],  # the run's rows: this check measures its own
     work_dir: Path | None = None,
     pairs: int = PAIRS,
     process_calls: int = PROCESS_CALLS,

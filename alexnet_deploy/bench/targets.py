@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_deploy import constants as C
+from alexnet_deploy.bench.records import EngineInfo
 from alexnet_deploy.cases import Case
 from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, SERVED
 
@@ -23,7 +24,7 @@ from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, SERV
 class Prepared:
     max_batch: int
     artifact: Path | None = None  # the ONNX file run (None: the server holds the model)
-    info: dict = field(default_factory=dict)  # columns for the report row
+    info: EngineInfo = field(default_factory=EngineInfo)  # what ran it, for the row
     engine: object = None
 
 
@@ -52,11 +53,7 @@ class EngineTarget:
         return Prepared(
             options.max_batch,
             engine_source(model, case.backend, options),  # not the sidecar's: may have moved
-            {
-                "engine": str(engine.path),
-                "engine_reused": reused,
-                "build_seconds": engine.sidecar.build_seconds,
-            },
+            EngineInfo(str(engine.path), reused, engine.sidecar.build_seconds),
             engine,
         )
 
@@ -76,7 +73,7 @@ class DirectTarget:
 
         runtime = "ort" if case.backend == "ort-direct" else "openvino"
         artifact = resolve_artifact(model, case.precision, runtime, case.quantizer)
-        return Prepared(C.DEFAULT_MAX_BATCH, artifact, {"engine": "(runtime used directly)"})
+        return Prepared(C.DEFAULT_MAX_BATCH, artifact, EngineInfo("(runtime used directly)"))
 
     @contextlib.contextmanager
     def workers(self, case: Case, prepared: Prepared) -> Iterator[list]:
@@ -97,7 +94,7 @@ class ServedTarget:
         return Prepared(
             s.max_batch_size or C.DEFAULT_MAX_BATCH,
             None,
-            {"engine": f"triton {s.endpoint.protocol}://{s.endpoint.address} model {s.name}"},
+            EngineInfo(f"triton {s.endpoint.protocol}://{s.endpoint.address} model {s.name}"),
         )
 
     @contextlib.contextmanager

@@ -18,7 +18,8 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.bench.report import pareto_front
+from alexnet_deploy.bench.plot import pareto_front
+from alexnet_deploy.bench.records import BenchRow
 from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import write_json_atomic
@@ -39,35 +40,35 @@ class Constraint:
                 f"top-1 agreement floor must be in [0, 1], got {self.min_top1_agreement}"
             )
 
-    def why_not(self, row: dict) -> str | None:
-        if row["status"] != "ok":
-            return row.get("reason") or "failed"
-        if self.max_p99_ms is not None and row["p99_ms"] > self.max_p99_ms:
-            return f"p99 {row['p99_ms']:.1f} ms > {self.max_p99_ms:g} ms"
-        if row.get("top1_agreement", 0) < self.min_top1_agreement:
-            return f"top-1 agreement {row['top1_agreement']:.3f} < {self.min_top1_agreement:.3f}"
+    def why_not(self, row: BenchRow) -> str | None:
+        if not row.ok:
+            return row.reason or "failed"
+        if self.max_p99_ms is not None and row.p99_ms > self.max_p99_ms:
+            return f"p99 {row.p99_ms:.1f} ms > {self.max_p99_ms:g} ms"
+        agreement = row.top1_agreement or 0.0
+        if agreement < self.min_top1_agreement:
+            return f"top-1 agreement {agreement:.3f} < {self.min_top1_agreement:.3f}"
         return None
 
 
 @dataclass
 class TuneResult:
-    rows: list[dict]
-    front: list[dict]
-    chosen: dict
-    rejected: dict[str, str]
+    rows: list[BenchRow]
+    front: list[BenchRow]
+    chosen: BenchRow
+    rejected: dict[str, str]  # configuration label -> why it was not chosen
 
 
-def choose(rows: list[dict], constraint: Constraint) -> TuneResult:
+def choose(rows: list[BenchRow], constraint: Constraint) -> TuneResult:
     """Pareto front (all successful rows) and the fastest row meeting the constraint."""
-    ok = [r for r in rows if r["status"] == "ok"]
-    points = [(r["images_per_s"], r["p99_ms"]) for r in ok]
-    front = sorted((ok[i] for i in pareto_front(points)), key=lambda r: r["p99_ms"])
+    ok = [r for r in rows if r.ok]
+    points = [(r.images_per_s, r.p99_ms) for r in ok]
+    front = sorted((ok[i] for i in pareto_front(points)), key=lambda r: r.p99_ms)
     rejected, feasible = {}, []
     for row in rows:
         reason = constraint.why_not(row)
-        label = Case.from_row(row).label
         if reason:
-            rejected[label] = reason
+            rejected[row.label] = reason
         else:
             feasible.append(row)
     if not feasible:
@@ -75,50 +76,50 @@ def choose(rows: list[dict], constraint: Constraint) -> TuneResult:
             f"no configuration meets the constraint ({len(rows)} measured)",
             hint="relax --max-p99-ms or --max-top1-drop, or widen the search (--batch, --streams)",
         )
-    chosen = max(feasible, key=lambda r: r["images_per_s"])
+    chosen = max(feasible, key=lambda r: r.images_per_s)
     return TuneResult(rows, front, chosen, rejected)
 
 
-# what a point of the Pareto front shows, in the terminal and in the saved choice
-FRONT_COLUMNS = (
-    "backend",
-    "precision",
-    "batch",
-    "streams",
-    "threads",
-    "quantizer",
-    "images_per_s",
-    "p50_ms",
-    "p99_ms",
-    "top1_agreement",
-)
+def front_point(row: BenchRow) -> dict:
+    """What a point of the Pareto front shows, in the terminal and in the saved choice."""
+    c = row.case
+    return {
+        "backend": c.backend,
+        "precision": c.precision,
+        "batch": c.batch,
+        "streams": c.streams,
+        "threads": c.threads,
+        "quantizer": c.quantizer,
+        "images_per_s": row.images_per_s,
+        "p50_ms": row.p50_ms,
+        "p99_ms": row.p99_ms,
+        "top1_agreement": row.top1_agreement,
+    }
 
 
 def front_rows(result: TuneResult) -> list[dict]:
-    return [{k: r.get(k) for k in FRONT_COLUMNS} for r in result.front]
+    return [front_point(r) for r in result.front]
 
 
 def tuned_record(
     result: TuneResult, constraint: Constraint, model: Path, report_path: Path | None
 ) -> dict:
-    c = result.chosen
+    """The saved choice (tuned.json): its configuration (a ``Case``'s fields, read back by
+    ``tuned_choice``), what was measured for it, the front and the report."""
+    row, c = result.chosen, result.chosen.case
+    fidelity = row.fidelity
     return {
         "schema": TUNED_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "model": str(model),
         "constraint": asdict(constraint),
-        "choice": {
-            "backend": c["backend"],
-            "precision": c["precision"],
-            "batch": c["batch"],
-            "streams": c.get("streams"),
-            "threads": c.get("threads"),
-            "mode": c["mode"],
-            "quantizer": c.get("quantizer", "qdq"),
-        },
+        "choice": c.key(),
         "measured": {
-            k: c.get(k)
-            for k in ("images_per_s", "p50_ms", "p99_ms", "top1_agreement", "centered_cosine")
+            "images_per_s": row.images_per_s,
+            "p50_ms": row.p50_ms,
+            "p99_ms": row.p99_ms,
+            "top1_agreement": row.top1_agreement,
+            "centered_cosine": None if fidelity is None else fidelity.centered_cosine,
         },
         "front": front_rows(result),
         "report": None if report_path is None else str(report_path),
@@ -132,30 +133,30 @@ def default_quantizers() -> tuple[str, ...]:
     return ("qdq",) if nncf_missing() else ("qdq", "nncf")
 
 
-def tuned_quantizers(choice: dict) -> tuple[str, ...]:
+def tuned_quantizers(choice: Case) -> tuple[str, ...]:
     """Bench the tuned engine's route, and NNCF's beside it where installed (the peer a user of
     OpenVINO's documentation would build)."""
-    return tuple(dict.fromkeys((choice.get("quantizer", "qdq"), *default_quantizers())))
+    return tuple(dict.fromkeys((choice.quantizer, *default_quantizers())))
 
 
-def tuned_comparison(choice: dict, rows: list[dict]) -> dict:
+def tuned_comparison(choice: Case, rows: list[BenchRow]) -> dict:
     """The tuned engine's row against the best row of a runtime used directly, same run."""
+    from alexnet_deploy.bench.pipeline import unstable_note
     from alexnet_deploy.engines.registry import DIRECT_BACKENDS
 
-    ok = [r for r in rows if r["status"] == "ok"]
+    ok = [r for r in rows if r.ok]
     mine = [
         r
         for r in ok
-        if r["backend"] == choice["backend"]
-        and r.get("quantizer", "qdq") == choice.get("quantizer", "qdq")
-        and r["batch"] == choice.get("batch", r["batch"])
+        if (r.case.backend, r.case.quantizer, r.case.batch)
+        == (choice.backend, choice.quantizer, choice.batch)
     ]
-    peers = [r for r in ok if r["backend"] in DIRECT_BACKENDS]
+    peers = [r for r in ok if r.case.backend in DIRECT_BACKENDS]
     if not mine or not peers:
         return {}
-    tuned, best = mine[0], max(peers, key=lambda r: r["images_per_s"])
-    pooled = tuned["images_per_s"] / best["images_per_s"]
-    mine_rounds, peer_rounds = tuned.get("round_images_per_s"), best.get("round_images_per_s")
+    tuned, best = mine[0], max(peers, key=lambda r: r.images_per_s)
+    pooled, peer = tuned.images_per_s / best.images_per_s, best.case
+    mine_rounds, peer_rounds = tuned.round_images_per_s, best.round_images_per_s
     if mine_rounds and peer_rounds and len(mine_rounds) == len(peer_rounds):
         # the median of the per-round ratios: each round measured both rows minutes apart at most
         per_round = [m / p for m, p in zip(mine_rounds, peer_rounds, strict=True)]
@@ -167,17 +168,21 @@ def tuned_comparison(choice: dict, rows: list[dict]) -> dict:
             "ratio": ratio,
             "per_round": per_round,
             "pooled_ratio": pooled,
-            "tuned_images_per_s": tuned["images_per_s"],
+            "tuned_images_per_s": tuned.images_per_s,
             "peer": {
-                k: best.get(k) for k in ("backend", "precision", "quantizer", "batch", "streams")
+                "backend": peer.backend,
+                "precision": peer.precision,
+                "quantizer": peer.quantizer,
+                "batch": peer.batch,
+                "streams": peer.streams,
             },
-            "peer_images_per_s": best["images_per_s"],
+            "peer_images_per_s": best.images_per_s,
             "target": C.TUNED_OVER_PEER_TARGET,
             "met": ratio >= C.TUNED_OVER_PEER_TARGET,
-            "text": f"tuned {choice['backend']} ({tuned['images_per_s']:.1f} images/s) vs the best peer row, "
-            f"{best['backend']} {best['precision']} ({best.get('quantizer', 'qdq')}) "
-            f"({best['images_per_s']:.1f} images/s): {ratio:.2f}x, {how} (pooled {pooled:.2f}x; "
-            f"target >= {C.TUNED_OVER_PEER_TARGET}x)",
+            "text": f"tuned {choice.backend} ({tuned.images_per_s:.1f} images/s) vs the best peer row, "
+            f"{peer.backend} {peer.precision} ({peer.quantizer}) "
+            f"({best.images_per_s:.1f} images/s): {ratio:.2f}x, {how} (pooled {pooled:.2f}x; "
+            f"target >= {C.TUNED_OVER_PEER_TARGET}x)" + unstable_note(tuned, best),
         }
     }
 
@@ -186,7 +191,7 @@ def tuned_comparison(choice: dict, rows: list[dict]) -> dict:
 _TUNED_DECIDES = ("backends", "precisions", "modes", "threads", "streams", "quantizers")
 
 
-def tuned_matrix_flags(choice: dict, flags: dict) -> dict:
+def tuned_matrix_flags(choice: Case, flags: dict) -> dict:
     """``bench --tuned``: the matrix flags of the tuned engine, with the runtimes used directly
     beside it (its peers) and any extra batches asked for. A flag the tuned configuration
     decides may not also be given: it would be overridden, so it is refused instead."""
@@ -199,29 +204,29 @@ def tuned_matrix_flags(choice: dict, flags: dict) -> dict:
             "drop them, or bench without --tuned",
             hint="--batch may add batch sizes beside the tuned one",
         )
-    extra = [b.strip() for b in (flags.get("batches") or "").split(",") if b.strip()]
+    extra = flags.get("batches") or ()
     return {
         **flags,
-        "backends": (choice["backend"], *DIRECT_BACKENDS),
-        "precisions": (choice["precision"],),
-        "batches": ",".join(dict.fromkeys([str(choice["batch"]), *extra])),
-        "modes": (choice["mode"],),
-        "threads": (choice["threads"],),
-        "streams": (choice["streams"],),
+        "backends": (choice.backend, *DIRECT_BACKENDS),
+        "precisions": (choice.precision,),
+        "batches": tuple(dict.fromkeys([choice.batch, *extra])),
+        "modes": (choice.mode,),
+        "threads": (choice.threads,),
+        "streams": (choice.streams,),
         "quantizers": tuned_quantizers(choice),
     }
 
 
-def tuned_build_settings(choice: dict, max_batch: int) -> dict:
+def tuned_build_settings(choice: Case, max_batch: int) -> dict:
     """``build --tuned``: the engine settings the tuner chose (its batch fits the profile)."""
     return {
-        "backend": choice["backend"],
-        "precision": choice["precision"],
-        "threads": choice["threads"],
-        "streams": choice["streams"],
+        "backend": choice.backend,
+        "precision": choice.precision,
+        "threads": choice.threads,
+        "streams": choice.streams,
         "hint": "throughput",
-        "quantizer": choice.get("quantizer", "qdq"),
-        "max_batch": max(max_batch, choice["batch"]),
+        "quantizer": choice.quantizer,
+        "max_batch": max(max_batch, choice.batch),
     }
 
 
@@ -229,25 +234,26 @@ def tune_config(
     *,
     backends: tuple[str, ...],
     precisions: tuple[str, ...],
-    batch: str,
-    streams: str,
-    threads: str | None,
+    batches: tuple[int, ...],
+    streams: tuple[int, ...],
+    threads: tuple[int, ...],
     quantizers: tuple[str, ...],
     min_seconds: float,
     max_seconds: float,
     repeat: int,
 ):
     """The search space of ``tune``: runtimes (ORT and OpenVINO unless given) x INT8 (unless
-    given) x batch x streams x threads, throughput mode, every INT8 route installed."""
-    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules, parse_int_list
+    given) x batch x streams x threads (C.TUNE_BATCHES, C.TUNE_STREAMS and the runtime's
+    threads unless given), throughput mode, every INT8 route installed."""
+    from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 
     matrix = Matrix(
         backends=backends or ("ort", "openvino"),
         precisions=precisions or ("int8",),
-        batches=parse_int_list(batch, "batch"),
+        batches=batches or C.TUNE_BATCHES,
         modes=("throughput",),
-        streams=parse_int_list(streams, "streams"),
-        threads=parse_int_list(threads, "threads") if threads else (None,),
+        streams=streams or C.TUNE_STREAMS,
+        threads=threads or (None,),
         quantizers=quantizers or default_quantizers(),
     )
     rules = MeasureRules(
@@ -276,3 +282,8 @@ def load_tuned(path: Path) -> dict:
             f"{path} is not a tuned configuration (schema {data.get('schema')!r})"
         )
     return data
+
+
+def tuned_choice(path: Path) -> Case:
+    """The configuration a tuned file chose (the file's edge: a record's ``choice``)."""
+    return Case.from_row(load_tuned(path)["choice"])

@@ -30,6 +30,8 @@ def _load_source(
     labels_file,
     holdout,
     cap: int = C.MAX_DEFAULT_CALIB_SIZE,
+    what: str = "calibration data",
+    preprocessing_flags: bool = False,
 ):
     if data == C.SYNTHETIC:
         return synthetic(
@@ -38,7 +40,7 @@ def _load_source(
     path = shipped_images() if data == "shipped" else Path(data)
     if not path.exists():
         raise AlexnetDeployError(
-            f"calibration data {path} not found",
+            f"{what} {path} not found",
             hint="pass a folder of images, a .npy/.npz file, 'shipped' or 'synthetic'",
         )
     common = dict(
@@ -53,18 +55,20 @@ def _load_source(
         if preprocessing is None:
             raise AlexnetDeployError(
                 "the model has no alexnet-deploy metadata, so its image preprocessing is unknown",
-                hint="pass --input-size, --resize-size, --mean and --std, or a preprocessed .npy",
+                hint="pass --input-size, --resize-size, --mean and --std, or a preprocessed .npy"
+                if preprocessing_flags  # the command has them
+                else "pass the images preprocessed, as a float32 .npy/.npz array [N, C, H, W]",
             )
         if preprocessing.crop_size != image_shape[1]:
             raise AlexnetDeployError(
                 f"preprocessing crops {preprocessing.crop_size} px but the model takes {image_shape[1]} px"
             )
-        return from_folder(path, preprocessing, **common)
+        return from_folder(path, preprocessing, **common, what=what)
     if path.suffix.lower() in (".npy", ".npz"):
         return from_array(path, image_shape, **common)
     raise AlexnetDeployError(
-        f"calibration data {path} is neither a folder nor a .npy/.npz file",
-        hint="pass a folder of JPEG/PNG images or a preprocessed .npy/.npz array",
+        f"{what} {path} is neither a folder nor a .npy/.npz file",
+        hint="pass a folder of images or a preprocessed .npy/.npz array",
     )
 
 
@@ -78,10 +82,18 @@ def load_calibration_data(
     seed: int = C.DEFAULT_SEED,
     labels_file=None,
     eval_data: str | None = None,
+    preprocessing_flags: bool = False,
 ) -> CalibrationData:
     """Dispatch on ``data``: 'synthetic', 'shipped', a folder, or a .npy/.npz file. With
-    ``eval_data``, ``data`` only calibrates and the held-out set is read from ``eval_data``."""
-    common = dict(image_shape=image_shape, preprocessing=preprocessing, seed=seed)
+    ``eval_data``, ``data`` only calibrates and the held-out set is read from ``eval_data``
+    (``eval_size`` of it at most). ``preprocessing_flags``: the command takes --input-size,
+    --resize-size, --mean and --std (a hint may name them)."""
+    common = dict(
+        image_shape=image_shape,
+        preprocessing=preprocessing,
+        seed=seed,
+        preprocessing_flags=preprocessing_flags,
+    )
     if eval_data is None:
         return _load_source(
             data,
@@ -96,11 +108,11 @@ def load_calibration_data(
     )
     held_out = _load_source(
         eval_data,
-        calib_size=eval_size,
+        calib_size=None,
         eval_size=None,
         labels_file=labels_file,
         holdout=False,
-        cap=C.MAX_EVAL_SIZE,
+        cap=eval_size or C.MAX_EVAL_SIZE,
         **common,
     )
     calib.eval = held_out.calib
@@ -117,19 +129,24 @@ def load_held_out(
     count: int | None = None,
     seed: int = C.DEFAULT_SEED,
     labels_file=None,
+    what: str = "calibration data",
+    preprocessing_flags: bool = False,
 ) -> CalibrationData:
-    """Every sample of ``data`` (up to ``count``, default MAX_EVAL_SIZE) as the held-out set,
-    decoded once: for work that needs no calibration (FP16 fidelity, bench's fidelity inputs)."""
+    """Every sample of ``data`` (``count`` at most, default MAX_EVAL_SIZE) as the held-out set,
+    decoded once: for work that needs no calibration (FP16 fidelity, bench's fidelity inputs).
+    ``what`` names the data in messages (the option it came from)."""
     loaded = _load_source(
         data,
         image_shape=image_shape,
         preprocessing=preprocessing,
-        calib_size=count,
+        calib_size=None,
         eval_size=None,
         seed=seed,
         labels_file=labels_file,
         holdout=False,
-        cap=C.MAX_EVAL_SIZE,
+        cap=count or C.MAX_EVAL_SIZE,
+        what=what,
+        preprocessing_flags=preprocessing_flags,
     )
     empty = Split(np.zeros((0, *image_shape), np.float32), [], [])
     loaded.eval, loaded.calib = loaded.calib, empty

@@ -11,27 +11,26 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.calib.data import load_held_out
 from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
 from alexnet_deploy.calib.samples import CalibrationData
 from alexnet_deploy.calib.stage import (
     DataRequest,
-    Progress,
     budget_policy,
     check_input_model,
     prepare_artifact_output,
     write_artifact_metadata,
 )
-from alexnet_deploy.fileio import sha256_file
+from alexnet_deploy.fileio import publish, sha256_file
+from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.progress import Progress
 
 
 def fp16_model(model, keep_fp32_ops: tuple[str, ...] = C.FP16_KEEP_FP32_OPS):
@@ -75,8 +74,9 @@ def convert_fp16(
     model_path = Path(model_path)
     info = read_artifact(model_path)
     check_input_model(info)
+    request = request.for_model(info)
     out = Path(output) if output else ArtifactSet(model_path).fp16
-    prepare_artifact_output(out, model_path, force=force, what="FP16 model")
+    prepare_artifact_output(out, model_path, force=force, command="fp16", request=request)
     progress("loading evaluation data")
     data = load_held_out(
         request.data,
@@ -85,6 +85,7 @@ def convert_fp16(
         count=request.eval_size,
         seed=request.seed,
         labels_file=request.labels,
+        preprocessing_flags=request.preprocessing_flags,
     )
     progress("converting to FP16")
     start = time.perf_counter()
@@ -119,7 +120,7 @@ def convert_fp16(
                 f"fp16: top-1 drops {fidelity.top1_drop_points():.2f} points against FP32 (budget {max_top1_drop:g})"
             )
             return report
-        os.replace(candidate, out)  # only a checked artifact gets the final name
+        publish(candidate, out, replace=force)  # only a checked artifact gets the final name
         report.output = out
         return report
     finally:

@@ -1,33 +1,119 @@
-"""Image file -> preprocessed CHW float32 array, with the variant's declared constants."""
+"""Image file -> preprocessed CHW float32 array, with the variant's declared constants.
+
+One decoder for every stage that reads images (predict, calibration and fidelity folders,
+bench --inputs, compare, the end-to-end bench): the image as a viewer shows it, its cost bounded
+from its header before any pixel is decoded."""
 
 from __future__ import annotations
 
+import io
+import warnings
+from pathlib import Path
+
 import numpy as np
 
+from alexnet_deploy import constants as C
+from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.models.variants import Preprocessing
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
+# What a folder is searched for and what a file named directly may be: one list for both
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".gif", ".webp", ".bmp", ".tif", ".tiff")
+WHITE = (255, 255, 255, 255)
 
 
-def load_rgb(path):
-    """Decode with Pillow and convert any mode (L, LA, P, RGBA, CMYK, I;16) to RGB.
-    Transparent pixels keep their colour values (alpha is dropped, not composited)."""
+def images_in(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (recursive, by :data:`IMAGE_SUFFIXES`), sorted."""
+    return sorted(
+        p for p in Path(folder).rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def check_size(width: int, height: int, pre: Preprocessing | None = None) -> None:
+    """Refuse an image over :data:`C.MAX_IMAGE_PIXELS`, or (with ``pre``) one whose short
+    side's resize would give a side over :data:`C.MAX_RESIZED_SIDE`: before it is decoded."""
+    if width * height > C.MAX_IMAGE_PIXELS:
+        raise AlexnetDeployError(
+            f"{width}x{height} pixels is over the limit of {C.MAX_IMAGE_PIXELS:,} pixels an "
+            "image may have (MAX_IMAGE_PIXELS)",
+            hint="downscale the image first",
+        )
+    if pre is not None:
+        resized_size(width, height, pre)
+
+
+def _open(source):
     from PIL import Image
 
-    with Image.open(path) as image:
+    with warnings.catch_warnings():  # the size is judged by check_size, against our limit
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            return Image.open(source)
+        except Image.DecompressionBombError as err:
+            raise AlexnetDeployError(
+                f"{err} (over the limit of {C.MAX_IMAGE_PIXELS:,} pixels, MAX_IMAGE_PIXELS)",
+                hint="downscale the image first",
+            ) from None
+
+
+def _to_rgb(image):
+    """RGB as a viewer shows it: palette and greyscale expanded, transparency composited over
+    white, 16-bit greyscale scaled (65535 -> 255), CMYK through its ICC profile when it has one."""
+    from PIL import Image, ImageCms
+
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        pixels = np.asarray(image, dtype=np.float64)
+        if image.mode != "F":
+            pixels = pixels / 257  # 16 bits a level: 65535 -> 255
+        elif pixels.max(initial=0) <= 1:
+            pixels = pixels * 255  # floats in [0, 1]
+        image = Image.fromarray(np.clip(np.round(pixels), 0, 255).astype(np.uint8))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("LA", "La", "PA", "RGBA", "RGBa"):
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
+    if image.mode == "CMYK" and image.info.get("icc_profile"):
+        profile = ImageCms.ImageCmsProfile(io.BytesIO(image.info["icc_profile"]))
+        return ImageCms.profileToProfile(
+            image, profile, ImageCms.createProfile("sRGB"), outputMode="RGB"
+        )
+    return image.convert("RGB")
+
+
+def check_header(source, pre: Preprocessing | None = None) -> None:
+    """:func:`check_size` from the file's header alone (no pixel decoded)."""
+    with _open(source) as image:
+        check_size(*image.size, pre)
+
+
+def load_rgb(source, pre: Preprocessing | None = None):
+    """Decode an image file (or file object) with Pillow as a viewer shows it: EXIF
+    orientation applied, an animation's first frame, any mode to RGB (:func:`_to_rgb`). Its
+    size is checked from the header first (:func:`check_size`; with ``pre``, the resize too)."""
+    from PIL import ImageOps
+
+    with _open(source) as image:
+        check_size(*image.size, pre)
+        image.seek(0)
         image.load()
-        if image.mode in ("I;16", "I;16B", "I", "F"):
-            pixels = np.asarray(image, dtype=np.float64)
-            span = max(float(pixels.max() - pixels.min()), 1e-9)
-            image = Image.fromarray(((pixels - pixels.min()) * 255 / span).astype(np.uint8))
-        return image.convert("RGB")
+        ImageOps.exif_transpose(image, in_place=True)
+        return _to_rgb(image)
 
 
 def resized_size(width: int, height: int, pre: Preprocessing) -> tuple[int, int]:
     """(width, height) after the short side goes to ``resize_size``: each side rounded, never
-    below the crop. The one rule every host library and the in-graph preprocessing follow."""
+    below the crop. The one rule every host library and the in-graph preprocessing follow;
+    refused beyond :data:`C.MAX_RESIZED_SIDE` (a thin strip would take gigabytes)."""
     scale = pre.resize_size / min(width, height)
-    return max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale))
+    size = max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale))
+    if max(size) > C.MAX_RESIZED_SIDE:
+        raise AlexnetDeployError(
+            f"{width}x{height} pixels: resizing its short side to {pre.resize_size} would make "
+            f"it {size[0]}x{size[1]}, over the limit of {C.MAX_RESIZED_SIDE:,} pixels a side "
+            "(MAX_RESIZED_SIDE)",
+            hint="crop the image closer to the model's aspect first",
+        )
+    return size
 
 
 def center_crop(pixels: np.ndarray, size: int) -> np.ndarray:
@@ -51,7 +137,8 @@ def normalize(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
     scaled = pixels.astype(np.float32) / 255.0
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
-    return ((scaled - mean) / std).transpose(2, 0, 1).astype(np.float32)
+    with np.errstate(divide="ignore", invalid="ignore"):  # a zero std: require_finite names it
+        return ((scaled - mean) / std).transpose(2, 0, 1).astype(np.float32)
 
 
 def preprocess(image, pre: Preprocessing) -> np.ndarray:

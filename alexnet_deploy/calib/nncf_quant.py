@@ -14,17 +14,15 @@ import importlib.util
 import logging
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.calib.fidelity import Fidelity, compare_logits, ort_logits
 from alexnet_deploy.calib.samples import CalibrationData
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import atomic_path, sha256_file
-
-Progress = Callable[[str], None]
+from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.progress import Progress
 
 
 def nncf_missing() -> str | None:
@@ -81,8 +79,9 @@ def quantize_nncf(
     model_path = Path(model_path)
     info = read_artifact(model_path)
     check_input_model(info)
+    request = request.for_model(info)
     out = Path(output) if output else nncf_output(model_path)
-    prepare_artifact_output(out, model_path, force=force, what="INT8 model")
+    prepare_artifact_output(out, model_path, force=force, command="calibrate", request=request)
 
     progress("loading calibration data")
     data = request.load(info)
@@ -116,6 +115,7 @@ def quantize_nncf(
             "calibration_method": "nncf",
             "calibration_data": data.kind,
             "calibration_data_key": data.key(),
+            "calibration_source_key": request.source_key(),
             "synthetic_calibration": str(data.synthetic).lower(),
             "source_sha256": sha256_file(model_path),
         },
@@ -130,6 +130,6 @@ def quantize_nncf(
             raise AlexnetDeployError(
                 f"NNCF's INT8 model drops top-1 by {fidelity.top1_drop_points():.2f} points against "
                 f"FP32 (budget {max_top1_drop:g}); {out} not written",
-                hint="calibrate on more images (--calib-size) or use --quantizer qdq",
+                hint="calibrate on more, or more representative, images (--data) or use --quantizer qdq",
             )
     return NncfReport(out, data, fidelity, seconds, nncf.__version__, enforced, note)

@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.calib.config import CalibrationConfig
 from alexnet_deploy.calib.fidelity import (
@@ -31,7 +30,6 @@ from alexnet_deploy.calib.ranges import Ranges, collect_ranges
 from alexnet_deploy.calib.samples import CalibrationData
 from alexnet_deploy.calib.stage import (
     DataRequest,
-    Progress,
     budget_policy,
     check_input_model,
     write_artifact_metadata,
@@ -41,12 +39,14 @@ from alexnet_deploy.calib.trt_cache import write_trt_cache
 from alexnet_deploy.errors import UsageError
 from alexnet_deploy.fileio import (
     atomic_path,
-    prepare_output,
     require_free_space,
     sha256_file,
     write_json_atomic,
 )
 from alexnet_deploy.locking import directory_lock
+from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.outputs import check_outputs
+from alexnet_deploy.progress import Progress
 
 log = logging.getLogger(__name__)
 
@@ -126,13 +126,19 @@ def resolve_outputs(model: Path, output: str | None, targets: tuple[str, ...]) -
             f"-o {output} names one file but {len(targets)} targets are written",
             hint="put '{target}' in the name (e.g. -o work/m-{target}.onnx) or pass one --target",
         )
-    for path in paths.values():
-        if path.resolve() == model.resolve():
-            raise UsageError(
-                f"output {path} is the input model",
-                hint="choose another -o; the FP32 model is never overwritten",
-            )
     return paths
+
+
+def output_files(model: Path, output: str | None, paths: dict[str, Path], trt_cache: bool):
+    """Every file a calibration writes, by label, for the output checks (outputs.py): the
+    INT8 models, the report (named after them: it never describes another run's files) and
+    the legacy TensorRT cache."""
+    siblings = ArtifactSet(model)
+    files = {f"-o ({t})" if len(paths) > 1 else "-o": p for t, p in paths.items()}
+    files["report"] = siblings.int8_report_for(output, next(iter(paths.values())).parent)
+    if trt_cache and "tensorrt" in paths:
+        files["TensorRT cache"] = siblings.trt_cache_for(paths["tensorrt"])
+    return files
 
 
 def _cpu_model() -> str:
@@ -200,9 +206,11 @@ def calibrate(
     model_path = Path(model_path)
     info = read_artifact(model_path)
     check_input_model(info)
+    request = request.for_model(info)
     outputs = resolve_outputs(model_path, output, targets)
-    for path in outputs.values():
-        prepare_output(path, force=force, what="INT8 model")
+    files = output_files(model_path, output, outputs, trt_cache)
+    inputs = {"input model": model_path, **request.inputs()}
+    check_outputs("calibrate", files, inputs, force=force)
     out_dir = next(iter(outputs.values())).parent  # the report and cache go beside the models
     # ONNX Runtime's shape-inferred copy (FP32 size) and every candidate and output (Q/DQ INT8:
     # about a quarter of FP32, plus scales): a full disk would otherwise leave a truncated
@@ -212,8 +220,7 @@ def calibrate(
         int(model_path.stat().st_size * (1 + 0.3 * (len(methods) + 1) * len(targets))),
         what="calibration's scratch files and INT8 models",
     )
-    report_path = ArtifactSet(model_path).int8_report(out_dir)
-    cache_path = ArtifactSet(model_path).trt_cache(out_dir)
+    report_path = files["report"]
     scratch_root = ArtifactSet(model_path).scratch_root(out_dir)
 
     progress("loading calibration data")
@@ -225,6 +232,7 @@ def calibrate(
     labels = data.eval.labels
     # the range cache, the scratch files and the outputs: one calibration at a time per directory
     with directory_lock(scratch_root, "calibrate"):
+        check_outputs("calibrate", files, inputs, force=force)  # written while this run waited?
         candidates: list[Candidate] = []
         written: dict[tuple[str, str], Path] = {}
         ranges_by_method: dict[str, Ranges] = {}
@@ -319,11 +327,12 @@ def calibrate(
                         "calibration_method": best.method,
                         "calibration_data": data.kind,
                         "calibration_data_key": data.key(),
+                        "calibration_source_key": request.source_key(),
                         "synthetic_calibration": str(data.synthetic).lower(),
                         "source_sha256": model_sha,
                     },
                 )
-                with atomic_path(outputs[target]) as tmp:
+                with atomic_path(outputs[target], replace=force) as tmp:
                     onnx.save(proto, str(tmp))
                 report.artifacts[target] = outputs[target]
 
@@ -331,7 +340,7 @@ def calibrate(
                 chosen = next(c for c in candidates if c.target == "tensorrt" and c.selected)
                 report.trt_cache = write_trt_cache(
                     ranges_by_method[chosen.method].load(),
-                    cache_path,
+                    files["TensorRT cache"],
                     ArtifactSet(model_path).source_sha256(),
                 )
         finally:

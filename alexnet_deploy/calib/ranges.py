@@ -1,8 +1,11 @@
 """One calibration pass: activation ranges collected with ONNX Runtime's calibrators, cached.
 
-The cache file is ONNX Runtime's own range format (``save_tensors_data``), named by the model's
-sha256, the data's content key and the method settings, so a second run with the same inputs
-reuses it and any change recomputes.
+The cache file is ONNX Runtime's own range format (``save_tensors_data``), named by everything
+that determines its content: the model's sha256, the data's content key (files, order, labels,
+preprocessing) and the sha256 of the very tensors calibrated on, the method settings, the batch
+size, and the versions of ONNX Runtime and of this tool; a second run with the same inputs
+reuses it and any change recomputes. Ranges that are not finite are never written, and a cached
+file holding any is recomputed, not trusted.
 """
 
 from __future__ import annotations
@@ -58,16 +61,51 @@ class _Reader:
         self._batches = self._batches[start_index:end_index]
 
 
+def uniform_batch(count: int, batch_size: int) -> int:
+    """The largest batch size up to ``batch_size`` that divides ``count`` samples evenly.
+    ONNX Runtime's histogram calibrators (entropy, percentile) stack every batch's outputs into
+    one array, which fails when the last batch is smaller; the ranges do not depend on how the
+    samples are batched."""
+    return next(b for b in range(min(batch_size, count), 0, -1) if count % b == 0)
+
+
 def cache_file(
-    cache_dir: Path, model_sha: str, data_key: str, config: CalibrationConfig, batch_size: int
+    cache_dir: Path,
+    model_sha: str,
+    data_key: str,
+    config: CalibrationConfig,
+    batch_size: int,
+    images: np.ndarray,
 ) -> Path:
+    import onnxruntime
+
+    from alexnet_deploy import __version__
+
     key = json.dumps(
-        {"model": model_sha, "data": data_key, "config": config.as_dict(), "batch": batch_size},
+        {
+            "model": model_sha,
+            "data": data_key,
+            "tensors": hashlib.sha256(np.ascontiguousarray(images).data).hexdigest(),
+            "shape": list(images.shape),
+            "config": config.as_dict(),
+            "batch": batch_size,
+            "onnxruntime": onnxruntime.__version__,
+            "tool": __version__,
+        },
         sort_keys=True,
     )
     return (
         cache_dir / f"ranges-{config.method}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.json"
     )
+
+
+def _not_finite(tensors) -> list[str]:
+    """The tensors whose range holds NaN or Inf."""
+    return [
+        name
+        for name, data in tensors.items()
+        if not all(np.isfinite(np.asarray(v, dtype=np.float64)).all() for v in data.range_value)
+    ]
 
 
 def _collapsed(tensors) -> bool:
@@ -106,10 +144,12 @@ def collect_ranges(
         save_tensors_data,
     )
 
-    path = cache_file(cache_dir, model_sha, data_key, config, batch_size)
+    path = cache_file(cache_dir, model_sha, data_key, config, batch_size, split.images)
     if path.is_file():
         try:
             tensors = load_tensors_data(path)
+            if _not_finite(tensors):
+                raise ValueError("ranges of NaN or Inf")
             return Ranges(
                 config, path, 0.0, True, config.method != "minmax" and _collapsed(tensors)
             )
@@ -117,7 +157,7 @@ def collect_ranges(
             logging.getLogger(__name__).warning("recomputing unreadable range cache %s", path)
     if len(split) == 0:
         raise AlexnetDeployError(
-            "no calibration samples", hint="usually --calib-size 0 or a filter that matched nothing"
+            "no calibration samples", hint="calibrate on data that holds images"
         )
     method = {
         "minmax": CalibrationMethod.MinMax,
@@ -134,10 +174,19 @@ def collect_ranges(
             extra_options=config.calibrator_options(),
         )
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrators print progress
-            calibrator.collect_data(_Reader(input_name, split, batch_size))
+            histogram = config.method != "minmax"
+            size = uniform_batch(len(split), batch_size) if histogram else batch_size
+            calibrator.collect_data(_Reader(input_name, split, size))
             tensors = calibrator.compute_data()
         del calibrator
     seconds = time.perf_counter() - start
+    bad = _not_finite(tensors)
+    if bad:  # never cached: every later run would reuse them
+        raise AlexnetDeployError(
+            f"{config.method} calibration gave ranges of NaN or Inf for {len(bad)} tensor(s) "
+            f"(first: {bad[0]!r}): the model overflows, or its inputs are not finite",
+            hint="check the preprocessing (--mean/--std) and the calibration data; nothing was cached",
+        )
     cache_dir.mkdir(parents=True, exist_ok=True)
     save_tensors_data(tensors, path)  # writes atomically (temp file + rename)
     return Ranges(config, path, seconds, False, config.method != "minmax" and _collapsed(tensors))

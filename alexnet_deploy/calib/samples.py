@@ -36,6 +36,8 @@ class CalibrationData:
     calib: Split
     eval: Split
     skipped: list[dict] = field(default_factory=list)
+    # how the images became tensors (None: given preprocessed): part of the content key
+    preprocessing: dict | None = None
 
     @property
     def synthetic(self) -> bool:
@@ -58,13 +60,15 @@ class CalibrationData:
             "synthetic": self.synthetic,
             "source": self.source,
             "seed": self.seed,
+            "preprocessing": self.preprocessing,
             "calibration": rows(self.calib),
             "held_out": rows(self.eval),
             "skipped": self.skipped,
         }
 
     def key(self) -> str:
-        """Content hash of what was sampled (files, order, labels): the cache key's data part."""
+        """Content hash of what was sampled (files, order, labels) and how it was preprocessed:
+        the cache key's data part."""
         text = json.dumps({**self.manifest(), "source": None}, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -107,6 +111,19 @@ def split_sizes(
         )
     evaluate = min(available - calib, eval_size or C.MAX_EVAL_SIZE)
     return calib, evaluate
+
+
+def require_finite(images: np.ndarray, where: str, name_of, hint: str) -> None:
+    """Refuse samples holding NaN or Inf (ONNX Runtime's calibrator fails on them with an
+    internal assertion, or computes ranges of NaN), naming how many and the first
+    (``name_of(index)``)."""
+    bad = ~np.isfinite(images).all(axis=tuple(range(1, images.ndim)))  # no samples: none bad
+    if bad.any():
+        raise AlexnetDeployError(
+            f"{where}: {int(bad.sum())} of {len(images)} samples hold NaN or Inf values "
+            f"(first: {name_of(int(np.argmax(bad)))})",
+            hint=hint,
+        )
 
 
 def stack(arrays: list[np.ndarray], size: int) -> np.ndarray:

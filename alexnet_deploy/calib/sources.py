@@ -5,13 +5,20 @@ Each returns the sampled, deterministic splits (alexnet_deploy/calib/samples.py)
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.calib.images import IMAGE_SUFFIXES, load_rgb, preprocess
-from alexnet_deploy.calib.samples import CalibrationData, Split, split_sizes, stack
+from alexnet_deploy.calib.images import IMAGE_SUFFIXES, images_in, load_rgb, preprocess
+from alexnet_deploy.calib.samples import (
+    CalibrationData,
+    Split,
+    require_finite,
+    split_sizes,
+    stack,
+)
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
 from alexnet_deploy.models.variants import Preprocessing
@@ -20,9 +27,7 @@ log = logging.getLogger(__name__)
 
 
 def _list_images(folder: Path) -> tuple[list[Path], dict[Path, int] | None]:
-    files = sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    files = images_in(folder)
     subdirs = sorted(p for p in folder.iterdir() if p.is_dir())
     labels = None
     # ImageFolder layout: one sub-folder per class, every image inside one of them.
@@ -57,16 +62,15 @@ def from_folder(
     labels_file=None,
     holdout: bool = True,
     cap: int = C.MAX_DEFAULT_CALIB_SIZE,
+    what: str = "calibration data",
 ) -> CalibrationData:
     if not any(folder.iterdir()):
-        raise AlexnetDeployError(
-            f"calibration folder {folder} is empty", hint="add JPEG or PNG images"
-        )
+        raise AlexnetDeployError(f"{what} folder {folder} is empty", hint="add images")
     files, labels = _list_images(folder)
     if not files:
         raise AlexnetDeployError(
-            f"calibration folder {folder} has no images (looked for {', '.join(IMAGE_SUFFIXES)}, recursively)",
-            hint="add JPEG or PNG images, or pass a preprocessed .npy/.npz array",
+            f"{what} folder {folder} has no images (looked for {', '.join(IMAGE_SUFFIXES)}, recursively)",
+            hint="add images, or pass a preprocessed .npy/.npz array",
         )
     if labels_file is not None:
         by_path = _read_labels_csv(Path(labels_file), folder)
@@ -85,7 +89,7 @@ def from_folder(
             break
         path = files[i]
         try:
-            arrays.append(preprocess(load_rgb(path), pre))
+            arrays.append(preprocess(load_rgb(path, pre), pre))
             used.append(path)
         except Exception as err:  # Pillow raises many types for truncated/corrupt files
             skipped.append(
@@ -104,12 +108,17 @@ def from_folder(
 
     def split(lo: int, hi: int) -> Split:
         chosen = used[lo:hi]
-        return Split(
+        part = Split(
             images=stack(arrays[lo:hi], pre.crop_size),
             sources=[str(p.relative_to(folder)) for p in chosen],
             sha256=[sha256_file(p) for p in chosen],
             labels=None if labels is None else np.array([labels[p] for p in chosen]),
         )
+        require_finite(
+            part.images, f"{folder} preprocessed with mean {pre.mean} and std {pre.std}",
+            lambda i: part.sources[i], hint="check the preprocessing: a std of 0 divides by zero",
+        )  # fmt: skip
+        return part
 
     return CalibrationData(
         kind="images",
@@ -118,6 +127,7 @@ def from_folder(
         calib=split(0, calib_n),
         eval=split(calib_n, calib_n + eval_n),
         skipped=skipped,
+        preprocessing=asdict(pre),
     )
 
 
@@ -163,13 +173,10 @@ def from_array(
             f"{path} has dtype {images.dtype}, expected float32 (preprocessed, normalized)",
             hint="save it with array.astype(np.float32)",
         )
-    bad = ~np.isfinite(images).reshape(len(images), -1).all(axis=1)
-    if bad.any():  # ONNX Runtime's calibrator failed on these with an internal assertion
-        raise AlexnetDeployError(
-            f"{path}: {int(bad.sum())} of {len(images)} samples hold NaN or Inf values "
-            f"(first: sample {int(np.argmax(bad))})",
-            hint="drop or repair those samples; calibration needs finite inputs",
-        )
+    require_finite(
+        images, str(path), lambda i: f"sample {i}",
+        hint="drop or repair those samples; calibration needs finite inputs",
+    )  # fmt: skip
     if labels_file is not None:
         labels = np.load(labels_file, allow_pickle=False)
     if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
@@ -212,6 +219,10 @@ def synthetic(
         std = np.asarray(pre.std, dtype=np.float32).reshape(1, -1, 1, 1)
         pixels = (pixels - mean) / std
     pixels = pixels.astype(np.float32)
+    require_finite(
+        pixels, f"{C.SYNTHETIC} data normalized with std {None if pre is None else pre.std}",
+        lambda i: f"synthetic[{i}]", hint="check the preprocessing: a std of 0 divides by zero",
+    )  # fmt: skip
 
     def split(lo: int, hi: int) -> Split:
         return Split(pixels[lo:hi], [f"synthetic[{i}]" for i in range(lo, hi)], [""] * (hi - lo))
@@ -222,6 +233,7 @@ def synthetic(
         seed=seed,
         calib=split(0, calib_n),
         eval=split(calib_n, calib_n + eval_n),
+        preprocessing=None if pre is None else asdict(pre),
     )
 
 

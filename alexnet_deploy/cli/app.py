@@ -29,8 +29,10 @@ from alexnet_deploy.cli.gate import gate
 from alexnet_deploy.cli.package import package
 from alexnet_deploy.cli.plan import plan
 from alexnet_deploy.cli.predict import predict
+from alexnet_deploy.cli.repeated import refuse_repeated_options
 from alexnet_deploy.cli.tune import tune
 from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.fileio import Changes, recording_changes
 
 app = typer.Typer(
     name="alexnet-deploy",
@@ -86,23 +88,33 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
-def _say_interrupted() -> None:
-    err_console.print(
-        "Interrupted: files that were there before are as they were; nothing half-written "
-        "was kept.",
-        highlight=False,
-        soft_wrap=True,
+def _say_interrupted(changes: Changes) -> None:
+    """Exactly what the interrupted run changed (fileio's journal), or that it changed nothing."""
+    done = changes.lines()
+    text = (
+        f"Interrupted: this run {'; '.join(done)} before it stopped; every other file is as it "
+        "was, and nothing half-written was kept."
+        if done
+        else "Interrupted: no file was changed (files that were there before are as they were); "
+        "nothing half-written was kept."
     )
+    err_console.print(text, highlight=False, soft_wrap=True, markup=False)
 
 
 def run(argv: list[str] | None = None) -> int:
     """Run the CLI on ``argv`` and return its exit code; user errors become one-line messages."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    with recording_changes() as changes:
+        return _run(argv, changes)
+
+
+def _run(argv: list[str], changes: Changes) -> int:
     try:
+        refuse_repeated_options(typer.main.get_command(app), argv)
         app(args=argv, prog_name="alexnet-deploy", standalone_mode=True)
     except SystemExit as exc:
         if _caused_by_interrupt(exc):  # Typer turns Ctrl-C into a silent exit 130
-            _say_interrupted()
+            _say_interrupted(changes)
             return 130
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AlexnetDeployError as err:
@@ -115,7 +127,7 @@ def run(argv: list[str] | None = None) -> int:
             err_console.print(f"[dim]Hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
         return err.exit_code
     except KeyboardInterrupt:
-        _say_interrupted()
+        _say_interrupted(changes)
         return 130
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT) or _debug_requested(argv):

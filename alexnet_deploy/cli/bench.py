@@ -9,7 +9,7 @@ import typer
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifacts import WorkDir
-from alexnet_deploy.cases import Case
+from alexnet_deploy.bench.config import MODES
 from alexnet_deploy.cli.console import (
     bench_progress,
     err_console,
@@ -20,17 +20,21 @@ from alexnet_deploy.cli.console import (
 )
 from alexnet_deploy.cli.options import (
     EXIT_PARTIAL,
-    BenchBackendChoice,
     DataOpt,
     FormatOpt,
-    ModeChoice,
-    PrecisionChoice,
-    QuantizerChoice,
+    NonNegativeFloat,
+    NonNegativeInt,
+    Percentile,
+    PositiveFloat,
+    PositiveInt,
     SeedOpt,
     VariantChoice,
     VariantOpt,
     WorkDirOpt,
+    many,
 )
+from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
+from alexnet_deploy.engines.registry import BENCH_BACKENDS
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
 from alexnet_deploy.render import TableFormat
 
@@ -51,54 +55,90 @@ def bench(
         typer.Option("--config", help="TOML file with \\[matrix] and \\[rules] tables."),
     ] = None,
     backend: Annotated[
-        list[BenchBackendChoice] | None,
-        typer.Option(
-            "--backend", help="Backends (default: all available, plus the direct runtimes)."
+        list[str] | None,
+        many(
+            "--backend",
+            "Backends (default: all available, plus the direct runtimes).",
+            choices=BENCH_BACKENDS,
         ),
     ] = None,
     precision: Annotated[
-        list[PrecisionChoice] | None, typer.Option("--precision", help="Precisions (default: all).")
+        list[str] | None,
+        many("--precision", "Precisions (default: all).", choices=PRECISIONS),
     ] = None,
     batch: Annotated[
-        str | None, typer.Option("--batch", help="Batch sizes, comma-separated (default: 1,32).")
+        list[str] | None,
+        many("--batch", "Batch sizes (default: 1,32).", kind=int, rule=PositiveInt),
     ] = None,
     mode: Annotated[
-        list[ModeChoice] | None,
-        typer.Option("--mode", help="latency, throughput, server (default: latency)."),
+        list[str] | None,
+        many("--mode", "Measurement modes (default: latency).", choices=MODES),
     ] = None,
     quantizer: Annotated[
-        list[QuantizerChoice] | None,
-        typer.Option(
-            "--quantizer", help="INT8 routes: qdq (this tool's), nncf (NNCF's) (default: qdq)."
+        list[str] | None,
+        many(
+            "--quantizer",
+            "INT8 routes: qdq (this tool's), nncf (NNCF's) (default: qdq).",
+            choices=QUANTIZERS,
         ),
     ] = None,
     threads: Annotated[
-        str | None, typer.Option("--threads", help="Intra-op thread counts to sweep.")
+        list[str] | None,
+        many("--threads", "Intra-op thread counts to sweep.", kind=int, rule=PositiveInt),
     ] = None,
     streams: Annotated[
-        str | None,
-        typer.Option("--streams", help="Concurrent requests / OpenVINO streams to sweep."),
+        list[str] | None,
+        many(
+            "--streams",
+            "Concurrent requests / OpenVINO streams to sweep.",
+            kind=int,
+            rule=PositiveInt,
+        ),
     ] = None,
-    warmup_iterations: Annotated[int | None, typer.Option("--warmup-iterations")] = None,
-    warmup_seconds: Annotated[float | None, typer.Option("--warmup-seconds")] = None,
-    min_iterations: Annotated[int | None, typer.Option("--min-iterations")] = None,
-    min_seconds: Annotated[float | None, typer.Option("--min-seconds")] = None,
+    warmup_iterations: Annotated[
+        int | None, typer.Option("--warmup-iterations", callback=NonNegativeInt)
+    ] = None,
+    warmup_seconds: Annotated[
+        float | None, typer.Option("--warmup-seconds", callback=NonNegativeFloat)
+    ] = None,
+    min_iterations: Annotated[
+        int | None, typer.Option("--min-iterations", callback=PositiveInt)
+    ] = None,
+    min_seconds: Annotated[
+        float | None, typer.Option("--min-seconds", callback=PositiveFloat)
+    ] = None,
     max_seconds: Annotated[
-        float | None, typer.Option("--max-seconds", help="Time cap per configuration.")
+        float | None,
+        typer.Option("--max-seconds", help="Time cap per configuration.", callback=PositiveFloat),
     ] = None,
     stability: Annotated[
         float | None,
-        typer.Option("--stability", help="Stop when the median's 95% CI is within +-this."),
+        typer.Option(
+            "--stability",
+            help="Stop when the median's 95% CI is within +-this.",
+            callback=PositiveFloat,
+        ),
     ] = None,
     percentiles: Annotated[
-        str | None, typer.Option("--percentiles", help="Comma-separated, e.g. 50,90,99.")
+        list[str] | None,
+        many(
+            "--percentiles",
+            "Latency percentiles to report (default: 50,90,95,99).",
+            kind=float,
+            rule=Percentile,
+        ),
     ] = None,
     repeat: Annotated[
         int | None,
-        typer.Option("--repeat", help="Run each configuration N times; report the spread."),
+        typer.Option(
+            "--repeat",
+            help="Run each configuration N times; report the spread.",
+            callback=PositiveInt,
+        ),
     ] = None,
     server_bound_ms: Annotated[
-        float | None, typer.Option("--server-bound-ms", help="Server mode p99 bound.")
+        float | None,
+        typer.Option("--server-bound-ms", help="Server mode p99 bound.", callback=PositiveFloat),
     ] = None,
     direct: Annotated[
         bool,
@@ -155,26 +195,26 @@ def bench(
 ) -> None:
     """Benchmark every backend x precision (the main job with no arguments) and write reports."""
     use_format(fmt)
+    from alexnet_deploy import api
     from alexnet_deploy.bench.config import config_from_sources
-    from alexnet_deploy.bench.pipeline import noisy_rows
+    from alexnet_deploy.bench.pipeline import BenchOptions, unstable_rows
     from alexnet_deploy.bench.report import terminal_frame
-    from alexnet_deploy.workflow import ModelRequest, bench_model
 
-    values = lambda choices: tuple(c.value for c in choices or ())  # noqa: E731
+    values = lambda given: tuple(given or ())  # noqa: E731
     matrix_flags = {
         "backends": values(backend),
         "precisions": values(precision),
-        "batches": batch,
+        "batches": values(batch),
         "modes": values(mode),
-        "threads": threads,
-        "streams": streams,
+        "threads": values(threads),
+        "streams": values(streams),
         "quantizers": values(quantizer),
         "server_latency_bound_ms": server_bound_ms,
     }
     if tuned is not None:
-        from alexnet_deploy.bench.tune import load_tuned, tuned_matrix_flags
+        from alexnet_deploy.bench.tune import tuned_choice, tuned_matrix_flags
 
-        choice = load_tuned(tuned)["choice"]
+        choice = tuned_choice(tuned)
         matrix_flags = tuned_matrix_flags(choice, matrix_flags)
     rule_flags = {
         "warmup_iterations": warmup_iterations,
@@ -183,14 +223,20 @@ def bench(
         "min_seconds": min_seconds,
         "max_seconds": max_seconds,
         "stability": stability,
-        "percentiles": percentiles,
+        "percentiles": values(percentiles) or None,
         "repeat": repeat,
     }
     config = config_from_sources(config_file, matrix_flags, rule_flags)
-    request = ModelRequest(
-        model=model, variant=variant.value, weights=weights, seed=seed, data=data
-    )
+    _check_report_dir(out or WorkDir(work_dir).reports, end_to_end, work_dir, {
+        "model": model, "checkpoint": weights, "configuration": config_file, "images": data,
+        "timed images": inputs, "tuned choice": tuned,
+    })  # fmt: skip
     if end_to_end:
+        from alexnet_deploy.workflow import ModelRequest
+
+        request = ModelRequest(
+            model=model, variant=variant.value, weights=weights, seed=seed, data=data
+        )
         _end_to_end(request, config, inputs or "shipped", work_dir, out)
         return
     served = None
@@ -231,18 +277,24 @@ def bench(
         def stage(msg: str) -> None:
             bar.update(status_task, description=msg)
 
-        report, result, paths = bench_model(
-            request,
+        report, result, paths = api.bench(
+            model,
             config,
-            work_dir,
-            out or WorkDir(work_dir).reports,
-            direct=direct,
-            roofline=roofline,
-            progress_bar=bar,
+            data=data,
+            seed=seed,
+            work_dir=work_dir,
+            out=out,
+            variant=variant.value,
+            weights=weights,
+            options=BenchOptions(
+                inputs=inputs,
+                direct=direct,
+                roofline=roofline,
+                served=served,
+                extra_comparisons=extra,
+            ),
             progress=stage,
-            extra_comparisons=extra,
-            inputs=inputs,
-            served=served,
+            progress_bar=bar,
         )
         bar.remove_task(status_task)
     print_table(
@@ -257,13 +309,24 @@ def bench(
             "Note: untrained weights: the fidelity columns compare an untrained network, which says "
             "little; pass --weights CHECKPOINT (a torchvision AlexNet state_dict) for real figures."
         )
-    for row in noisy_rows(result.rows):
+    unstable = unstable_rows(result.rows)
+    for row in unstable:
         err_console.print(
-            f"Warning: noisy machine: {Case.from_row(row).label}: p50 varied {100 * row['repeat_p50_spread']:.1f}% across repeats"
+            f"Warning: unstable: {row.label}: {row.instability}",
+            highlight=False,
+            soft_wrap=True,
+        )
+    if unstable:
+        from alexnet_deploy.bench.stats import UNSTABLE_CAUSE, UNSTABLE_HINT
+
+        err_console.print(
+            f"  {len(unstable)} row(s) unstable: likely cause: {UNSTABLE_CAUSE}; {UNSTABLE_HINT}.",
+            highlight=False,
+            soft_wrap=True,
         )
     for row in result.failed:
         err_console.print(
-            f"Failed: {Case.from_row(row).label}: {row['reason']}",
+            f"Failed: {row.label}: {row.reason}",
             highlight=False,
         )
     out_dir = out or WorkDir(work_dir).reports
@@ -278,6 +341,18 @@ def bench(
         raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)
+
+
+def _check_report_dir(out: Path, end_to_end: bool, work_dir: Path, inputs: dict) -> None:
+    """--out, checked before any work (outputs.py): never an input, the current or work
+    directory, nor over report files this tool did not write."""
+    from alexnet_deploy.bench.report import REPORT_FILES
+    from alexnet_deploy.outputs import OutputDir, check_outputs
+
+    # the bench report's JSON first: it tells an earlier report of this tool
+    ours = dict.fromkeys([REPORT_FILES["json"], *REPORT_FILES.values()])
+    files = () if end_to_end else tuple(ours)
+    check_outputs("bench", {"--out": OutputDir(out, files)}, inputs, work_dir=work_dir)
 
 
 def _end_to_end(request, config, inputs: str, work_dir: Path, out: Path | None) -> None:

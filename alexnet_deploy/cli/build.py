@@ -13,11 +13,21 @@ from alexnet_deploy.cli.options import (
     BackendChoice,
     HardwareCompatChoice,
     HintChoice,
+    PositiveInt,
     PrecisionChoice,
     QuantizerChoice,
     QuantizerOpt,
     WorkDirOpt,
 )
+
+
+def _batch_profile(value: str | None) -> str | None:
+    """--batch MIN:OPT:MAX checked at parse time: whole numbers, 1 <= MIN <= OPT <= MAX."""
+    if value is not None:
+        from alexnet_deploy.engines.tensorrt_api import Profile
+
+        Profile.parse(value)
+    return value
 
 
 def build(
@@ -39,16 +49,23 @@ def build(
         ),
     ] = None,
     max_batch: Annotated[
-        int, typer.Option("--max-batch", help="Largest batch the engine accepts.")
+        int,
+        typer.Option("--max-batch", help="Largest batch the engine accepts.", callback=PositiveInt),
     ] = C.DEFAULT_MAX_BATCH,
     threads: Annotated[
-        int | None, typer.Option("--threads", help="Intra-op threads (default: the runtime's).")
+        int | None,
+        typer.Option(
+            "--threads", help="Intra-op threads (default: the runtime's).", callback=PositiveInt
+        ),
     ] = None,
     hint: Annotated[
         HintChoice, typer.Option("--hint", help="OpenVINO performance hint.")
     ] = HintChoice.latency,
     streams: Annotated[
-        int | None, typer.Option("--streams", help="OpenVINO streams (default: from the hint).")
+        int | None,
+        typer.Option(
+            "--streams", help="OpenVINO streams (default: from the hint).", callback=PositiveInt
+        ),
     ] = None,
     channels_last: Annotated[
         bool, typer.Option("--channels-last", help="torch backend: channels_last memory format.")
@@ -56,11 +73,14 @@ def build(
     batch: Annotated[
         str | None,
         typer.Option(
-            "--batch", help="TensorRT optimization profile MIN:OPT:MAX (default: 1:max/8:max)."
+            "--batch",
+            help="TensorRT optimization profile MIN:OPT:MAX (default: 1:max/8:max).",
+            callback=_batch_profile,
         ),
     ] = None,
     workspace_mb: Annotated[
-        int, typer.Option("--workspace-mb", help="TensorRT workspace limit.")
+        int,
+        typer.Option("--workspace-mb", help="TensorRT workspace limit.", callback=PositiveInt),
     ] = C.TRT_WORKSPACE_MB,
     legacy_int8: Annotated[
         bool,
@@ -114,11 +134,11 @@ def build(
     ] = None,
 ) -> None:
     """Build an engine for a backend and precision (cached by content in the work directory)."""
-    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy import api
     from alexnet_deploy.engines.options import BuildOptions
 
     if precision is None:
-        from alexnet_deploy.artifact import read_artifact
+        from alexnet_deploy.onnx_model import read_artifact
 
         chosen_precision = read_artifact(model).precision
     else:
@@ -133,9 +153,9 @@ def build(
         "max_batch": max_batch,
     }
     if tuned is not None:
-        from alexnet_deploy.bench.tune import load_tuned, tuned_build_settings
+        from alexnet_deploy.bench.tune import tuned_build_settings, tuned_choice
 
-        settings = tuned_build_settings(load_tuned(tuned)["choice"], max_batch)
+        settings = tuned_build_settings(tuned_choice(tuned), max_batch)
     name = settings.pop("backend")
     options = BuildOptions(
         **settings,
@@ -150,7 +170,7 @@ def build(
         version_compatible=version_compatible,
     )
     with status(f"building {name} {options.precision}"):
-        engine, reused = build_engine(model, name, options, work_dir, rebuild=rebuild)
+        engine, reused = api.build(model, name, options, work_dir=work_dir, rebuild=rebuild)
     side = engine.sidecar
     verb = "reused" if reused else f"built in {side.build_seconds:.1f} s"
     out_console.print(

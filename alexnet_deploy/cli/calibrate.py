@@ -28,6 +28,7 @@ from alexnet_deploy.cli.options import (
     ResizeSizeOpt,
     SeedOpt,
     StdOpt,
+    many,
     parse_preprocessing,
 )
 from alexnet_deploy.errors import AlexnetDeployError
@@ -46,9 +47,9 @@ def calibrate(
     ] = MethodChoice.minmax,
     target: Annotated[
         list[str] | None,
-        typer.Option(
+        many(
             "--target",
-            help="INT8 form(s) to write (default: both): tensorrt; cpu (the form for this CPU's "
+            "INT8 form(s) to write (default: both): tensorrt; cpu (the form for this CPU's "
             "instruction set); cpu-vnni, cpu-avx512, cpu-avx2, cpu-arm64 or cpu-portable (another "
             "class's). 'alexnet-deploy doctor' shows this CPU's class.",
         ),
@@ -83,9 +84,7 @@ def calibrate(
 ) -> None:
     """Calibrate once on real images and write INT8 Q/DQ models for TensorRT and for CPUs."""
     use_format(fmt)
-    from alexnet_deploy.calib.config import METHODS
-    from alexnet_deploy.calib.int8 import TARGETS
-    from alexnet_deploy.calib.pipeline import calibrate as run_calibration
+    from alexnet_deploy import api
     from alexnet_deploy.calib.stage import DataRequest
 
     request = DataRequest(
@@ -97,23 +96,22 @@ def calibrate(
         eval_data=eval_data,
         preprocessing=parse_preprocessing(input_size, resize_size, mean, std),
         batch_size=batch_size,
+        preprocessing_flags=True,
     )
     if quantizer is QuantizerChoice.nncf:
         _calibrate_nncf(model, request, target, method, output, max_top1_drop, force)
         return
-    methods = METHODS if method is MethodChoice.auto else (method.value,)
-    targets = tuple(target) if target else TARGETS
     with status("calibrating") as shown:
-        report = run_calibration(
+        report = api.calibrate(
             model,
             request,
-            methods=methods,
-            targets=targets,
+            method=method.value,
+            targets=target,
             output=output,
             max_top1_drop=max_top1_drop,
             trt_cache=trt_cache,
             force=force,
-            progress=lambda msg: shown.update(msg),
+            progress=shown.update,
         )
     _print_calibration(report)
     if report.failures:
@@ -240,6 +238,7 @@ def fp16(
         labels=labels,
         batch_size=batch_size,
         preprocessing=parse_preprocessing(input_size, resize_size, mean, std),
+        preprocessing_flags=True,
     )
     with status("converting") as shown:
         report = convert_fp16(

@@ -17,7 +17,7 @@ from alexnet_deploy.cli.console import (
     status,
     use_format,
 )
-from alexnet_deploy.cli.options import CompareRuntimeChoice, FormatOpt
+from alexnet_deploy.cli.options import CompareRuntimeChoice, FormatOpt, PositiveInt, Seed
 from alexnet_deploy.render import TableFormat
 
 
@@ -31,18 +31,26 @@ def compare(
         typer.Option("--data", help="Images: a folder, a .npy/.npz array, or 'shipped'."),
     ] = "shipped",
     count: Annotated[
-        int | None, typer.Option("--count", help="How many images (default: all, capped).")
+        int | None,
+        typer.Option(
+            "--count",
+            help=f"How many images, at most (default: all, at most {C.MAX_EVAL_SIZE}).",
+            callback=PositiveInt,
+        ),
     ] = None,
     runtime: Annotated[
         CompareRuntimeChoice,
         typer.Option(
             "--runtime",
             help="What computes the candidate: emulated (Q/DQ as written, in float), ort (ONNX "
-            "Runtime's kernels on this CPU) or openvino.",
+            "Runtime's optimized graph on this CPU, as build --backend ort runs it) or openvino.",
         ),
     ] = CompareRuntimeChoice.emulated,
     batch_size: Annotated[
-        int, typer.Option("--batch-size", help="Images per run (the memory held at once).")
+        int,
+        typer.Option(
+            "--batch-size", help="Images per run (the memory held at once).", callback=PositiveInt
+        ),
     ] = 8,
     out: Annotated[
         Path | None,
@@ -51,9 +59,9 @@ def compare(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write SNR per layer and error growth (PNG).")
     ] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed for sampling the images.")] = (
-        C.DEFAULT_SEED
-    ),
+    seed: Annotated[
+        int, typer.Option("--seed", help="Seed for sampling the images.", callback=Seed)
+    ] = C.DEFAULT_SEED,
     profile: Annotated[
         bool,
         typer.Option(
@@ -67,19 +75,22 @@ def compare(
     """Per layer: cosine, SNR, max error and INT8 clip rate of CANDIDATE against REFERENCE on
     the same real images; then the logits."""
     use_format(fmt)
-    from alexnet_deploy.fileio import prepare_output
+    from alexnet_deploy import api
+    from alexnet_deploy.outputs import OutputDir, check_outputs
     from alexnet_deploy.precision.report import (
+        REPORT_FILES,
         as_json,
         layers_frame,
         plot_comparison,
         write_comparison,
     )
-    from alexnet_deploy.workflow import compare_artifacts
 
-    if plot is not None:
-        prepare_output(plot, force=True, what="--plot")
+    check_outputs(
+        "compare", {"--out": None if out is None else OutputDir(out, REPORT_FILES), "--plot": plot},
+        {"reference model": reference, "candidate model": candidate, "images": data},
+    )  # fmt: skip
     with status("comparing") as shown:
-        result = compare_artifacts(
+        result = api.compare(
             reference, candidate, data, count=count, runtime=runtime.value,
             batch_size=batch_size, seed=seed, profile_runs=C.PROFILE_RUNS if profile else 0,
             progress=shown.update,
@@ -95,6 +106,11 @@ def compare(
     ]
     if result.folded:
         notes.append(f"folded into their activation (no own tensor): {', '.join(result.folded)}")
+    if result.fused:
+        notes.append(
+            f"not computed as tensors of their own by {result.runtime} (fused into other "
+            f"kernels or renamed by its graph optimizations): {', '.join(result.fused)}"
+        )
     if result.clip_note:
         notes.append(result.clip_note)
     if result.profile_note:

@@ -9,7 +9,7 @@ import typer
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import out_console, print_frame, print_table, status
-from alexnet_deploy.cli.options import FormatOpt, SeedOpt, VariantChoice, VariantOpt
+from alexnet_deploy.cli.options import FormatOpt, SeedOpt, VariantChoice, VariantOpt, between
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
 from alexnet_deploy.render import TableFormat
 
@@ -37,7 +37,12 @@ def export(
     ] = None,
     seed: SeedOpt = C.DEFAULT_SEED,
     opset: Annotated[
-        int, typer.Option("--opset", help=f"ONNX opset, {C.MIN_OPSET} to {C.MAX_OPSET}.")
+        int,
+        typer.Option(
+            "--opset",
+            help=f"ONNX opset, {C.MIN_OPSET} to {C.MAX_OPSET}.",
+            callback=between(C.MIN_OPSET, C.MAX_OPSET),
+        ),
     ] = C.DEFAULT_OPSET,
     softmax: Annotated[
         bool, typer.Option("--softmax", help=f"Also output softmax as '{C.PROBABILITIES_NAME}'.")
@@ -62,22 +67,19 @@ def export(
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
 ) -> None:
     """Export a variant to ONNX (dynamic batch) and validate it against PyTorch."""
+    from alexnet_deploy import api
     from alexnet_deploy.exporter.config import ExportConfig
-    from alexnet_deploy.exporter.pipeline import export_onnx
-    from alexnet_deploy.models.variants import get_variant
 
-    spec = get_variant(variant.value)
     config = ExportConfig(opset=opset, softmax=softmax, preprocess=preprocess)
-    out = output or Path(C.DEFAULT_WORK_DIR) / f"alexnet-{spec.name}.onnx"
     with status("exporting") as shown:
-        result = export_onnx(
-            spec,
-            out,
+        result = api.export(
+            output,
+            variant=variant.value,
             weights=weights,
             seed=seed,
             config=config,
             force=force,
-            progress=lambda msg: shown.update(msg),
+            progress=shown.update,
         )
     _print_export_result(result)
 

@@ -1,4 +1,5 @@
-"""gate: the CI regression gate."""
+"""gate: the CI regression gate. Parses the command line into a GateRequest, calls the gate
+library (gate/modes.py decides the mode: history, ratios or paired) and renders its result."""
 
 from __future__ import annotations
 
@@ -10,8 +11,34 @@ from rich.markup import escape
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import err_console, out_console, print_table, status, use_format
-from alexnet_deploy.cli.options import BackendChoice, FormatOpt, PrecisionChoice, WorkDirOpt
+from alexnet_deploy.cli.options import FormatOpt, NonNegativeInt, Percent, WorkDirOpt, many
 from alexnet_deploy.render import TableFormat
+
+# Options removed with the modes that did not earn their place (issue #24): each given is one
+# 'Error:' line naming what replaces it (exit 2), never silently ignored.
+AA_MOVED = (
+    "A/A trials, which derive a paired gate's threshold, run in scripts/gate-evaluation "
+    "(--model M.onnx --backend B --precision P --batch N --trials 20)"
+)
+REMOVED = {
+    "--aa": f"gate --aa was removed: {AA_MOVED}",
+    **{
+        flag: f"gate {flag} was an option of the removed --aa: {AA_MOVED}"
+        for flag in ("--trials", "--backend", "--precision", "--batch")
+    },
+}
+
+
+def _removed(param: typer.CallbackParam, value):
+    if value not in (None, False):
+        from alexnet_deploy.errors import UsageError
+
+        raise UsageError(REMOVED[param.opts[0]], hint="docs/ci-gate.md lists the gate's modes")
+    return value
+
+
+def _gone(flag: str):
+    return typer.Option(flag, hidden=True, callback=_removed)
 
 
 def gate(
@@ -39,12 +66,17 @@ def gate(
     ] = False,
     threshold: Annotated[
         list[str] | None,
-        typer.Option(
-            "--threshold", help="Fraction for every metric (0.1) or per metric (p99=0.2)."
+        many(
+            "--threshold",
+            "Fraction for every metric (0.1), per metric (p99=0.2), or both (a metric named "
+            "takes its own).",
         ),
     ] = None,
     top1_budget: Annotated[
-        float, typer.Option("--top1-budget", help="Top-1 agreement points that may be lost.")
+        float,
+        typer.Option(
+            "--top1-budget", help="Top-1 agreement points that may be lost.", callback=Percent
+        ),
     ] = C.GATE_TOP1_BUDGET_POINTS,
     allow_env_mismatch: Annotated[
         bool,
@@ -76,35 +108,20 @@ def gate(
             "--update-baseline", help="Accept the current results as the new baseline (atomically)."
         ),
     ] = False,
-    aa: Annotated[
-        bool,
-        typer.Option(
-            "--aa", help="A/A mode: measure one configuration against itself to see the noise."
-        ),
-    ] = False,
     model: Annotated[
         Path | None,
         typer.Option(
             "--model",
             help="The current FP32 model: with BASELINE and no CURRENT report, gate in paired "
-            "mode (its engines and the baseline's measured interleaved); A/A: the model "
-            "(default: the main job's export).",
+            "mode (its engines and the baseline's measured interleaved).",
         ),
     ] = None,
-    backend: Annotated[
-        BackendChoice, typer.Option("--backend", help="A/A: backend.")
-    ] = BackendChoice.ort,
-    precision: Annotated[
-        PrecisionChoice, typer.Option("--precision", help="A/A: precision.")
-    ] = PrecisionChoice.fp32,
-    batch: Annotated[int, typer.Option("--batch", help="A/A: batch size.")] = 1,
-    trials: Annotated[int, typer.Option("--trials", help="A/A: number of paired trials.")] = 10,
     paired: Annotated[
         bool,
         typer.Option(
             "--paired",
-            help="Measure the baseline's engines and --model's interleaved in this process "
-            "(the evaluated setting) instead of comparing two reports.",
+            help="Measure the baseline's engines and --model's (default: the main job's export) "
+            "interleaved in this process (the evaluated setting) instead of comparing two reports.",
         ),
     ] = False,
     baseline_model: Annotated[
@@ -120,86 +137,96 @@ def gate(
         typer.Option(
             "--measure-noise",
             metavar="RUNS",
-            help="Bench the baseline's configurations RUNS more times as separate runs now and "
-            "store their run-to-run spread with the baseline (gate-noise.json); unpaired gates "
-            f"against it then use {C.NOISE_SAFETY_FACTOR:g}x that spread as their threshold "
-            f"where it is above the one asked for. Use {C.NOISE_RUNS} or more.",
+            help="Add RUNS separate runs of the baseline to its history: its configurations "
+            "benched RUNS more times now, their run-to-run spread stored with the baseline "
+            "(gate-noise.json); gates against it then use "
+            f"{C.NOISE_SAFETY_FACTOR:g}x that spread as their threshold where it is above the "
+            f"one asked for. Use {C.NOISE_RUNS} or more. With CURRENT (or --run), CURRENT is "
+            "then judged against BASELINE with those thresholds.",
+            callback=NonNegativeInt,
         ),
     ] = 0,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     fmt: FormatOpt = TableFormat.table,
+    aa: Annotated[bool, _gone("--aa")] = False,
+    trials: Annotated[str | None, _gone("--trials")] = None,
+    backend: Annotated[str | None, _gone("--backend")] = None,
+    precision: Annotated[str | None, _gone("--precision")] = None,
+    batch: Annotated[str | None, _gone("--batch")] = None,
 ) -> None:
     """Compare a bench report with a baseline: exit 0 pass, 1 regression, 2 usage error or nothing comparable."""
     use_format(fmt)
     from alexnet_deploy.errors import UsageError
-    from alexnet_deploy.gate.compare import Thresholds
+    from alexnet_deploy.gate import modes
+    from alexnet_deploy.gate.thresholds import Thresholds
 
-    thresholds = Thresholds.parse(threshold or [], top1_budget)
-    if paired and update_baseline:
-        raise UsageError("--update-baseline takes a CURRENT report; --paired measures none")
-    if aa:
-        _gate_aa(model, backend.value, precision.value, batch, trials, thresholds, work_dir)
-        return
     if baseline is None:
         raise UsageError(
             "gate needs a BASELINE report",
-            hint="alexnet-deploy gate BASELINE CURRENT, or --run, or --aa",
+            hint="alexnet-deploy gate BASELINE CURRENT, or BASELINE --run, or BASELINE --model M.onnx",
         )
-    from alexnet_deploy.gate.baseline import accept_baseline
-    from alexnet_deploy.gate.compare import (
-        INCONCLUSIVE,
-        NOT_COMPARABLE,
-        NOT_JUDGED,
-        REGRESSED,
-        compare_reports,
-    )
-    from alexnet_deploy.gate.output import check_output_paths, result_frame, write_outputs
-    from alexnet_deploy.gate.ratios import compare_ratios
-    from alexnet_deploy.gate.reports import load_report
+    request = modes.GateRequest(
+        baseline, current, run=run_now, ratios=ratios, paired=paired, model=model,
+        baseline_model=baseline_model, require_paired=require_paired,
+        measure_noise=measure_noise, thresholds=Thresholds.parse(threshold or [], top1_budget),
+        allow_env_mismatch=allow_env_mismatch, update_baseline=update_baseline, work_dir=work_dir,
+    )  # fmt: skip
+    modes.check_request(request)
+    from alexnet_deploy.gate.baseline import baseline_output, is_ratio_baseline
+    from alexnet_deploy.gate.output import check_output_paths, write_outputs
+    from alexnet_deploy.gate.reports import SAMPLES, SUMMARY
+    from alexnet_deploy.outputs import OutputDir
+    from alexnet_deploy.workflow import gate_makers
 
-    check_output_paths(json_out, md_out, junit_out)
+    check_output_paths(
+        {
+            "--json": json_out, "--md": md_out, "--junit": junit_out,
+            "--update-baseline": baseline_output(baseline, ratios or is_ratio_baseline(baseline))
+            if update_baseline else None,  # the baseline is replaced: an output, not an input
+            "--run": OutputDir(request.current_report(), (SUMMARY, SAMPLES))
+            if run_now else None,
+        },
+        {"baseline": None if update_baseline else baseline, "current": current},
+        work_dir,
+    )  # fmt: skip
 
     if update_baseline and not baseline.exists() and current is not None:
-        accept_baseline(baseline, load_report(current), ratios)  # a first baseline
+        modes.accept_current(request)  # a first baseline
         out_console.print(f"baseline {baseline} created from {current}", highlight=False)
         return
-    base = load_report(baseline)
-    if measure_noise:
-        _measure_noise(base, measure_noise, work_dir)
-        return
-    result = None
-    # paired is the default where it can be had: a current model given, no current report
-    paired = paired or (model is not None and current is None and not run_now)
-    if paired:
-        result = _gate_paired(
-            base, baseline_model, model, thresholds, work_dir, require_paired, current is None
+    if request.measure_only:
+        with status("run-to-run noise") as shown:
+            spread, path = modes.measure_noise(
+                request, gate_makers(work_dir, shown.update), progress=shown.update
+            )
+        _show_noise(spread, path)
+        out_console.print(
+            "no report judged: pass CURRENT (or --run) to gate it against this noise",
+            highlight=False,
+            soft_wrap=True,
         )
-    if result is None and run_now:
-        with status("benching the baseline's configurations"):
-            from alexnet_deploy.workflow import rerun_baseline
+        return
+    with status("gate") as shown:
+        result = modes.run_gate(
+            request, gate_makers(work_dir, shown.update), progress=shown.update,
+            on_noise=_show_noise,
+        )  # fmt: skip
+    code = _show_result(result, strict)
+    write_outputs(result, json_out, md_out, junit_out)
+    if update_baseline:
+        source = modes.accept_current(request)
+        out_console.print(f"baseline {baseline} updated from {source}", highlight=False)
+        return
+    if code:
+        raise typer.Exit(code)
 
-            current = rerun_baseline(base, work_dir)
-    cur = None
-    if result is None:
-        if current is None:
-            raise UsageError(
-                "gate needs a CURRENT report",
-                hint="pass it, or --run to bench the baseline's configurations now, or --paired",
-            )
-        cur = load_report(current)
-        if base.is_history and len(cur.environment_keys) == 1:
-            # a history keeps the reports of the current's environment; the rest are listed
-            base = load_report(baseline, environment_key=next(iter(cur.environment_keys)))
-        if ratios or base.ratios:
-            result = compare_ratios(base, cur, thresholds.values["p50"])
-        else:
-            result = compare_reports(
-                base,
-                cur,
-                thresholds,
-                allow_env_mismatch=allow_env_mismatch,
-                mode="rerun" if run_now else None,
-            )
+
+def _show_result(result, strict: bool) -> int:
+    """The verdicts, their notes and the summary line; the exit code (``--strict``: a check
+    that could not be compared or called fails, and the line says so)."""
+    from alexnet_deploy.gate.compare import INCONCLUSIVE, NOT_COMPARABLE, NOT_JUDGED, REGRESSED
+    from alexnet_deploy.gate.output import result_frame
+
     frame = result_frame(result)
     if frame.height:
         print_table(frame.drop("note"), "alexnet-deploy gate")
@@ -227,61 +254,18 @@ def gate(
     code = result.exit_code
     summary = result.summary()
     if strict and code == 0 and skipped:
-        code = 2  # --strict: a check that could not be compared fails, and the line says so
+        code = 2
         summary = (
             f"gate FAIL (--strict): {skipped} check(s) not comparable or inconclusive; "
             + summary.split(": ", 1)[-1]
         )
     out_console.print(summary, highlight=False, soft_wrap=True)
-    write_outputs(result, json_out, md_out, junit_out)
-    if update_baseline:
-        accept_baseline(baseline, cur, ratios or bool(base.ratios))
-        out_console.print(f"baseline {baseline} updated from {current}", highlight=False)
-        return
-    if code:
-        raise typer.Exit(code)
+    return code
 
 
-def _gate_aa(
-    model, backend: str, precision: str, batch: int, trials: int, thresholds, work_dir: Path
-) -> None:
-    import numpy as np
-
-    from alexnet_deploy.gate.noise import derive_threshold
-    from alexnet_deploy.workflow import aa_on_model
-
-    threshold = thresholds.values["p50"]
-    with status("A/A trials") as shown:
-        outcomes = aa_on_model(
-            model,
-            backend,
-            precision,
-            batch,
-            trials,
-            threshold,
-            work_dir,
-            on_trial=lambda i, o: shown.update(
-                f"A/A trial {i + 1}/{trials}: {100 * o.change:+.2f}%"
-            ),
-        )
-    changes = np.abs([o.change for o in outcomes])
-    out_console.print(
-        f"A/A {backend} {precision} batch {batch}, {trials} paired trials: p50 change median "
-        f"{100 * np.median(changes):.2f}%, max {100 * changes.max():.2f}%; false alarms at the "
-        f"{threshold:.0%} threshold: {sum(o.flagged for o in outcomes)}/{trials}; derived threshold: "
-        f"{derive_threshold(outcomes):.1%}",
-        highlight=False,
-        soft_wrap=True,
-    )
-
-
-def _measure_noise(base, runs: int, work_dir: Path) -> None:
+def _show_noise(spread, path: Path) -> None:
     import polars as pl
 
-    from alexnet_deploy.workflow import measure_run_noise
-
-    with status("run-to-run noise") as shown:
-        spread, path = measure_run_noise(base, runs, work_dir, progress=shown.update)
     frame = pl.DataFrame(
         [
             {
@@ -297,16 +281,3 @@ def _measure_noise(base, runs: int, work_dir: Path) -> None:
     )
     print_table(frame, f"run-to-run noise over {spread.runs} separate runs")
     out_console.print(f"stored with the baseline: {path}", highlight=False, soft_wrap=True)
-
-
-def _gate_paired(base, baseline_model, model, thresholds, work_dir, required: bool, alone: bool):
-    from alexnet_deploy.workflow import paired_gate_or_fallback
-
-    with status("paired") as shown:
-        result, why = paired_gate_or_fallback(
-            base, baseline_model, model, work_dir, thresholds.values["p50"],
-            required=required or alone, progress=shown.update,
-        )  # fmt: skip
-    if why:
-        err_console.print(f"Warning: {why}: comparing the reports unpaired instead", soft_wrap=True)
-    return result

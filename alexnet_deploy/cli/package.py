@@ -9,7 +9,7 @@ import typer
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import err_console, out_console, status
-from alexnet_deploy.cli.options import ForceOpt, WorkDirOpt
+from alexnet_deploy.cli.options import ForceOpt, PositiveInt, WorkDirOpt, refuse_pixel_model
 
 
 def package(
@@ -27,13 +27,20 @@ def package(
         typer.Option(
             "--max-batch",
             help="max_batch_size for ONNX models (TensorRT: from the engine profile).",
+            callback=PositiveInt,
         ),
     ] = C.DEFAULT_MAX_BATCH,
     instances: Annotated[
-        int, typer.Option("--instances", help="Instances per model (instance_group count).")
+        int,
+        typer.Option(
+            "--instances", help="Instances per model (instance_group count).", callback=PositiveInt
+        ),
     ] = 1,
     threads: Annotated[
-        int | None, typer.Option("--threads", help="ONNX Runtime intra-op threads per instance.")
+        int | None,
+        typer.Option(
+            "--threads", help="ONNX Runtime intra-op threads per instance.", callback=PositiveInt
+        ),
     ] = None,
     openvino: Annotated[
         bool, typer.Option("--openvino/--no-openvino", help="Also package OpenVINO IR models.")
@@ -56,20 +63,17 @@ def package(
     force: ForceOpt = False,
 ) -> None:
     """Write a Triton Inference Server model repository from the built artifacts."""
-    from alexnet_deploy.errors import UsageError
+    from alexnet_deploy import api
     from alexnet_deploy.serve.triton_config import ServingOptions
-    from alexnet_deploy.workflow import package_model
-
-    if max_batch < 1 or instances < 1:
-        raise UsageError("--max-batch and --instances must be at least 1")
     from alexnet_deploy.serve.triton_tensorrt import server_tensorrt
 
+    refuse_pixel_model(model, "package")
     server = server_tensorrt(triton_release, triton_tensorrt)
     options = ServingOptions(max_batch_size=max_batch, instances=instances, threads=threads)
     with status("preparing artifacts" if model is None else "packaging") as shown:
-        repo = package_model(
-            model, triton, work_dir=work_dir, progress=shown.update,
-            options=options, force=force, openvino=openvino, server_tensorrt=server,
+        repo = api.package(  # the repository path is checked before any export
+            triton, model, options=options, openvino=openvino, server_tensorrt=server,
+            work_dir=work_dir, force=force, progress=shown.update,
         )  # fmt: skip
     for m in repo.models:
         out_console.print(f"{m.name}: {m.kind} {m.precision} ({m.config_path})", highlight=False)

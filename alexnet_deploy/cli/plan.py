@@ -23,8 +23,12 @@ from alexnet_deploy.cli.options import (
     MaxDropOpt,
     MethodChoice,
     ModelArg,
+    PositiveFloat,
+    PositiveInt,
     SeedOpt,
     WorkDirOpt,
+    check_order,
+    many,
 )
 from alexnet_deploy.render import TableFormat
 
@@ -57,34 +61,56 @@ def plan(
     ] = "cpu",
     backend: Annotated[
         list[str] | None,
-        typer.Option("--backend", help="Runtime(s) that time the plans: ort (default), openvino."),
+        many("--backend", "Runtime(s) that time the plans: ort (default), openvino."),
     ] = None,
     batch: Annotated[
-        list[int] | None,
-        typer.Option("--batch", help="Batch size(s) the plans are timed at (default: 1 and 32)."),
+        list[str] | None,
+        many(
+            "--batch",
+            "Batch size(s) the plans are timed at (default: 1 and 32).",
+            kind=int,
+            rule=PositiveInt,
+        ),
     ] = None,
     keep: Annotated[
         str, typer.Option("--keep", help="What a layer kept out of INT8 runs in: fp32 or fp16.")
     ] = "fp32",
     keep_layer: Annotated[
-        list[str] | None,
-        typer.Option("--keep-layer", help="A weight layer always kept float (repeatable)."),
+        list[str] | None, many("--keep-layer", "Weight layers always kept float.")
     ] = None,
     exhaustive: Annotated[
         bool,
         typer.Option("--exhaustive", help="Evaluate all 2^n plans (default: the greedy n + 1)."),
     ] = False,
     max_measured: Annotated[
-        int, typer.Option("--max-measured", help="Plans within the budget to time, at most.")
+        int,
+        typer.Option(
+            "--max-measured",
+            help="Plans within the budget to time, at most.",
+            callback=PositiveInt,
+        ),
     ] = C.PLAN_MAX_MEASURED,
     repeat: Annotated[
-        int, typer.Option("--repeat", help="Timing rounds, interleaved across the plans.")
+        int,
+        typer.Option(
+            "--repeat", help="Timing rounds, interleaved across the plans.", callback=PositiveInt
+        ),
     ] = C.PLAN_ROUNDS,
     max_seconds: Annotated[
-        float, typer.Option("--max-seconds", help="Time cap per plan, backend, batch and round.")
+        float,
+        typer.Option(
+            "--max-seconds",
+            help="Time cap per plan, backend, batch and round.",
+            callback=PositiveFloat,
+        ),
     ] = C.BENCH_MAX_SECONDS,
     min_seconds: Annotated[
-        float, typer.Option("--min-seconds", help="Time each plan at least this long per round.")
+        float,
+        typer.Option(
+            "--min-seconds",
+            help="Time each plan at least this long per round.",
+            callback=PositiveFloat,
+        ),
     ] = C.BENCH_MIN_SECONDS,
     nncf: Annotated[
         bool,
@@ -119,10 +145,11 @@ def plan(
     """Per-layer INT8 sensitivity, candidate plans with their emulated fidelity, the plans that
     meet the budget timed with bench's rules; writes the fastest within the budget."""
     use_format(fmt)
+    check_order(min_seconds, max_seconds, "--min-seconds", "--max-seconds")
+    from alexnet_deploy import api
     from alexnet_deploy.artifacts import WorkDir
     from alexnet_deploy.bench.config import MeasureRules
     from alexnet_deploy.calib.stage import DataRequest
-    from alexnet_deploy.fileio import prepare_output
     from alexnet_deploy.precision.plan_report import (
         as_json,
         chosen_name,
@@ -132,11 +159,9 @@ def plan(
         sufficiency_frame,
         write_plan_report,
     )
-    from alexnet_deploy.precision.planner import PlanRequest, plan_precision
+    from alexnet_deploy.precision.planner import PlanRequest
 
     out = out or WorkDir(work_dir).plan_reports(model)
-    if plot is not None:
-        prepare_output(plot, force=True, what="--plot")
     request = PlanRequest(
         target=target, backends=tuple(backend or ("ort",)),
         batches=tuple(batch or C.PLAN_BATCHES), max_top1_drop=max_top1_drop, keep=keep,
@@ -147,11 +172,11 @@ def plan(
         data=data, calib_size=calib_size, eval_size=eval_size, seed=seed, labels=labels,
         eval_data=eval_data, batch_size=batch_size,
     )  # fmt: skip
-    rules = MeasureRules(min_seconds=min_seconds, max_seconds=max(max_seconds, min_seconds))
+    rules = MeasureRules(min_seconds=min_seconds, max_seconds=max_seconds)
     with status("planning") as shown:
-        outcome = plan_precision(
-            model, data_request, request, out_dir=out, work_dir=work_dir, rules=rules,
-            force=force, progress=shown.update,
+        outcome = api.plan(
+            model, data_request, request, out=out, work_dir=work_dir, rules=rules, force=force,
+            plot=plot, progress=shown.update,
         )  # fmt: skip
     paths = write_plan_report(outcome, out)
     if fmt is TableFormat.json:  # stdout: the JSON alone (use_format sends the rest to stderr)

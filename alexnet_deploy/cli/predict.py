@@ -11,13 +11,23 @@ import typer
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import err_console, out_console, print_frame, status
-from alexnet_deploy.cli.options import BackendChoice, FormatOpt, PrecisionChoice, WorkDirOpt
+from alexnet_deploy.cli.options import (
+    BackendChoice,
+    FormatOpt,
+    PositiveInt,
+    PrecisionChoice,
+    WorkDirOpt,
+    refuse_pixel_model,
+)
 from alexnet_deploy.render import TableFormat
 
 
 def predict(
     images: Annotated[
-        list[Path], typer.Argument(help="Image files (JPEG, PNG) or directories of them.")
+        list[Path],
+        typer.Argument(
+            help="Image files (JPEG, PNG, GIF, WebP, BMP, TIFF) or directories of them."
+        ),
     ],
     model: Annotated[
         Path | None,
@@ -29,7 +39,9 @@ def predict(
     precision: Annotated[
         PrecisionChoice, typer.Option("--precision", help="Precision to run.")
     ] = PrecisionChoice.fp32,
-    top: Annotated[int, typer.Option("--top", help="How many classes per image.")] = 5,
+    top: Annotated[
+        int, typer.Option("--top", help="How many classes per image.", callback=PositiveInt)
+    ] = 5,
     labels: Annotated[
         Path | None,
         typer.Option("--labels", help="Class names, one per line (default: ImageNet-1k's)."),
@@ -38,13 +50,14 @@ def predict(
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
 ) -> None:
     """Classify real images: top-k classes and probabilities, the engine, the time per stage."""
+    from alexnet_deploy import api
     from alexnet_deploy.predict import as_json, predictions_frame
-    from alexnet_deploy.workflow import predict_images
 
+    refuse_pixel_model(model, "predict")
     with status("preparing") as shown:
-        results, engine, info = predict_images(
-            images, model, backend.value, precision.value, work_dir,
-            top=top, labels=labels, progress=shown.update,
+        results, engine, info = api.predict(
+            images, model, backend=backend.value, precision=precision.value, top=top,
+            labels=labels, work_dir=work_dir, progress=shown.update,
         )  # fmt: skip
     described = f"{engine.sidecar.backend} {engine.sidecar.precision} ({engine.path})"
     if fmt is TableFormat.json:

@@ -11,14 +11,17 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.artifacts import WorkDir
 from alexnet_deploy.cli.console import err_console, out_console, print_table, status, use_format
 from alexnet_deploy.cli.options import (
-    BenchBackendChoice,
     DataOpt,
     FormatOpt,
     MaxDropOpt,
-    PrecisionChoice,
-    QuantizerChoice,
+    PositiveFloat,
+    PositiveInt,
     WorkDirOpt,
+    check_order,
+    many,
 )
+from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
+from alexnet_deploy.engines.registry import BENCH_BACKENDS
 from alexnet_deploy.render import TableFormat
 
 
@@ -29,34 +32,59 @@ def tune(
     ] = None,
     data: DataOpt = "shipped",
     backend: Annotated[
-        list[BenchBackendChoice] | None,
-        typer.Option("--backend", help="Runtimes to search (default: ort, openvino)."),
+        list[str] | None,
+        many("--backend", "Runtimes to search (default: ort, openvino).", choices=BENCH_BACKENDS),
     ] = None,
     precision: Annotated[
-        list[PrecisionChoice] | None,
-        typer.Option("--precision", help="Precisions to search (default: int8)."),
+        list[str] | None,
+        many("--precision", "Precisions to search (default: int8).", choices=PRECISIONS),
     ] = None,
-    batch: Annotated[str, typer.Option("--batch", help="Batch sizes to search.")] = "1,8,32,64",
+    batch: Annotated[
+        list[str] | None,
+        many(
+            "--batch",
+            f"Batch sizes to search (default: {','.join(map(str, C.TUNE_BATCHES))}).",
+            kind=int,
+            rule=PositiveInt,
+        ),
+    ] = None,
     streams: Annotated[
-        str, typer.Option("--streams", help="Concurrent requests / streams to search.")
-    ] = "1,2",
+        list[str] | None,
+        many(
+            "--streams",
+            "Concurrent requests / streams to search "
+            f"(default: {','.join(map(str, C.TUNE_STREAMS))}).",
+            kind=int,
+            rule=PositiveInt,
+        ),
+    ] = None,
     threads: Annotated[
-        str | None,
-        typer.Option("--threads", help="Thread counts to search (default: the runtime's)."),
+        list[str] | None,
+        many(
+            "--threads",
+            "Thread counts to search (default: the runtime's).",
+            kind=int,
+            rule=PositiveInt,
+        ),
     ] = None,
     quantizer: Annotated[
-        list[QuantizerChoice] | None,
-        typer.Option(
-            "--quantizer", help="INT8 routes to search (default: qdq, and nncf where installed)."
+        list[str] | None,
+        many(
+            "--quantizer",
+            "INT8 routes to search (default: qdq, and nncf where installed).",
+            choices=QUANTIZERS,
         ),
     ] = None,
     max_p99_ms: Annotated[
-        float | None, typer.Option("--max-p99-ms", help="Constraint: p99 latency bound.")
+        float | None,
+        typer.Option("--max-p99-ms", help="Constraint: p99 latency bound.", callback=PositiveFloat),
     ] = None,
     max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
-    min_seconds: Annotated[float, typer.Option("--min-seconds")] = 1.0,
-    max_seconds: Annotated[float, typer.Option("--max-seconds")] = 4.0,
-    repeat: Annotated[int, typer.Option("--repeat", help="Rounds over the whole space.")] = 1,
+    min_seconds: Annotated[float, typer.Option("--min-seconds", callback=PositiveFloat)] = 1.0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", callback=PositiveFloat)] = 4.0,
+    repeat: Annotated[
+        int, typer.Option("--repeat", help="Rounds over the whole space.", callback=PositiveInt)
+    ] = 1,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -68,6 +96,9 @@ def tune(
 ) -> None:
     """Search runtime x batch x concurrency x threads for the fastest engine meeting a constraint; save the choice."""
     use_format(fmt)
+    check_order(min_seconds, max_seconds, "--min-seconds", "--max-seconds")
+    from alexnet_deploy import api
+    from alexnet_deploy.bench.pipeline import BenchOptions
     from alexnet_deploy.bench.tune import (
         Constraint,
         choose,
@@ -76,29 +107,34 @@ def tune(
         tune_config,
         tuned_record,
     )
-    from alexnet_deploy.workflow import ModelRequest, bench_model
 
     constraint = Constraint(max_p99_ms=max_p99_ms, min_top1_agreement=1 - max_top1_drop / 100)
     config = tune_config(
-        backends=tuple(b.value for b in backend or ()),
-        precisions=tuple(p.value for p in precision or ()),
-        batch=batch,
-        streams=streams,
-        threads=threads,
-        quantizers=tuple(q.value for q in quantizer or ()),
+        backends=tuple(backend or ()),
+        precisions=tuple(precision or ()),
+        batches=tuple(batch or ()),
+        streams=tuple(streams or ()),
+        threads=tuple(threads or ()),
+        quantizers=tuple(quantizer or ()),
         min_seconds=min_seconds,
         max_seconds=max_seconds,
         repeat=repeat,
     )
     out = WorkDir(work_dir).tune_reports
+    from alexnet_deploy.outputs import OutputDir, check_outputs
+
+    check_outputs(
+        "tune", {"-o": output or WorkDir(work_dir).tuned, "reports": OutputDir(out)},
+        {"model": model, "images": data}, work_dir=work_dir,
+    )  # fmt: skip
     with status("tuning") as shown:
-        report, result, paths = bench_model(
-            ModelRequest(model=model, data=data),
+        report, result, paths = api.bench(
+            model,
             config,
-            work_dir,
-            out,
-            direct=False,
-            roofline=False,
+            data=data,
+            work_dir=work_dir,
+            out=out,
+            options=BenchOptions(direct=False, roofline=False),
             progress=shown.update,
         )
     if report["model"]["weights"] == "untrained":
@@ -117,10 +153,10 @@ def tune(
         tuned_record(tuned, constraint, Path(report["model"]["path"]), paths["json"]),
         output or WorkDir(work_dir).tuned,
     )
-    c = tuned.chosen
+    row, c = tuned.chosen, tuned.chosen.case
     out_console.print(
-        f"chosen: {c['backend']} {c['precision']} ({c.get('quantizer', 'qdq')}) batch {c['batch']} streams {c.get('streams')} threads "
-        f"{c.get('threads')}: {c['images_per_s']:.1f} images/s, p99 {c['p99_ms']:.1f} ms; saved {path}",
+        f"chosen: {c.backend} {c.precision} ({c.quantizer}) batch {c.batch} streams {c.streams} threads "
+        f"{c.threads}: {row.images_per_s:.1f} images/s, p99 {row.p99_ms:.1f} ms; saved {path}",
         highlight=False,
         soft_wrap=True,
     )

@@ -7,22 +7,19 @@ holds the artifact's sha256 and the options' hash, so an unchanged build is reus
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
 import shutil
-import time
 from pathlib import Path
 
-from alexnet_deploy.artifact import ArtifactInfo, read_artifact
 from alexnet_deploy.artifacts import ArtifactSet, WorkDir
 from alexnet_deploy.engines.base import Engine
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.registry import get_backend
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
-from alexnet_deploy.fileio import sha256_file, staging_directory
+from alexnet_deploy.fileio import replace_directory, sha256_file, staging_directory
 from alexnet_deploy.locking import directory_lock
+from alexnet_deploy.onnx_model import ArtifactInfo, read_artifact
 
 log = logging.getLogger(__name__)
 
@@ -76,11 +73,7 @@ def check_artifact_contract(info: ArtifactInfo) -> None:
         raise AlexnetDeployError(
             f"{info.path}: input {spec.name!r} is {spec.dtype} {list(spec.dims)}, expected float32 [batch, C, H, W]"
         )
-    if not spec.batch_dynamic:
-        raise AlexnetDeployError(
-            f"{info.path}: input {spec.name!r} has a fixed batch {spec.dims[0]}; engines need a dynamic batch axis",
-            hint="re-export with 'alexnet-deploy export' (dynamic batch)",
-        )
+    info.require_dynamic_batch()
     info.image_shape  # noqa: B018 - raises for symbolic C/H/W
     out = info.outputs[0]
     if len(out.dims) != 2:
@@ -159,28 +152,12 @@ def _engine_at(
     staging = staging_directory(target)
     try:
         backend.build(artifact, options, staging)
-        _replace_directory(staging, target)
+        # a concurrent build that put its engine there first is as good as ours: ours dropped
+        replace_directory(staging, target, concurrent_ok=lambda t: (t / "engine.json").is_file())
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return load_engine(target), False
-
-
-def _replace_directory(staging: Path, target: Path) -> None:
-    """Put the complete ``staging`` directory at ``target``: the old engine is moved aside
-    first (one rename) and removed after, so a reader finds the old engine, none, or the new
-    one, never half of one. When a concurrent build put its own engine there between the two
-    renames, that one is as good as ours: ours is dropped."""
-    aside = target.with_name(f".{target.name}.old-{os.getpid()}-{time.monotonic_ns()}")
-    with contextlib.suppress(FileNotFoundError):  # no old engine (or a concurrent build moved it)
-        target.rename(aside)
-    try:
-        staging.rename(target)
-    except OSError:
-        if not (target / "engine.json").is_file():
-            raise
-        shutil.rmtree(staging, ignore_errors=True)
-    shutil.rmtree(aside, ignore_errors=True)
 
 
 _warned: set[tuple[str, str]] = set()

@@ -67,7 +67,7 @@ class OpenVINOBackend(Backend):
     def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine:
         import openvino as ov
 
-        from alexnet_deploy.artifact import read_artifact
+        from alexnet_deploy.onnx_model import read_artifact
 
         info = read_artifact(artifact)
         core = ov.Core()

@@ -171,7 +171,7 @@ class OrtBackend(Backend):
     def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine:
         import onnxruntime as ort
 
-        from alexnet_deploy.artifact import read_artifact
+        from alexnet_deploy.onnx_model import read_artifact
 
         info = read_artifact(artifact)
         start = time.perf_counter()

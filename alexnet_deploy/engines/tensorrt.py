@@ -125,8 +125,8 @@ class TensorRTBackend(Backend):
         import onnx
         import tensorrt as trt
 
-        from alexnet_deploy.artifact import read_artifact
         from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
+        from alexnet_deploy.onnx_model import read_artifact
 
         api = api_from_module(trt)
         info = read_artifact(artifact)
@@ -351,8 +351,3 @@ class TensorRTRunner(Runner):
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.slot.run_host(batch)
-
-    def infer_device(self, device_in):
-        """Run on a CUDA tensor already on the GPU (any stream: ours waits for the caller's;
-        made contiguous if it is not); synchronizes before returning."""
-        return self.slot.run(device_in)

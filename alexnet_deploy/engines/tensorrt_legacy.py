@@ -10,10 +10,12 @@ from alexnet_deploy.errors import AlexnetDeployError
 
 
 def cache_for(artifact: Path) -> Path:
-    """The cache 'calibrate' wrote beside the FP32 model: STEM.int8.trt-calibration.cache."""
-    from alexnet_deploy.artifacts import ArtifactSet, stem_of
+    """The cache 'calibrate' wrote beside the FP32 model: STEM.int8.trt-calibration.cache, else
+    the newest named after a 'calibrate -o' output beside it (r18.trt.trt-calibration.cache)."""
+    from alexnet_deploy.artifacts import ArtifactSet
 
-    return ArtifactSet(artifact.with_name(f"{stem_of(artifact)}.onnx")).trt_cache()
+    siblings = ArtifactSet.of(artifact)
+    return next(iter(siblings.trt_caches()), siblings.trt_cache())
 
 
 def legacy_int8_config(trt, config, artifact: Path) -> None:

@@ -49,8 +49,8 @@ class TorchBackend(Backend):
     def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine:
         import torch
 
-        from alexnet_deploy.artifact import read_artifact
         from alexnet_deploy.models.variants import get_variant
+        from alexnet_deploy.onnx_model import read_artifact
 
         info = read_artifact(artifact)
         if "variant" not in info.metadata:

@@ -43,7 +43,7 @@ def export_metadata(variant: Variant, weights: WeightsInfo, config: ExportConfig
 
 def read_metadata(path: str | Path) -> dict[str, str]:
     """Our metadata of an ONNX file (prefix stripped); empty when the file is not one of ours."""
-    from alexnet_deploy.artifact import read_artifact
+    from alexnet_deploy.onnx_model import read_artifact
 
     return read_artifact(path).metadata
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,15 +13,14 @@ from alexnet_deploy.exporter.pixels import PIXELS_ANY_SIZE, bake_preprocessing
 from alexnet_deploy.exporter.validate import BatchComparison, comparisons_as_dicts, validate_export
 from alexnet_deploy.fileio import (
     atomic_path,
-    prepare_output,
     require_free_space,
     sha256_file,
     write_json_atomic,
 )
 from alexnet_deploy.models.variants import Variant
 from alexnet_deploy.models.weights import WeightsInfo, build_model
-
-Progress = Callable[[str], None]
+from alexnet_deploy.outputs import check_outputs
+from alexnet_deploy.progress import Progress
 
 
 @dataclass
@@ -52,7 +50,8 @@ def export_onnx(
     against PyTorch. ``out`` appears only if every check passes; an existing ``out`` is replaced
     only with ``force`` and only by a validated file."""
     config = config or ExportConfig()
-    out = prepare_output(out, force=force, what="output")
+    out = Path(out)
+    check_outputs("export", {"-o": out}, {"checkpoint": weights}, force=force)
     progress("building model")
     model, info = build_model(variant, weights, seed)
     require_free_space(  # the weights, plus the graph's few kilobytes

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.artifact import info_from_proto
 from alexnet_deploy.errors import AlexnetDeployError, ToleranceError
 from alexnet_deploy.exporter.config import ExportConfig
 from alexnet_deploy.inputs import seeded_images
 from alexnet_deploy.models.variants import Variant
+from alexnet_deploy.onnx_model import info_from_proto
 
 
 class ShapeError(AlexnetDeployError):

@@ -10,31 +10,51 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+from alexnet_deploy.bench.report import REPORT_FILES
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import staging_directory, write_json_atomic
+from alexnet_deploy.fileio import replace_directory, staging_directory, write_json_atomic
 from alexnet_deploy.gate.ratios import ratio_baseline
-from alexnet_deploy.gate.reports import SAMPLES, SUMMARY, LoadedReport
+from alexnet_deploy.gate.reports import RATIO_SCHEMA, SAMPLES, SUMMARY, LoadedReport
+from alexnet_deploy.gate.spread import NOISE_FILE
+from alexnet_deploy.outputs import OutputDir, mark_directory
+
+
+def is_ratio_baseline(path: Path) -> bool:
+    """``path`` is a ratio-baseline file (by its schema), told before anything is loaded."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("schema") == RATIO_SCHEMA
+
+
+def baseline_output(baseline: Path, ratio_mode: bool) -> Path | OutputDir:
+    """What accepting a baseline writes: a ratio-baseline file, or the report directory it
+    replaces whole (the tool's own: its marker, or only a report's files from before markers)."""
+    if ratio_mode:
+        return baseline if baseline.suffix == ".json" else baseline / "ratio-baseline.json"
+    target = baseline if baseline.is_dir() or baseline.suffix != ".json" else baseline.parent
+    legacy = (*REPORT_FILES.values(), NOISE_FILE)
+    return OutputDir(target, replaced=True, legacy=legacy)
 
 
 def accept_baseline(baseline: Path, current: LoadedReport, ratio_mode: bool) -> Path:
     """Make ``current`` the baseline: a ratio-baseline file in ratio mode, else the report's
     files copied to a staging directory and renamed over the baseline directory."""
-    if ratio_mode:
-        target = baseline if baseline.suffix == ".json" else baseline / "ratio-baseline.json"
+    target = baseline_output(baseline, ratio_mode)
+    if not isinstance(target, OutputDir):
         return write_json_atomic(target, ratio_baseline(current))
     source = current.paths[0].parent
-    target = baseline if baseline.is_dir() or baseline.suffix != ".json" else baseline.parent
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = staging_directory(target)
-    for name in (SUMMARY, SAMPLES):
-        if (source / name).is_file():
-            shutil.copy2(source / name, staging / name)
-    backup = target.with_name(f".{target.name}.old")
-    if target.exists():
-        target.rename(backup)
-    staging.rename(target)
-    shutil.rmtree(backup, ignore_errors=True)
-    return target
+    staging = staging_directory(target.path)
+    try:
+        for name in (SUMMARY, SAMPLES):
+            if (source / name).is_file():
+                shutil.copy2(source / name, staging / name)
+        mark_directory(staging, "gate --update-baseline")
+        return replace_directory(staging, target.path)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 @dataclass(frozen=True)

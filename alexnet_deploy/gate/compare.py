@@ -15,6 +15,7 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.errors import UsageError
 from alexnet_deploy.gate.reports import LoadedReport
 from alexnet_deploy.gate.significance import bootstrap_ratio, mann_whitney_p
+from alexnet_deploy.gate.thresholds import Thresholds
 
 IMPROVED, UNCHANGED, REGRESSED, NOT_COMPARABLE = (
     "improved",
@@ -42,10 +43,10 @@ def verdict_of(change: float, threshold: float, worse_sure: bool, better_sure: b
 
 # What was compared with what; named in every output (terminal, JSON, Markdown, JUnit).
 MODES = {
-    "unpaired": "two independent runs; noise between runs is in the interval only when each "
-    "ran in rounds (bench --repeat)",
-    "history": "a directory of past reports of this environment pooled as the baseline",
-    "rerun": "the baseline's configurations benched again now (gate --run), then unpaired",
+    "history": "the current report against the baseline's past runs of this environment (one "
+    "report or a directory of them, pooled; and the separate runs --measure-noise added): "
+    "thresholds from their run-to-run spread when there are two runs or more, else those "
+    "measured for separate runs",
     "ratios": "ratios measured within one run (INT8 vs FP32, engine vs direct): "
     "machine-independent",
     "paired": "the baseline's engine and the current one measured interleaved in one process "
@@ -53,50 +54,17 @@ MODES = {
 }
 
 
-@dataclass(frozen=True)
-class Thresholds:
-    values: dict = field(default_factory=lambda: dict(C.GATE_THRESHOLDS))  # one default set
-    top1_budget_points: float = C.GATE_TOP1_BUDGET_POINTS
-    explicit: frozenset = frozenset()  # the metrics whose threshold the user set
+# metrics where more is better: their verdict's ``change`` (worse is positive, for the rule) is
+# the negative of how the metric itself moved
+HIGHER_IS_BETTER = frozenset({"throughput", "ratio", "fidelity"})
 
-    def for_separate_runs(self) -> Thresholds:
-        """Unpaired and rerun modes without a measured noise: the defaults the user did not
-        override become those measured between separate runs (C.GATE_UNPAIRED_THRESHOLDS),
-        never the paired setting's."""
-        values = {
-            m: v if m in self.explicit else C.GATE_UNPAIRED_THRESHOLDS[m]
-            for m, v in self.values.items()
-        }
-        return Thresholds(values, self.top1_budget_points, self.explicit)
 
-    @classmethod
-    def parse(cls, specs: list[str], budget: float = C.GATE_TOP1_BUDGET_POINTS) -> Thresholds:
-        """``["0.15"]`` sets every speed metric; ``["p99=0.2"]`` one of them."""
-        values = dict(C.GATE_THRESHOLDS)
-        explicit: set[str] = set()
-        for spec in specs:
-            name, _, number = spec.rpartition("=")
-            try:
-                value = float(number)
-            except ValueError:
-                raise UsageError(
-                    f"--threshold {spec!r}: expected a fraction like 0.1 or p99=0.2"
-                ) from None
-            if not 0 < value < 10:
-                raise UsageError(f"--threshold {spec!r}: must be a positive fraction (0.1 = 10%)")
-            if not name:
-                values = dict.fromkeys(values, value)
-                explicit |= set(values)
-            elif name in values:
-                values[name] = value
-                explicit.add(name)
-            else:
-                raise UsageError(
-                    f"--threshold {spec!r}: unknown metric {name!r}", hint="p50, p99 or throughput"
-                )
-        if budget < 0:
-            raise UsageError(f"--top1-budget must be >= 0, got {budget}")
-        return cls(values, budget, frozenset(explicit))
+def metric_change(verdict: Verdict) -> float | None:
+    """How the metric itself moved, current against baseline: a 54% throughput gain is
+    +0.54, a 10% slower p50 +0.10 (what a person reads; the verdict says better or worse)."""
+    if verdict.change is None:
+        return None
+    return -verdict.change if verdict.metric in HIGHER_IS_BETTER else verdict.change
 
 
 @dataclass
@@ -115,6 +83,7 @@ class Verdict:
     # half-width where that is wider (a noisier pair of runs cannot see less)
     detectable: float | None = None
     threshold: float | None = None  # the one this check used (raised by run-to-run noise)
+    unstable: str = ""  # why a side's row was unstable (gate/stability.py), "" when stable
 
 
 @dataclass
@@ -122,7 +91,7 @@ class GateResult:
     verdicts: list[Verdict]
     notes: list[str] = field(default_factory=list)
     env_mismatch: bool = False
-    mode: str = "unpaired"  # a key of MODES
+    mode: str = "history"  # a key of MODES
     history: object | None = None  # history mode: gate.history.HistoryView (change points)
 
     @property
@@ -176,6 +145,9 @@ class GateResult:
                 text += f", {n} {shown_if_any}"
         if self.env_mismatch:
             text += " [ENVIRONMENTS DIFFER: absolute timings compared across machines]"
+        unstable = sorted({v.config for v in self.comparable if v.unstable})
+        if unstable:
+            text += f" (unstable: {', '.join(unstable)}: rows that disagree with themselves)"
         return text
 
     def __str__(self) -> str:
@@ -247,26 +219,22 @@ def compare_reports(
     *,
     allow_env_mismatch: bool = False,
     seed: int = C.DEFAULT_SEED,
-    mode: str | None = None,
 ) -> GateResult:
-    """``mode``: how the two reports came to be (default: "history" for a pooled directory of
-    past reports, else "unpaired")."""
-    from alexnet_deploy.gate.spread import read_noise_record, spread_of_runs
+    """History mode: ``baseline`` holds one past run or more (gate/modes.py); the thresholds
+    come from their spread (gate/spread.py: baseline_spread), else are those for separate runs."""
+    from alexnet_deploy.gate.spread import baseline_spread
 
-    result = GateResult([], mode=mode or ("history" if baseline.is_history else "unpaired"))
-    spread = None
-    if result.mode == "history" and len(baseline.runs) > 1:
-        spread = spread_of_runs(baseline.runs, f"the {len(baseline.runs)} reports of the history")
-    elif result.mode in ("unpaired", "rerun") and len(baseline.paths) == 1:
-        spread = read_noise_record(baseline.paths[0].parent)
-    if spread is None and result.mode in ("unpaired", "rerun"):
+    result = GateResult([], mode="history")
+    spread = baseline_spread(baseline)
+    if spread is None:
         thresholds = thresholds.for_separate_runs()
     for path, why in baseline.skipped:
         result.notes.append(f"history: left out {path.parent.name}: {why}")
-    if baseline.is_history:
-        result.notes.append(
-            f"history: {len(baseline.paths)} reports used (" + ", ".join(baseline.run_names) + ")"
-        )
+    used = len(baseline.paths)
+    result.notes.append(
+        f"history: {used} report{'s' if used > 1 else ''} used ("
+        + ", ".join(baseline.run_names) + ")"
+    )  # fmt: skip
     if baseline.environment_keys != current.environment_keys:
         if not allow_env_mismatch:
             raise UsageError(
@@ -321,8 +289,8 @@ def compare_reports(
                     )
                 result.verdicts.append(verdict)
         b_fid, c_fid = (
-            baseline.rows[key].get("top1_agreement"),
-            current.rows[key].get("top1_agreement"),
+            baseline.rows[key].top1_agreement,
+            current.rows[key].top1_agreement,
         )
         if b_fid is None or c_fid is None:
             result.verdicts.append(
@@ -357,14 +325,14 @@ def compare_reports(
                 else "none above the threshold asked"
             )
         )
-    elif result.mode in ("unpaired", "rerun"):
+    else:
         result.notes.append(
-            "unpaired, with no measured run-to-run noise: separate runs of one engine moved p50 "
+            "one past run, with no measured run-to-run noise: separate runs of one engine moved p50 "
             "by up to 20% on this project's machines (docs/gate-evaluation-unpaired.md), so "
             "thresholds not set with --threshold are those for separate runs ("
             + ", ".join(f"{m} {v:.0%}" for m, v in C.GATE_UNPAIRED_THRESHOLDS.items())
-            + "). Measure this baseline's noise once (gate BASELINE --measure-noise 3), or "
-            "compare interleaved (--model M: paired) to see smaller changes"
+            + "). Add separate runs of the baseline to its history once (gate BASELINE CURRENT "
+            "--measure-noise 3), or compare interleaved (--model M: paired) to see smaller changes"
         )
     blind = [
         v
@@ -385,4 +353,7 @@ def compare_reports(
         result.history = history_view(baseline, current)
     if not result.comparable:
         result.notes.append("no configuration could be compared")
+    from alexnet_deploy.gate.stability import mark_unstable
+
+    mark_unstable(result, baseline, current)
     return result

@@ -30,29 +30,24 @@ class HistoryView:
         return steps
 
     def as_markdown(self) -> str:
-        labels = list(self.p50_ms)
+        """The runs as a Markdown table (render.py's), each configuration's largest step marked."""
+        import polars as pl
+
+        from alexnet_deploy.render import TableFormat, frame_as_text
+
         steps = self.largest_steps()
-        lines = [
-            "### History: p50 (ms) per run, oldest first",
-            "",
-            "| run | " + " | ".join(labels) + " |",
-            "|---|" + "---:|" * len(labels),
-        ]
-        for i, run in enumerate(self.runs):
-            cells = []
-            for label in labels:
-                value = self.p50_ms[label][i]
-                text = "-" if value is None else f"{value:.3f}"
-                step = steps.get(label)
-                if step and step[0] == i:
-                    text += f" ◀ {100 * step[1]:+.1f}%"
-                cells.append(text)
-            lines.append(f"| {run} | " + " | ".join(cells) + " |")
-        lines += [
-            "",
-            "◀ marks each configuration's largest step from the run before (when it changed).",
-        ]
-        return "\n".join(lines) + "\n"
+        columns = {"run": self.runs}
+        for label, values in self.p50_ms.items():
+            cells = ["-" if value is None else f"{value:.3f}" for value in values]
+            if label in steps:
+                at, change = steps[label]
+                cells[at] += f" ◀ {100 * change:+.1f}%"
+            columns[label] = cells
+        return (
+            "### History: p50 (ms) per run, oldest first\n\n"
+            + frame_as_text(pl.DataFrame(columns), TableFormat.md)
+            + "\n◀ marks each configuration's largest step from the run before (when it changed).\n"
+        )
 
 
 def history_view(baseline, current) -> HistoryView:

@@ -1,6 +1,7 @@
 """A/A: one configuration against itself, interleaved, to measure this machine's noise and
-derive thresholds from it; and the injected-slowdown trials that show a real regression is
-caught (scripts/gate-evaluation).
+derive a paired gate's threshold from it; and the injected-slowdown trials that show a real
+regression is caught. Run by scripts/gate-evaluation (``gate --aa`` moved there: no CI step
+or script used it) and the other gate evaluations.
 
 Interleaving is what makes this work on a shared machine: back-to-back runs of a few seconds
 differed by up to +-17% here (other tenants come and go), but blocks of A and B alternating
@@ -108,30 +109,3 @@ def paired_trials(
 
 def derive_threshold(aa: list[TrialOutcome]) -> float:
     return max(FLOOR, SAFETY_FACTOR * max(abs(o.change) for o in aa))
-
-
-def check_trials(trials: int) -> None:
-    from alexnet_deploy.errors import UsageError
-
-    if trials < 2:
-        raise UsageError(f"--trials must be at least 2, got {trials}")
-
-
-def aa_on_engine(
-    engine,
-    batch: int,
-    trials: int,
-    threshold: float,
-    on_trial: Callable[[int, TrialOutcome], None] = lambda i, o: None,
-) -> list[TrialOutcome]:
-    """``gate --aa``: one built engine against itself, interleaved, ``trials`` times."""
-    from alexnet_deploy.engines.registry import get_backend
-
-    check_trials(trials)
-    data = (
-        np.random.default_rng(0)
-        .standard_normal((batch, *engine.sidecar.image_shape))
-        .astype(np.float32)
-    )
-    with get_backend(engine.backend).runner(engine) as runner:
-        return paired_trials(runner.infer, runner.infer, data, trials, threshold, on_trial=on_trial)

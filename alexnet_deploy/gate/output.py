@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 from alexnet_deploy.fileio import write_json_atomic, write_text_atomic
 from alexnet_deploy.gate.compare import (
@@ -15,6 +14,7 @@ from alexnet_deploy.gate.compare import (
     NOT_JUDGED,
     REGRESSED,
     GateResult,
+    metric_change,
 )
 
 
@@ -28,7 +28,8 @@ def result_frame(result: GateResult):
             "verdict": v.verdict,
             "baseline": v.baseline,
             "current": v.current,
-            "change_pct": None if v.change is None else 100 * v.change,
+            # the metric's own move: a throughput gain is positive, a slower p50 too
+            "change_pct": None if v.change is None else 100 * metric_change(v),
             "ci_low": v.ci_low,
             "ci_high": v.ci_high,
             "threshold_pct": None if v.threshold is None else 100 * v.threshold,
@@ -66,39 +67,55 @@ UNSETTLED_OR_UNJUDGED = (NOT_COMPARABLE, INCONCLUSIVE, NOT_JUDGED)
 
 
 def junit(result: GateResult) -> str:
-    cases = []
+    """The verdicts as one JUnit test suite (junitparser): a regression fails its test case."""
+    from junitparser import Failure, Skipped, TestCase, TestSuite
+
+    suite = TestSuite("alexnet-deploy gate")
+    suite.add_property("mode", result.mode)
     for v in result.verdicts:
-        name = escape(f"{v.config} {v.metric}", {'"': "&quot;"})
-        body = ""
+        case = TestCase(f"{v.config} {v.metric}", classname="alexnet-deploy.gate")
         if v.verdict == REGRESSED:
-            body = f'<failure message="{escape(v.note or "regressed", {chr(34): "&quot;"})}">change {v.change}</failure>'
+            failure = Failure(v.note or "regressed")
+            failure.text = f"change {100 * metric_change(v):+.1f}%"
+            case.result = [failure]
         elif v.verdict in UNSETTLED_OR_UNJUDGED:
-            body = f'<skipped message="{escape(v.note, {chr(34): "&quot;"})}"/>'
-        cases.append(f'  <testcase classname="alexnet-deploy.gate" name="{name}">{body}</testcase>')
-    failures = len(result.regressions)
-    skipped = sum(v.verdict in UNSETTLED_OR_UNJUDGED for v in result.verdicts)
-    return (
-        f'<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="alexnet-deploy gate" '
-        f'tests="{len(result.verdicts)}" failures="{failures}" skipped="{skipped}">\n'
-        f'  <properties><property name="mode" value="{result.mode}"/></properties>\n'
-        + "\n".join(cases)
-        + "\n</testsuite>\n"
-    )
+            case.result = [Skipped(v.note)]
+        suite.add_testcase(case)
+    suite.update_statistics()
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + suite.tostring().decode() + "\n"
 
 
-def check_output_paths(*paths: Path | None) -> None:
-    """Refuse an output that cannot be written (a directory, a read-only place) before the
-    gate runs, so a verdict is never printed and then lost to a traceback."""
-    from alexnet_deploy.fileio import prepare_output
+def report_files(path: Path | None) -> list[Path]:
+    """The files a report argument stands for: each bench-summary.json it holds (a history's
+    too) with the samples and noise record beside it; a ratio baseline is its own file."""
+    from alexnet_deploy.gate.reports import SAMPLES, SUMMARY
+    from alexnet_deploy.gate.spread import NOISE_FILE
 
-    for path in paths:
-        if path is not None:
-            prepare_output(path, force=True, what="gate output")
+    if path is None:
+        return []
+    if not path.is_dir():
+        summaries = [path]
+    else:  # as load_report reads it: the report in it, else the reports of a history
+        summaries = [path / SUMMARY] if (path / SUMMARY).is_file() else path.glob(f"*/{SUMMARY}")
+    return [f.with_name(name) for f in summaries for name in (f.name, SAMPLES, NOISE_FILE)]
+
+
+def check_output_paths(outputs: dict, reports: dict[str, Path | None], work_dir: Path) -> None:
+    """Refuse, before the gate runs, an output that cannot be written (a directory, a
+    read-only place) or that would destroy what the gate reads (a report's files) or the
+    directories around it (outputs.py), so a verdict is never printed and then lost, and no
+    report is overwritten by the verdict on it."""
+    from alexnet_deploy.outputs import check_outputs
+
+    inputs = {f"{role} report": report_files(path) for role, path in reports.items()}
+    check_outputs("gate", outputs, inputs, work_dir=work_dir)
 
 
 def write_outputs(
     result: GateResult, json_path: Path | None, md_path: Path | None, junit_path: Path | None
 ) -> None:
+    from alexnet_deploy.gate.stability import unstable_configurations
+
     if json_path:
         write_json_atomic(
             json_path,
@@ -110,8 +127,12 @@ def write_outputs(
                 "env_mismatch": result.env_mismatch,
                 "mode": result.mode,
                 "mode_means": MODES[result.mode],
-                "verdicts": [asdict(v) for v in result.verdicts],
+                # change: worse is positive (the rule's input); metric_change: the metric's move
+                "verdicts": [
+                    {**asdict(v), "metric_change": metric_change(v)} for v in result.verdicts
+                ],
                 "history": None if result.history is None else asdict(result.history),
+                "unstable": unstable_configurations(result),  # configuration -> why
             },
         )
     text = markdown(result)

@@ -5,10 +5,13 @@ where each pair sees the same machine and the drift of a shared host cancels.
 
 What it needs from a baseline report: its configurations (``Case`` keys) and the FP32 model it
 measured (its path; ``--baseline-model`` gives another). The current side is a model given now.
+The artifacts both models need come from the orchestration layer (``artifacts``: the gate
+never exports or calibrates on its own); their engines are built or reused here.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -95,3 +98,51 @@ def compare_paired(
     if not result.comparable:
         result.notes.append("no configuration could be compared")
     return result
+
+
+def paired_gate(
+    baseline, base_model: Path, current_model: Path | None, work_dir: Path, threshold: float,
+    artifacts: Callable[[Path | None, set[str], set[str]], Path], *, progress=lambda m: None,
+) -> GateResult:  # fmt: skip
+    """For each configuration of the ``baseline`` report, the engine of its model and the
+    engine of ``current_model`` (None: the main job's export; ``artifacts`` makes or reuses
+    what each needs), measured interleaved in one process; a GateResult in mode "paired"."""
+    from alexnet_deploy.bench.targets import engine_options
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.locking import directory_lock
+
+    cases = list(baseline.rows)
+    precisions, quantizers = {c.precision for c in cases}, {c.quantizer for c in cases}
+    with directory_lock(work_dir, "gate"):
+        models = [artifacts(m, precisions, quantizers) for m in (base_model, current_model)]
+
+        def engines_for(case):
+            options = engine_options(case)
+            return tuple(build_engine(m, case.backend, options, work_dir)[0] for m in models)
+
+        return compare_paired(cases, engines_for, threshold, progress=progress)
+
+
+def paired_or_fallback(
+    baseline, given_model: Path | None, current_model: Path | None, work_dir: Path,
+    threshold: float, artifacts, *, required: bool, progress=lambda m: None,
+) -> tuple[GateResult | None, str | None]:  # fmt: skip
+    """Paired mode when the baseline's model (its recorded path, or ``given_model``:
+    --baseline-model) is on this machine: ``(result, None)``. Otherwise ``(None, why)`` for the
+    caller to compare the reports unpaired, or, when ``required``, a usage error."""
+    from alexnet_deploy.errors import UsageError
+
+    found = baseline_model(baseline.paths[0], given_model, work_dir)
+    if found is None:
+        where = given_model or (
+            f"the file recorded in {baseline.paths[0]}, by path and content, or one of the same "
+            f"content in {work_dir}"
+        )
+        why = f"paired mode needs the baseline's model ({where}), which is not on this machine"
+        if required:
+            raise UsageError(why, hint="pass it with --baseline-model, or a CURRENT report")
+        return None, why
+    result = paired_gate(
+        baseline, found, current_model, work_dir, threshold, artifacts, progress=progress
+    )
+    return result, None

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from alexnet_deploy.bench.records import BenchRow
 from alexnet_deploy.bench.report import SCHEMA
 from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import UsageError
@@ -22,7 +23,7 @@ SAMPLES = "bench-samples.parquet"
 class LoadedReport:
     paths: list[Path]
     environment_keys: set[str]
-    rows: dict[Case, dict] = field(default_factory=dict)
+    rows: dict[Case, BenchRow] = field(default_factory=dict)
     # raw latency samples per configuration, one array per measured round (bench --repeat)
     samples: dict[Case, list[np.ndarray]] = field(default_factory=dict)
     ratios: dict[str, dict] = field(default_factory=dict)  # in-run ratio baselines only
@@ -82,6 +83,17 @@ def _summaries(path: Path) -> list[Path]:
     return [path]
 
 
+def _record(file: Path, index: int, columns) -> BenchRow:
+    """A report row as a record (the report edge); a row that is not one is a corrupt report."""
+    try:
+        return BenchRow.from_columns(columns)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise UsageError(
+            f"report {file} is corrupt (row {index + 1}: {type(err).__name__} {err})",
+            hint="re-run 'alexnet-deploy bench' for this report",
+        ) from None
+
+
 def load_report(path: Path, environment_key: str | None = None) -> LoadedReport:
     """One report, or every report in a directory pooled (samples concatenated per config).
 
@@ -129,10 +141,11 @@ def load_report(path: Path, environment_key: str | None = None) -> LoadedReport:
                 f"report {samples_file} is corrupt ({type(err).__name__}): its raw samples cannot be read",
                 hint="re-run 'alexnet-deploy bench' for this report",
             ) from None
-        for row in data.get("rows", []):
-            if row.get("status") != "ok":
+        for index, columns in enumerate(data.get("rows", [])):
+            row = _record(file, index, columns)
+            if not row.ok:
                 continue
-            key = Case.from_row(row)
+            key = row.case
             loaded.rows.setdefault(key, row)
             if frame is not None and frame.height:
                 selected = frame

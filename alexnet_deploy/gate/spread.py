@@ -1,5 +1,5 @@
 """Run-to-run spread: how far separate runs of the same configuration on the same machine
-drift apart, and the thresholds an unpaired or history gate must use because of it.
+drift apart, and the thresholds a history gate must use because of it.
 
 The bootstrap interval of one comparison sees only the noise *within* each run; separate runs
 (other processes, other minutes) also differ by the machine's state (measured here: up to 20%
@@ -7,19 +7,20 @@ for p50 between two runs of one engine, docs/gate-evaluation-unpaired.md). So an
 whose threshold is below that raises false alarms, whatever its interval says. The spread comes
 from runs of the same configuration:
 
-* unpaired mode: ``gate BASELINE --measure-noise N`` benches the baseline's configurations N
-  more times as separate runs and stores their spread beside it (``gate-noise.json``); later
-  gates against that baseline use it;
-* history mode: the past reports of a history directory are such runs already.
+* a history of one report: ``gate BASELINE --measure-noise N`` benches the baseline's
+  configurations N more times as separate runs and stores their spread beside it
+  (``gate-noise.json``); later gates against that baseline use it;
+* a history directory: its past reports are such runs already.
 
 A configuration's threshold is then ``NOISE_SAFETY_FACTOR`` x the largest change between two of
-those runs, never below the one asked for (as ``gate --aa`` derives paired thresholds from the
-largest A/A change). scripts/gate-evaluation-unpaired measures what the rule achieves.
+those runs, never below the one asked for (as scripts/gate-evaluation derives paired thresholds
+from the largest A/A change). scripts/gate-evaluation-unpaired measures what the rule achieves.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +32,6 @@ from alexnet_deploy.errors import UsageError
 
 NOISE_FILE = "gate-noise.json"
 NOISE_SCHEMA = "alexnet-deploy/gate-noise/1"
-METRICS = ("p50", "throughput")  # p99 keeps its own (wider) threshold and sample rule
 
 
 def run_statistics(samples: list[np.ndarray]) -> dict[str, float]:
@@ -119,3 +119,42 @@ def read_noise_record(report_dir: Path) -> Spread | None:
         f"{data['runs']} separate runs measured {data.get('measured_at', '')[:10]} ({NOISE_FILE})",
         data["spread"],
     )
+
+
+def baseline_spread(baseline) -> Spread | None:
+    """The spread a history gate's thresholds come from: its past reports' when it has two or
+    more, else the one measured beside its one report (``--measure-noise``); None when there is
+    neither (the defaults measured for separate runs apply: Thresholds.for_separate_runs)."""
+    if len(baseline.runs) > 1:
+        return spread_of_runs(baseline.runs, f"the {len(baseline.runs)} reports of the history")
+    if len(baseline.paths) == 1:
+        return read_noise_record(baseline.paths[0].parent)
+    return None
+
+
+def measure_run_noise(
+    baseline, runs: int, work_dir: Path, rerun: Callable[[Path], Path], progress=lambda m: None
+) -> tuple[Spread, Path]:
+    """``gate BASELINE --measure-noise RUNS``: ``rerun(out)`` benches the loaded baseline's
+    configurations into ``out`` (a fresh run each time), ``runs`` times; their spread with the
+    baseline's own run is stored beside it. Returns the spread and the file."""
+    import tempfile
+
+    from alexnet_deploy.gate.reports import load_report
+    from alexnet_deploy.sysinfo import cpu_info
+
+    if baseline.is_history or baseline.ratios:
+        raise UsageError(
+            "--measure-noise takes one bench report as BASELINE",
+            hint="a history directory measures its spread from its own reports",
+        )
+    measured = [baseline.runs[0]]
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work_dir, prefix="noise-runs-") as scratch:
+        for i in range(runs):
+            progress(f"separate run {i + 1}/{runs}")
+            measured.append(load_report(rerun(Path(scratch) / f"run-{i}")).runs[0])
+    spread = spread_of_runs(measured, f"{len(measured)} separate runs")
+    cpu = cpu_info()
+    machine = f"{cpu['model']}, {cpu['logical_cores']} logical cores"
+    return spread, write_noise_record(baseline.paths[0].parent, spread, machine)

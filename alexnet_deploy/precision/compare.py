@@ -14,21 +14,27 @@ folded ReLU, not saturation). Then the logits: top-1 agreement, top-5 overlap, c
 What computes the candidate (``runtime``):
 * ``emulated``: ONNX Runtime with every graph optimization off: Q/DQ executed as written, in
   float (what the file means; the same on every CPU);
-* ``ort``: ONNX Runtime's default optimizations on this CPU. Exposing a tensor as an output
-  keeps it from being fused away, so kernels around exposed tensors may differ from a plain
-  session's; the logits row is the figure to quote for the runtime as deployed;
+* ``ort``: the graph ``build --backend ort`` saves and runs: ONNX Runtime's default
+  optimizations on this CPU (Q/DQ pairs fused into integer kernels, layouts changed). The
+  tensors are read from that optimized graph as it is (exposing a tensor of the file as
+  written would keep it from being fused, and the kernels would be the emulated ones): a layer
+  whose dequantized copy was fused away is read from its quantized integers, one with neither
+  is listed as fused away; clip rates need the float tensor before the quantizer, which the
+  integer kernels keep internal;
 * ``openvino``: OpenVINO's CPU plugin, with each exposed tensor added as a model output.
 The reference always runs in FP32 with optimizations off.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from alexnet_deploy import constants as C
 from alexnet_deploy.errors import UsageError
+from alexnet_deploy.progress import Progress, silent
 
 RUNTIMES = ("emulated", "ort", "openvino")
 
@@ -56,6 +62,7 @@ class Comparison:
     logits: dict
     peak_tensor_bytes: int  # the most intermediate-tensor memory held at once (one batch)
     clip_note: str = ""
+    fused: list[str] = field(default_factory=list)  # no tensor of their own as executed
     profile: dict | None = None  # compare --profile: precision/profile.py's Profile.as_dict()
     profile_note: str = ""
 
@@ -74,6 +81,7 @@ class _Accumulator:
         self.max_abs = 0.0
         self.clipped = 0
         self.values = 0
+        self.clip_seen = False  # the tensor the quantizer reads was there to count
         self.shape: list[int] = []
 
     def add(self, ref: np.ndarray, cand: np.ndarray, quantizer, pre: np.ndarray | None) -> None:
@@ -94,6 +102,7 @@ class _Accumulator:
             # below a range that starts at 0 the quantizer is the (folded) ReLU, not saturation
             below = (pre < quantizer.low) if quantizer.low < 0 else np.zeros(pre.shape, bool)
             self.clipped += int(np.sum(below | (pre > quantizer.high)))
+            self.clip_seen = True
         self.values += cand.size
 
     def figures(self, name: str, op: str, quantized: bool) -> LayerFigures:
@@ -110,17 +119,18 @@ class _Accumulator:
             self.cos_sum / max(self.samples, 1),
             snr,
             self.max_abs,
-            (self.clipped / self.values) if quantized and self.values else None,
+            (self.clipped / self.values) if quantized and self.clip_seen else None,
         )
 
 
-def _ort_session(model, optimized: bool):
+def _ort_session(model):
+    """``model`` run as it is: no graph optimization (the file's Q/DQ in float, or a graph
+    ONNX Runtime already optimized, run with the kernels it chose)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    if not optimized:
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(
         model.SerializeToString(), options, providers=["CPUExecutionProvider"]
     )
@@ -145,6 +155,69 @@ def _openvino_session(model, names: list[str]):
     return run
 
 
+def _ort_as_built(candidate_path: Path):
+    """The graph ``build --backend ort`` makes of the candidate and its runner executes: ONNX
+    Runtime's default graph optimizations on this CPU, saved (made by that backend's build)."""
+    import tempfile
+
+    import onnx
+
+    from alexnet_deploy.engines.options import BuildOptions
+    from alexnet_deploy.engines.ort import OrtBackend
+    from alexnet_deploy.onnx_model import read_artifact
+
+    options = BuildOptions(precision=read_artifact(candidate_path).precision)
+    with tempfile.TemporaryDirectory(prefix="alexnet-compare-") as scratch:
+        engine = OrtBackend().build(Path(candidate_path), options, Path(scratch))
+        return onnx.load(str(engine.path))
+
+
+def _value(outputs: dict, source) -> np.ndarray:
+    tensor = outputs[source.tensor]
+    return tensor if source.quantizer is None else source.quantizer.dequantize(tensor)
+
+
+def compare_artifacts(
+    reference: Path,
+    candidate: Path,
+    data: str = "shipped",
+    *,
+    count: int | None = None,
+    runtime: str = "emulated",
+    batch_size: int = 8,
+    seed: int = C.DEFAULT_SEED,
+    profile_runs: int = 0,
+    progress: Progress = silent,
+) -> Comparison:
+    """``compare``: up to ``count`` images of ``data`` read with the reference's own
+    preprocessing, then every layer of the candidate against the reference (compare_models)."""
+    from alexnet_deploy.calib.data import load_held_out
+    from alexnet_deploy.onnx_model import read_artifact
+
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    info = read_artifact(reference)
+    info.require_float_input("compare")
+    progress(f"reading images from {data}")
+    images = load_held_out(
+        data,
+        image_shape=info.image_shape,
+        preprocessing=info.preprocessing(),
+        count=count,
+        seed=seed,
+        what="--data",
+    ).eval.images
+    return compare_models(
+        reference,
+        candidate,
+        images,
+        runtime=runtime,
+        batch_size=batch_size,
+        profile_runs=profile_runs,
+        progress=progress,
+    )
+
+
 def compare_models(
     reference_path: Path,
     candidate_path: Path,
@@ -153,31 +226,34 @@ def compare_models(
     runtime: str = "emulated",
     batch_size: int = 8,
     profile_runs: int = 0,
-    progress=lambda m: None,
+    progress: Progress = silent,
 ) -> Comparison:
     """Run both on ``images`` (N x C x H x W float32, the reference's preprocessing) and compare
     every mapped layer, then the logits."""
-    from alexnet_deploy.artifact import load_model_proto
     from alexnet_deploy.calib.fidelity import compare_logits
-    from alexnet_deploy.precision.layers import map_layers, with_outputs
+    from alexnet_deploy.onnx_model import load_model_proto
+    from alexnet_deploy.precision.layers import layer_sources, map_layers, with_outputs
 
     if runtime not in RUNTIMES:
         raise UsageError(f"--runtime {runtime!r} is unknown", hint=f"one of {', '.join(RUNTIMES)}")
     reference = load_model_proto(reference_path, what="reference")
     candidate = load_model_proto(candidate_path, what="candidate")
+    batch_size = _check_pair(reference_path, reference, candidate_path, candidate, batch_size)
     mapping = map_layers(reference, candidate, Path(reference_path), Path(candidate_path))
     names = [layer.name for layer in mapping.layers]
     logits_ref_name = reference.graph.output[0].name
     logits_cand_name = candidate.graph.output[0].name
-    ref_run = _ort_session(with_outputs(reference, names, {}), optimized=False)
-    values = {name: mapping.candidate_value(name) for name in names}
-    exposed = sorted({*names, *values.values()})
-    cand_model = with_outputs(candidate, exposed, mapping.dtypes)
+    ref_run = _ort_session(with_outputs(reference, names, {}))
+    # ort: the optimized graph as built, its surviving tensors exposed (nothing un-fused)
+    executed = _ort_as_built(Path(candidate_path)) if runtime == "ort" else None
+    sources, fused = layer_sources(mapping, names, executed)
+    exposed = sorted({t for s in sources.values() for t in (s.tensor, s.pre) if t})
+    cand_model = with_outputs(candidate if executed is None else executed, exposed, mapping.dtypes)
     if runtime == "openvino":
         cand_run = _openvino_session(cand_model, [*exposed, logits_cand_name])
     else:
-        cand_run = _ort_session(cand_model, optimized=runtime == "ort")
-    sums = {name: _Accumulator() for name in names}
+        cand_run = _ort_session(cand_model)
+    sums = {name: _Accumulator() for name in sources}
     ref_logits, cand_logits, peak = [], [], 0
     for start in range(0, len(images), batch_size):
         batch = images[start : start + batch_size]
@@ -188,17 +264,31 @@ def compare_models(
             peak,
             sum(ref_out[n].nbytes for n in names) + sum(cand_out[n].nbytes for n in exposed),
         )
-        for name in names:
+        for name, source in list(sources.items()):
+            value = _value(cand_out, source)
+            if value.shape != ref_out[name].shape:  # the name kept, the layout changed: no match
+                fused.append(name)
+                del sources[name], sums[name]
+                continue
             sums[name].shape = list(ref_out[name].shape[1:])
-            sums[name].add(
-                ref_out[name], cand_out[values[name]], mapping.quantizers.get(name),
-                cand_out[name],
-            )  # fmt: skip
+            pre = cand_out[source.pre] if source.pre else None
+            sums[name].add(ref_out[name], value, mapping.quantizers.get(name), pre)
         ref_logits.append(ref_out[logits_ref_name].astype(np.float32))
         cand_logits.append(cand_out[logits_cand_name].astype(np.float32))
         del ref_out, cand_out
     fidelity = compare_logits(np.concatenate(ref_logits), np.concatenate(cand_logits))
     quantized = bool(mapping.quantizers)
+    clip_note = (
+        ""
+        if quantized
+        else "the candidate has no activation quantizers (no Q/DQ): clip rates do not apply"
+    )
+    if quantized and any(not sums[n].clip_seen for n in sums if n in mapping.quantizers):
+        clip_note = (
+            "clip % is shown where the float tensor a quantizer reads is still computed as "
+            f"executed by {runtime}; its integer kernels keep the rest inside (--runtime "
+            "emulated shows every layer's)"
+        )
     profiled, profile_note = None, ""
     if profile_runs > 0:
         from alexnet_deploy.precision.profile import profile_candidate
@@ -226,8 +316,10 @@ def compare_models(
         layers=[
             sums[layer.name].figures(layer.name, layer.op, layer.name in mapping.quantizers)
             for layer in mapping.layers
+            if layer.name in sums
         ],
         folded=[f"{layer.name} ({layer.op})" for layer in mapping.folded],
+        fused=[f"{layer.name} ({layer.op})" for layer in mapping.layers if layer.name in fused],
         logits={
             "top1_agreement": fidelity.top1_agreement,
             "top5_overlap": fidelity.top5_overlap,
@@ -235,12 +327,30 @@ def compare_models(
             "max_abs_error": fidelity.max_abs_error,
         },
         peak_tensor_bytes=peak,
-        clip_note=""
-        if quantized
-        else "the candidate has no activation quantizers (no Q/DQ): clip rates do not apply",
+        clip_note=clip_note,
         profile=profiled,
         profile_note=profile_note,
     )
+
+
+def _check_pair(reference_path, reference, candidate_path, candidate, batch_size: int) -> int:
+    """Refuse a candidate with another number of classes than the reference (its input is
+    checked by map_layers); return the batch size both run at (a model with a fixed batch of
+    1 takes one image at a time: ArtifactInfo.batch_for)."""
+    from alexnet_deploy.onnx_model import info_from_proto
+
+    ref = info_from_proto(Path(reference_path), reference)
+    cand = info_from_proto(Path(candidate_path), candidate)
+    classes = [info.outputs[0].dims[-1:] for info in (ref, cand)]
+    if classes[0] != classes[1]:
+        raise UsageError(
+            f"{candidate_path} is not a version of {reference_path}: it has "
+            f"{classes[1][0] if classes[1] else '?'} classes, the reference "
+            f"{classes[0][0] if classes[0] else '?'}",
+            hint="compare an artifact with the FP32 model it was made from (FP16 and INT8 keep "
+            "its classes)",
+        )
+    return min(ref.batch_for(batch_size), cand.batch_for(batch_size))
 
 
 def _input_is_half(model) -> bool:

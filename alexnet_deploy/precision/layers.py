@@ -48,6 +48,13 @@ class Quantizer:
     low: float
     high: float
     dequantized: str | None = None
+    quantized: str | None = None  # the QuantizeLinear's output: the integers
+    scale: float = 1.0
+    zero_point: float = 0.0
+
+    def dequantize(self, integers: np.ndarray) -> np.ndarray:
+        """The float value of the quantized ``integers`` (what DequantizeLinear computes)."""
+        return (integers.astype(np.float32) - np.float32(self.zero_point)) * np.float32(self.scale)
 
 
 @dataclass
@@ -103,8 +110,9 @@ def _quantizers(model) -> dict[str, Quantizer]:
         z = float(zero.reshape(-1)[0]) if zero is not None else 0.0
         s = float(scale.reshape(-1)[0])
         found[node.input[0]] = Quantizer(
-            (info.min - z) * s, (info.max - z) * s, dequantizer.get(node.output[0])
-        )
+            (info.min - z) * s, (info.max - z) * s, dequantizer.get(node.output[0]),
+            node.output[0], s, z,
+        )  # fmt: skip
     return found
 
 
@@ -165,6 +173,41 @@ def map_layers(reference, candidate, reference_path: Path, candidate_path: Path)
         for v in [*inferred.graph.value_info, *inferred.graph.output, *inferred.graph.input]
     }
     return LayerMap(kept, folded, quantizers, dtypes)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a layer's candidate value is read: ``tensor``, dequantized with ``quantizer``
+    where it holds the quantized integers; ``pre``: the float tensor the layer's quantizer
+    reads (for the clip rate), None where the executed graph has no such tensor."""
+
+    tensor: str
+    quantizer: Quantizer | None = None
+    pre: str | None = None
+
+
+def layer_sources(
+    mapping: LayerMap, names: list[str], executed=None
+) -> tuple[dict[str, Source], list[str]]:
+    """Each layer's :class:`Source` in the candidate as written, or (``executed``) in the graph
+    a runtime optimized from it, where fused kernels leave only some tensors: a layer's value
+    is read from its dequantized copy, else from its quantized integers, else the layer was
+    fused away (returned second: no tensor of its own is computed as executed)."""
+    if executed is None:
+        return {n: Source(mapping.candidate_value(n), pre=n) for n in names}, []
+    present = {out for node in executed.graph.node for out in node.output}
+    present |= {value.name for value in executed.graph.input}
+    found, fused = {}, []
+    for name in names:
+        quantizer = mapping.quantizers.get(name)
+        pre = name if name in present else None
+        if mapping.candidate_value(name) in present:
+            found[name] = Source(mapping.candidate_value(name), pre=pre)
+        elif quantizer is not None and quantizer.quantized in present:
+            found[name] = Source(quantizer.quantized, quantizer, pre)
+        else:
+            fused.append(name)
+    return found, fused
 
 
 def with_outputs(model, names: list[str], dtypes: dict[str, int]):

@@ -35,10 +35,10 @@ def nncf_accuracy_control(model_path: Path, data, request, scratch: Path, progre
 
     import onnx
 
-    from alexnet_deploy.artifact import read_artifact
     from alexnet_deploy.calib.nncf_quant import nncf_missing
     from alexnet_deploy.calib.stage import write_artifact_metadata
     from alexnet_deploy.fileio import sha256_file
+    from alexnet_deploy.onnx_model import read_artifact
     from alexnet_deploy.precision.search import Evaluated
 
     reason = nncf_missing()

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alexnet_deploy.precision.planner import PlanOutcome
+from alexnet_deploy.precision.planner import REPORT_FILES, PlanOutcome
 from alexnet_deploy.precision.search import Evaluated
 
 
@@ -143,10 +143,11 @@ def write_plan_report(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
     from alexnet_deploy.render import TableFormat, frame_as_text
 
     out_dir = Path(out_dir)
-    paths = {"json": write_json_atomic(out_dir / "plan.json", as_json(outcome))}
-    with atomic_path(out_dir / "plan.csv") as tmp:
+    json_name, csv_name, md_name = REPORT_FILES
+    paths = {"json": write_json_atomic(out_dir / json_name, as_json(outcome))}
+    with atomic_path(out_dir / csv_name) as tmp:
         plans_frame(outcome).write_csv(tmp)
-    paths["csv"] = out_dir / "plan.csv"
+    paths["csv"] = out_dir / csv_name
     chosen = chosen_name(outcome) if outcome.chosen else "none"
     head = [
         "# alexnet-deploy plan",
@@ -173,7 +174,7 @@ def write_plan_report(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
         shift = pl.DataFrame(outcome.sufficiency.shift).with_columns(pl.selectors.float().round(3))
         text += "\n\nCalibration against held-out images, per input channel:\n\n"
         text += frame_as_text(shift, TableFormat.md) + f"\n\n{outcome.sufficiency.note}"
-    paths["md"] = write_text_atomic(out_dir / "plan.md", text + "\n")
+    paths["md"] = write_text_atomic(out_dir / md_name, text + "\n")
     return paths
 
 
@@ -186,6 +187,7 @@ def plot_plans(outcome: PlanOutcome, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from alexnet_deploy.fileio import atomic_path
+    from alexnet_deploy.outputs import PLOT_SOFTWARE
 
     keys = _speed_keys(outcome)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -210,6 +212,6 @@ def plot_plans(outcome: PlanOutcome, path: Path) -> Path:
     ax.legend(loc="best")
     fig.tight_layout()
     with atomic_path(path, replace=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE})
     plt.close(fig)
     return Path(path)

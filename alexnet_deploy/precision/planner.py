@@ -15,15 +15,15 @@ import hashlib
 import logging
 import shutil
 import tempfile
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet
 from alexnet_deploy.calib.fidelity import EMULATED, compare_logits, logits_on, ort_logits
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.outputs import OutputDir, check_outputs, mark_directory
 from alexnet_deploy.precision.plans import (
     KEEP_PRECISIONS,
     Plan,
@@ -41,10 +41,11 @@ from alexnet_deploy.precision.search import (
     to_measure,
 )
 from alexnet_deploy.precision.speed import SpeedTarget, measure_speeds, speed_score
+from alexnet_deploy.progress import Progress
 
 log = logging.getLogger(__name__)
-Progress = Callable[[str], None]
 SPEED_BACKENDS = ("ort", "openvino")
+REPORT_FILES = ("plan.json", "plan.csv", "plan.md")  # beside the plan file (plan_report.py)
 
 
 @dataclass(frozen=True)
@@ -128,6 +129,7 @@ def plan_precision(
     work_dir: Path,
     rules,
     force: bool = False,
+    plot: Path | None = None,
     progress: Progress = lambda _m: None,
 ) -> PlanOutcome:
     from alexnet_deploy.calib.config import CalibrationConfig
@@ -135,20 +137,30 @@ def plan_precision(
     from alexnet_deploy.calib.ranges import collect_ranges
     from alexnet_deploy.calib.stage import budget_policy, check_input_model
     from alexnet_deploy.cpu_isa import this_cpu
-    from alexnet_deploy.fileio import prepare_output, sha256_file
+    from alexnet_deploy.fileio import sha256_file
     from alexnet_deploy.locking import directory_lock
 
     request.check()
     model_path = Path(model_path)
     info = read_artifact(model_path)
     check_input_model(info)
+    data_request = data_request.for_model(info)
     machine = this_cpu().name
     form, recipe = resolve_target(request.target, machine)
     layers = weight_layers(model_path)
     forced = resolve_layers(request.keep_layers, layers, "--keep-layer")
     out = ArtifactSet(model_path).plan(form, out_dir)
-    prepare_output(out, force=force, what="plan file")
+
+    def check_paths() -> None:  # before the work, and again once the lock is held
+        check_outputs(
+            "plan", {"-o": OutputDir(out_dir, (*REPORT_FILES, out.name)), "--plot": plot},
+            {"input model": model_path, **data_request.inputs()}, work_dir=work_dir, force=force,
+        )  # fmt: skip
+
+    check_paths()
     measurable = form == "cpu" and recipe.isa == machine
+    if measurable:
+        info.require_dynamic_batch("plans are timed on engines, which need a dynamic batch axis")
 
     progress("loading calibration and held-out data")
     data = data_request.load(info)
@@ -167,6 +179,7 @@ def plan_precision(
             "FP32 (disagreement bounds the accuracy lost)"
         )
     with directory_lock(scratch_root, "plan"):
+        check_paths()  # another plan may have written them while this one waited
         scratch_root.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(dir=scratch_root, prefix="plan-run-"))
         source = scratch / model_path.name
@@ -292,7 +305,7 @@ def plan_precision(
                     progress=progress,
                 )  # fmt: skip
                 outcome.notes.append(outcome.sufficiency.note)
-            outcome.written = _write(outcome, file_of(outcome.chosen.plan), out)
+            outcome.written = _write(file_of(outcome.chosen.plan), out, force)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return outcome
@@ -344,11 +357,14 @@ def _measure(
         )
 
 
-def _write(outcome: PlanOutcome, source: Path, out: Path) -> Path:
-    """The chosen plan's file (its metadata written with it) moved into place atomically."""
+def _write(source: Path, out: Path, force: bool) -> Path:
+    """The chosen plan's file (its metadata written with it) moved into place atomically;
+    without ``force``, never over a file another run wrote meanwhile."""
     from alexnet_deploy.fileio import atomic_path
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
+    if not out.parent.is_dir():
+        out.parent.mkdir(parents=True, exist_ok=True)  # (or a concurrent run of ours)
+        mark_directory(out.parent, "plan")  # made by this tool: a later --force may replace it
+    with atomic_path(out, replace=force) as tmp:
         shutil.copyfile(source, tmp)
     return out

@@ -8,6 +8,8 @@ from pathlib import Path
 
 from alexnet_deploy.precision.compare import Comparison
 
+REPORT_FILES = ("compare.json", "compare.csv", "compare.md")  # what --out DIR holds
+
 
 def layers_frame(comparison: Comparison):
     """One row per layer, then the logits row, rounded for people (JSON keeps full precision)."""
@@ -32,6 +34,12 @@ def layers_frame(comparison: Comparison):
     profile = comparison.profile
     if profile is not None:
         total = profile["total_ms"] or 1.0
+        shown = {row["layer"] for row in rows}
+        rows += [  # timed layers with no tensor of their own as executed: their time, no figures
+            {"layer": name, "op": "(fused)", "shape": "", "cosine": None, "snr dB": None,
+             "max abs err": None, "clip %": None}
+            for name in profile["layers_ms"] if name not in shown
+        ]  # fmt: skip
         for row in rows:
             ms = profile["layers_ms"].get(row["layer"])
             row["time ms"] = None if ms is None else round(ms, 3)
@@ -73,14 +81,19 @@ def as_json(comparison: Comparison) -> dict:
 def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     """compare.json, compare.csv and compare.md in ``out_dir``, each written atomically."""
     from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
+    from alexnet_deploy.outputs import mark_directory
     from alexnet_deploy.render import TableFormat, frame_as_text
 
     out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        out_dir.mkdir(parents=True, exist_ok=True)  # (or a concurrent run of ours)
+        mark_directory(out_dir, "compare")  # made by this tool: its own
+    json_name, csv_name, md_name = REPORT_FILES
     frame = layers_frame(comparison)
-    paths = {"json": write_json_atomic(out_dir / "compare.json", as_json(comparison))}
-    with atomic_path(out_dir / "compare.csv") as tmp:
+    paths = {"json": write_json_atomic(out_dir / json_name, as_json(comparison))}
+    with atomic_path(out_dir / csv_name) as tmp:
         frame.write_csv(tmp)
-    paths["csv"] = out_dir / "compare.csv"
+    paths["csv"] = out_dir / csv_name
     head = [
         "# alexnet-deploy compare",
         "",
@@ -96,7 +109,7 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
     if comparison.profile_note:
         head.append(f"- {comparison.profile_note}")
     text = "\n".join(head) + "\n\n" + frame_as_text(frame, TableFormat.md)
-    paths["md"] = write_text_atomic(out_dir / "compare.md", text)
+    paths["md"] = write_text_atomic(out_dir / md_name, text)
     return paths
 
 
@@ -109,6 +122,7 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     from alexnet_deploy.fileio import atomic_path
+    from alexnet_deploy.outputs import PLOT_SOFTWARE
 
     names = [f.name for f in comparison.layers]
     snr = [f.snr_db if math.isfinite(f.snr_db) else float("nan") for f in comparison.layers]
@@ -123,6 +137,6 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path:
     bottom.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
     fig.tight_layout()
     with atomic_path(path, replace=True) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE})
     plt.close(fig)
     return Path(path)

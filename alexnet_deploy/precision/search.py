@@ -21,7 +21,7 @@ class Evaluated:
 
     plan: Plan
     fidelity: Fidelity
-    speed: dict[str, float] = field(default_factory=dict)  # "backend b1" -> images/s
+    speed: dict[str, float] = field(default_factory=dict)  # speed_case(...).label -> images/s
     measured_note: str = ""  # why it was or was not measured
 
     @property

@@ -5,13 +5,18 @@ all of them, the median round kept."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from alexnet_deploy import constants as C
+from alexnet_deploy.cases import Case
+from alexnet_deploy.progress import Progress
+
+# a plan's file decides each layer's precision (all-FP32 is the all-float plan): its speeds are
+# filed under a case whose precision says so, as a served model's say "served"
+PLAN_PRECISION = "plan"
 
 
 @dataclass(frozen=True)
@@ -22,8 +27,10 @@ class SpeedTarget:
     quantizer: str = "qdq"
 
 
-def speed_key(backend: str, batch: int) -> str:
-    return f"{backend} b{batch}"
+def speed_case(backend: str, batch: int) -> Case:
+    """The configuration a plan is timed in: bench's latency loop, one request at a time. Its
+    label ("ort plan b1 latency") keys the plan's speeds in every table, plot and JSON."""
+    return Case(backend, PLAN_PRECISION, batch, "latency")
 
 
 def measure_speeds(
@@ -35,14 +42,15 @@ def measure_speeds(
     *,
     rounds: int = C.PLAN_ROUNDS,
     seed: int = C.DEFAULT_SEED,
-    progress: Callable[[str], None] = lambda _m: None,
+    progress: Progress = lambda _m: None,
 ) -> dict[str, dict[str, float]]:
-    """label -> {"ort b1": images/s, ...}: the median over ``rounds`` of each round's rate."""
-    from alexnet_deploy.artifact import read_artifact
+    """label -> {"ort plan b1 latency": images/s, ...} (``speed_case``'s labels): the median
+    over ``rounds`` of each round's rate."""
     from alexnet_deploy.bench.measure import measure_latency
     from alexnet_deploy.engines.build import build_engine
     from alexnet_deploy.engines.options import BuildOptions
     from alexnet_deploy.engines.registry import get_backend
+    from alexnet_deploy.onnx_model import read_artifact
 
     shape = read_artifact(targets[0].path).image_shape
     rng = np.random.default_rng(seed)
@@ -63,7 +71,7 @@ def measure_speeds(
                 with get_backend(backend).runner(engines[(t.label, backend)]) as runner:
                     for batch in batches:
                         m = measure_latency(runner.infer, inputs[batch], rules)
-                        key = (t.label, speed_key(backend, batch))
+                        key = (t.label, speed_case(backend, batch).label)
                         rates.setdefault(key, []).append(m.images_per_second)
     found: dict[str, dict[str, float]] = {}
     for (label, key), values in rates.items():

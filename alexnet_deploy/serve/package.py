@@ -15,11 +15,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.artifacts import ArtifactSet, WorkDir
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.fileio import prepare_output, staging_directory
+from alexnet_deploy.fileio import replace_directory, staging_directory
+from alexnet_deploy.locking import directory_lock
+from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.outputs import OutputDir, check_outputs, mark_directory
 from alexnet_deploy.serve.triton_config import (
     ServingOptions,
     build_config,
@@ -96,14 +98,28 @@ def package_triton(
     server_tensorrt: str | None = None,
 ) -> Repository:
     """``server_tensorrt``: the TensorRT version of the target Triton server; a TensorRT plan
-    it cannot run is refused (serve/triton_tensorrt.py)."""
+    it cannot run is refused (serve/triton_tensorrt.py). ``out`` is replaced only with
+    ``force`` and only when it is a repository this tool made (its marker)."""
     model, out = Path(model), Path(out)
-    if out.exists() and not force:
-        raise AlexnetDeployError(f"output {out} already exists", hint="pass --force to replace it")
-    # the repository's parent must be (or become) a writable directory: probed like a file's
-    prepare_output(
-        out.parent / ".repository", force=True, what="Triton repository", option="--triton"
-    )
+    check_repository(out, model, work_dir=work_dir, force=force)
+    with directory_lock(work_dir, "package"):  # the engines; and one package at a time
+        check_repository(out, model, work_dir=work_dir, force=force)  # written meanwhile?
+        return _package(model, out, work_dir, options, force, openvino, server_tensorrt)
+
+
+def check_repository(out: Path, model: Path | None, *, work_dir: Path, force: bool) -> None:
+    """Refuse a repository path that would destroy an input, the current or work directory,
+    or a directory this tool did not make (outputs.py)."""
+    check_outputs(
+        "package", {"--triton": OutputDir(out, replaced=True)}, {"input model": model},
+        work_dir=work_dir, force=force,
+    )  # fmt: skip
+
+
+def _package(
+    model: Path, out: Path, work_dir: Path, options: ServingOptions, force: bool,
+    openvino: bool, server_tensorrt: str | None,
+) -> Repository:  # fmt: skip
     info = read_artifact(model)
     if info.precision != "fp32":
         raise AlexnetDeployError(
@@ -193,9 +209,8 @@ def package_triton(
             raise AlexnetDeployError(
                 f"nothing to package for {model}", hint="export and build first"
             )
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
+        mark_directory(staging, "package")
+        replace_directory(staging, out, replace=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

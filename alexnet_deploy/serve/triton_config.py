@@ -7,8 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.artifact import ArtifactInfo
 from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.onnx_model import ArtifactInfo
 
 PLATFORMS = {"onnx": "onnxruntime_onnx", "plan": "tensorrt_plan"}
 _TYPES = {
@@ -53,12 +53,9 @@ def build_config(
     """The ModelConfig message. ``kind``: 'onnx', 'plan' or 'openvino'."""
     pb = model_config_pb2()
     spec = info.input
-    if not spec.batch_dynamic:
-        raise AlexnetDeployError(
-            f"{info.path}: input {spec.name!r} has a fixed batch {spec.dims[0]}, but max_batch_size "
-            f"{options.max_batch_size} > 0 needs a dynamic batch axis",
-            hint="re-export with 'alexnet-deploy export' (dynamic batch)",
-        )
+    info.require_dynamic_batch(
+        f"Triton's max_batch_size {options.max_batch_size} > 0 needs a dynamic batch axis"
+    )
     config = pb.ModelConfig(name=name, max_batch_size=options.max_batch_size)
     if kind == "openvino":
         config.backend = "openvino"

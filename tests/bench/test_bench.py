@@ -12,7 +12,8 @@ import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 from alexnet_deploy.bench.pipeline import fidelity_probe
-from alexnet_deploy.bench.report import SCHEMA, pareto_front
+from alexnet_deploy.bench.plot import pareto_front
+from alexnet_deploy.bench.report import SCHEMA
 from alexnet_deploy.bench.run import run_matrix
 from alexnet_deploy.workflow import ModelRequest, bench_model
 
@@ -146,10 +147,10 @@ def test_backend_failing_mid_matrix_marks_its_row_and_continues(model, digits, t
         targets=("cpu",),
     )
     result = run_matrix(bench_model, config, tmp_path / "work", probe, None, direct=False)
-    status = {r["precision"]: r["status"] for r in result.rows}
+    status = {r.case.precision: r.status for r in result.rows}
     assert status == {"fp32": "ok", "fp16": "failed", "int8": "ok"}
-    failed = next(r for r in result.rows if r["status"] == "failed")
-    assert "no fp16 artifact" in failed["reason"]
+    failed = next(r for r in result.rows if not r.ok)
+    assert "no fp16 artifact" in failed.reason and failed.latency is None
 
 
 def test_cli_exit_code_says_partial(model, digits, cli, tmp_path):
@@ -203,7 +204,7 @@ def test_interrupt_keeps_finished_rows(model, digits, tmp_path):
     result = run_matrix(
         model, config, tmp_path / "work", probe, None, direct=False, on_row=interrupt_after_first
     )
-    assert result.interrupted and len(result.rows) == 1 and result.rows[0]["status"] == "ok"
+    assert result.interrupted and len(result.rows) == 1 and result.rows[0].ok
 
 
 def test_reports_dir_not_writable(model, digits, cli, tmp_path):
@@ -220,10 +221,10 @@ def test_reports_dir_not_writable(model, digits, cli, tmp_path):
     [
         (["--backend", "nope"], "nope"),
         (["--precision", "int4"], "int4"),
-        (["--batch", "0,1"], "batch values must be >= 1"),
-        (["--batch", "4,4"], "duplicates"),
-        (["--min-seconds", "0"], "min-seconds must be > 0"),
-        (["--max-seconds", "-1"], "max-seconds must be > 0"),
+        (["--batch", "0,1"], "--batch must be at least 1, got 0"),
+        (["--batch", "4,4"], "--batch 4 given twice"),
+        (["--min-seconds", "0"], "--min-seconds must be a finite number above 0"),
+        (["--max-seconds", "-1"], "--max-seconds must be a finite number above 0"),
     ],
 )
 def test_cli_bad_input(cli, args, message, tmp_path):
@@ -263,7 +264,7 @@ def test_run_bench_interrupt_writes_partial_report(model, digits, tmp_path, monk
     )
     assert report["status"] == "interrupted" and len(result.rows) == 1
     assert json.loads(paths["json"].read_text())["status"] == "interrupted"
-    assert pl.read_parquet(paths["parquet"]).height == result.rows[0]["samples"]
+    assert pl.read_parquet(paths["parquet"]).height == result.rows[0].latency.count
 
 
 def _report_files(out):

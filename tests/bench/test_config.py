@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from alexnet_deploy.bench.config import Matrix, MeasureRules, config_from_toml, parse_int_list
+from alexnet_deploy.bench.config import Matrix, MeasureRules, config_from_toml
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
 
@@ -65,12 +65,6 @@ def test_toml_unknown_keys_are_named(tmp_path):
     path.write_text("[measure]\nx = 1\n")
     with pytest.raises(AlexnetDeployError, match="unknown key.*the top level: measure"):
         config_from_toml(path)
-
-
-def test_int_list_parsing():
-    assert parse_int_list("1,8,32", "batch") == (1, 8, 32)
-    with pytest.raises(UsageError, match="comma-separated integers"):
-        parse_int_list("1,x", "batch")
 
 
 def test_the_int8_route_only_multiplies_int8_cases():

@@ -58,9 +58,9 @@ def test_preprocessing_inside_openvino_matches_the_host(digits, model):
     same settings."""
     import openvino as ov
 
-    from alexnet_deploy.artifact import read_artifact
     from alexnet_deploy.bench.end_to_end import ppp_infer
     from alexnet_deploy.calib.images import load_rgb, preprocess, resize_crop
+    from alexnet_deploy.onnx_model import read_artifact
 
     pre = read_artifact(model).preprocessing()
     infer = ppp_infer(model, pre)
@@ -84,9 +84,9 @@ def test_preprocessing_inside_the_onnx_graph_matches_the_host(digits, model, tmp
     logits of host preprocessing, same runtime."""
     import onnxruntime as ort
 
-    from alexnet_deploy.artifact import read_artifact
     from alexnet_deploy.calib.images import load_rgb, preprocess, resize_crop
     from alexnet_deploy.exporter.pixels import pixel_session, write_with_pixel_input
+    from alexnet_deploy.onnx_model import read_artifact
 
     pre = read_artifact(model).preprocessing()
     infer = pixel_session(write_with_pixel_input(model, pre, tmp_path / "pre.onnx", resize=False))
@@ -103,9 +103,9 @@ def test_opencv_host_preprocessing_matches_pillow_within_a_level(digits, model):
     tensor is the host's exactly; reduced, within a few levels (INTER_AREA vs Pillow's filter)."""
     from PIL import Image
 
-    from alexnet_deploy.artifact import read_artifact
     from alexnet_deploy.bench.end_to_end import opencv_decode, opencv_preprocess
     from alexnet_deploy.calib.images import load_rgb, preprocess
+    from alexnet_deploy.onnx_model import read_artifact
 
     pre = read_artifact(model).preprocessing()
     std = np.asarray(pre.std, np.float32).reshape(3, 1, 1) * 255

@@ -10,7 +10,7 @@ import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 from alexnet_deploy.bench.report import describe_ceilings
-from alexnet_deploy.bench.roofline import Ceilings, measure_ceilings, roofline_columns
+from alexnet_deploy.bench.roofline import Ceilings, measure_ceilings, roofline_of
 from alexnet_deploy.workflow import ModelRequest, bench_model
 
 RULES = MeasureRules(
@@ -52,11 +52,11 @@ def test_no_bench_row_exceeds_its_peak(digits, probed, tmp_path):
     request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
     report, result, _ = bench_model(request, config, tmp_path / "work", tmp_path / "out")
     assert report["ceilings"]["int8_gops"] == ceilings.int8_gops
-    rows = [r for r in result.rows if r["status"] == "ok"]
+    rows = [r for r in result.rows if r.ok]
     assert len(rows) == 4
     for row in rows:
-        assert 0 < row["pct_compute_peak"] <= 100, row
-        assert row["weights_in_llc"] in (True, False)
+        assert 0 < row.roofline.pct_compute_peak <= 100, row
+        assert row.roofline.weights_in_llc in (True, False)
 
 
 @pytest.mark.slow
@@ -76,21 +76,21 @@ def test_real_alexnet_near_its_peak_stays_under_it(exported, probed, tmp_path):
         MeasureRules(warmup_iterations=2, warmup_seconds=0.1, min_iterations=5, max_seconds=1.0),
     )
     _, result, _ = bench_model(ModelRequest(model=model), config, tmp_path / "work", tmp_path / "o")
-    rows = [r for r in result.rows if r["status"] == "ok"]
+    rows = [r for r in result.rows if r.ok]
     assert len(rows) == 4
     for row in rows:
-        assert 0 < row["pct_compute_peak"] <= 100, (row, describe_ceilings(ceilings.__dict__))
+        assert 0 < row.roofline.pct_compute_peak <= 100, (row, describe_ceilings(ceilings.__dict__))
 
 
 def test_weights_in_the_last_level_cache_are_not_memory_bound():
     base = dict(fp32_gflops=100.0, int8_gops=400.0, bandwidth_gbs=10.0, threads=2, fingerprint="x")
     # one image of a 1 GMAC network with 60 MB of weights: intensity 33 < ridge 40 -> memory
-    streamed = roofline_columns(100, 100, 10**9, 60 * 2**20, 1, "int8", Ceilings(**base))
-    cached = roofline_columns(
+    streamed = roofline_of(100, 100, 10**9, 60 * 2**20, 1, "int8", Ceilings(**base))
+    cached = roofline_of(
         100, 100, 10**9, 60 * 2**20, 1, "int8", Ceilings(**base, llc_bytes=64 * 2**20)
     )
-    assert streamed["bound"] == "memory" and not streamed["weights_in_llc"]
-    assert cached["bound"] == "compute" and cached["weights_in_llc"]
+    assert streamed.bound == "memory" and not streamed.weights_in_llc
+    assert cached.bound == "compute" and cached.weights_in_llc
 
 
 def test_macs_exclude_zero_padding(tmp_path):

@@ -7,7 +7,10 @@ import json
 
 import pytest
 
+from alexnet_deploy.bench.records import BenchRow, Fidelity
+from alexnet_deploy.bench.stats import LatencyStats
 from alexnet_deploy.bench.tune import Constraint, choose, load_tuned
+from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
 FAST = ["--min-seconds", "0.1", "--max-seconds", "0.3"]
@@ -114,19 +117,20 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
     assert versus["met"] == (versus["ratio"] >= 1.2)
 
 
-def _row(backend="ort", batch=1, ips=100.0, p99=10.0, top1=1.0, status="ok"):
-    return {
-        "backend": backend,
-        "precision": "int8",
-        "batch": batch,
-        "streams": 1,
-        "threads": None,
-        "mode": "throughput",
-        "status": status,
-        "images_per_s": ips,
-        "p99_ms": p99,
-        "top1_agreement": top1,
-    }
+def _row(
+    backend="ort", batch=1, ips=100.0, p99=10.0, top1=1.0, status="ok", quantizer="qdq", rounds=None
+):
+    case = Case(backend, "int8", batch, "throughput", streams=1, quantizer=quantizer)
+    p50 = p99 / 2
+    latency = LatencyStats(100, p50, p50, 0.0, p99, {50.0: p50, 99.0: p99}, p50, p50)
+    return BenchRow(
+        case,
+        status,
+        latency=latency,
+        images_per_s=ips,
+        round_images_per_s=None if rounds is None else tuple(rounds),
+        fidelity=Fidelity(top1),
+    )
 
 
 def test_constraint_handling():
@@ -138,13 +142,13 @@ def test_constraint_handling():
         _row(batch=16, status="failed"),
     ]
     unconstrained = choose(rows, Constraint())
-    assert unconstrained.chosen["batch"] == 64
+    assert unconstrained.chosen.case.batch == 64
     assert "top-1 agreement 0.900 < 0.990" in unconstrained.rejected["ort int8 b8 throughput s1"]
-    assert choose(rows, Constraint(max_p99_ms=100)).chosen["batch"] == 32
+    assert choose(rows, Constraint(max_p99_ms=100)).chosen.case.batch == 32
     result = choose(rows, Constraint(max_p99_ms=10))
-    assert result.chosen["batch"] == 1
+    assert result.chosen.case.batch == 1
     assert "p99 20.0 ms > 10 ms" in result.rejected["ort int8 b8 throughput s1"]
-    assert [r["batch"] for r in result.front] == [
+    assert [r.case.batch for r in result.front] == [
         1,
         8,
     ]  # b8 dominates b32 and b64; failed rows are off it
@@ -165,21 +169,13 @@ def test_tuned_file_errors(tmp_path, cli, model):
 def test_tuned_against_the_best_peer_is_the_median_of_paired_rounds():
     from alexnet_deploy.bench.tune import tuned_comparison
 
-    choice = {"backend": "openvino", "quantizer": "qdq"}
+    choice = Case("openvino", "int8", 32, "throughput", streams=1)
     rows = [
-        {**_row("openvino", 32, 800.0), "quantizer": "qdq", "round_images_per_s": [700, 900, 800]},
-        {**_row("openvino", 32, 760.0), "quantizer": "nncf", "round_images_per_s": [1, 1, 1]},
-        {
-            **_row("openvino-direct", 32, 640.0),
-            "quantizer": "nncf",
-            "round_images_per_s": [500, 800, 620],
-        },
-        {
-            **_row("ort-direct", 32, 500.0),
-            "quantizer": "qdq",
-            "round_images_per_s": [500, 500, 500],
-        },
-        {**_row("openvino-direct", 32, 9999.0, status="failed"), "quantizer": "qdq"},
+        _row("openvino", 32, 800.0, rounds=[700, 900, 800]),
+        _row("openvino", 32, 760.0, quantizer="nncf", rounds=[1, 1, 1]),
+        _row("openvino-direct", 32, 640.0, quantizer="nncf", rounds=[500, 800, 620]),
+        _row("ort-direct", 32, 500.0, rounds=[500, 500, 500]),
+        _row("openvino-direct", 32, 9999.0, status="failed"),
     ]
     found = tuned_comparison(choice, rows)["tuned_vs_best_peer"]
     # the best peer by pooled images/s; the ratio is the median of the per-round ratios

@@ -10,11 +10,11 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, numpy_helper
 
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.calib.fidelity import compare_logits, ort_logits
 from alexnet_deploy.calib.tensorrt_check import TensorRTCompatibilityError, check_tensorrt_qdq
 from alexnet_deploy.calib.trt_cache import parse_cache
 from alexnet_deploy.fileio import sha256_file
+from alexnet_deploy.onnx_model import read_artifact
 from tests.conftest import without_progress
 
 
@@ -52,7 +52,7 @@ def calibrated(digits, tmp_path_factory):
 
 
 def test_int8_keeps_top1_within_one_point(digits, calibrated):
-    report = json.loads((calibrated / "digits-tiny.int8.report.json").read_text())
+    report = json.loads((calibrated / "digits.int8.report.json").read_text())
     rows = {r["target"]: r for r in report["rows"] if r["selected"]}
     assert set(rows) == {"tensorrt", "cpu"}
     for row in rows.values():
@@ -114,7 +114,7 @@ def test_artifacts_load_and_manifest_lists_the_files(digits, calibrated):
             str(calibrated / f"digits.int8-{target}.onnx"), providers=["CPUExecutionProvider"]
         )
         assert session.run(None, {"input": digits["heldout_images"][:3]})[0].shape == (3, 10)
-    report = json.loads((calibrated / "digits-tiny.int8.report.json").read_text())
+    report = json.loads((calibrated / "digits.int8.report.json").read_text())
     calibration = report["data"]["calibration"]
     assert len(calibration) == 128 and len(report["data"]["held_out"]) == 512
     first = calibration[0]
@@ -124,7 +124,7 @@ def test_artifacts_load_and_manifest_lists_the_files(digits, calibrated):
 
 
 def test_legacy_tensorrt_cache_round_trips(calibrated):
-    text = (calibrated / "digits-tiny.int8.trt-calibration.cache").read_text()
+    text = (calibrated / "digits.int8-tensorrt.trt-calibration.cache").read_text()
     assert text.startswith("TRT-") and "EntropyCalibration2" in text.splitlines()[0]
     scales = parse_cache(text)
     assert "input" in scales and all(s > 0 for s in scales.values())
@@ -142,7 +142,7 @@ def test_legacy_cache_gets_the_running_tensorrt_header_and_knows_its_model(
     assert header_for("10.13.0.35") == "TRT-101300-EntropyCalibration2"
     assert header_for("11.4.0.106") == "TRT-110400-EntropyCalibration2"
     assert header_for("8.6.1") == "TRT-8601-EntropyCalibration2"
-    cache = calibrated / "digits-tiny.int8.trt-calibration.cache"
+    cache = calibrated / "digits.int8-tensorrt.trt-calibration.cache"
     text = cache.read_text()
     moved = with_header(text, "10.13.0.35")
     assert moved.splitlines()[0] == "TRT-101300-EntropyCalibration2"
@@ -174,7 +174,7 @@ def test_second_run_reuses_ranges_and_gives_identical_artifacts(digits, calibrat
     assert first.exit_code == 0 and second.exit_code == 0, second.stderr
     assert sha256_file(tmp_path / "a.onnx") == sha256_file(calibrated / "digits.int8-cpu.onnx")
     assert sha256_file(tmp_path / "a.onnx") == sha256_file(tmp_path / "b.onnx")
-    rows = json.loads((tmp_path / "digits-tiny.int8.report.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "b.report.json").read_text())["rows"]  # named after -o
     assert rows[0]["ranges_cached"] is True
 
 
@@ -196,7 +196,7 @@ def test_method_auto_reports_every_method_and_keeps_one_per_target(digits, cli, 
         tmp_path / "m-{target}.onnx",
     )
     assert result.exit_code == 0, result.stderr
-    rows = json.loads((tmp_path / "digits-tiny.int8.report.json").read_text())["rows"]
+    rows = json.loads((tmp_path / "m.report.json").read_text())["rows"]
     assert sorted({r["method"] for r in rows}) == ["entropy", "minmax", "percentile"]
     kept = [r for r in rows if r["selected"]]
     assert sorted(r["target"] for r in kept) == ["cpu", "tensorrt"]
@@ -221,7 +221,7 @@ def test_bad_calibration_is_caught_by_the_budget(digits, cli, tmp_path):
     assert result.exit_code == 1
     assert without_progress(result.stderr).startswith("Error: ") and "budget 1" in result.stderr
     assert not list(tmp_path.glob("bad-*.onnx"))
-    report = json.loads((tmp_path / "digits-tiny.int8.report.json").read_text())
+    report = json.loads((tmp_path / "bad.report.json").read_text())
     assert report["failures"] and not report["artifacts"]
 
 

@@ -14,11 +14,11 @@ import pytest
 from onnx import numpy_helper
 
 from alexnet_deploy import cpu_isa
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.calib.fidelity import ort_logits
 from alexnet_deploy.calib.int8 import CPU_FORMS, KNOWN_TARGETS, isa_mismatch
 from alexnet_deploy.calib.pipeline import calibrate
 from alexnet_deploy.calib.stage import DataRequest
+from alexnet_deploy.onnx_model import read_artifact
 
 
 def _request(digits) -> DataRequest:

@@ -8,12 +8,12 @@ import numpy as np
 import onnx
 import pytest
 
-from alexnet_deploy.artifact import read_artifact
 from alexnet_deploy.calib.fidelity import logits_on
 from alexnet_deploy.engines.build import build_engine, resolve_artifact
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.registry import get_backend
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
+from alexnet_deploy.onnx_model import read_artifact
 
 pytestmark = pytest.mark.nncf  # real nncf.quantize (the last test fakes its absence)
 

@@ -104,9 +104,9 @@ def pixel_export(digits, tmp_path_factory):
 def test_preprocess_export_takes_pixels_of_any_size_and_matches_the_host(pixel_export, digits):
     from PIL import Image
 
-    from alexnet_deploy.artifact import read_artifact
     from alexnet_deploy.calib.images import load_rgb, preprocess
     from alexnet_deploy.exporter.pixels import PIXELS_ANY_SIZE, pixel_session
+    from alexnet_deploy.onnx_model import read_artifact
 
     info = read_artifact(pixel_export.path)
     assert info.input.name == "pixels" and info.input.dtype == "uint8"

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
+from alexnet_deploy.bench.records import BenchRow, Fidelity
 from alexnet_deploy.cases import Case
 from alexnet_deploy.gate.compare import (
     IMPROVED,
@@ -340,7 +341,9 @@ def test_run_benches_the_baselines_configurations_now(reports, cli, tmp_path):
     # noise is scripts/gate-evaluation-unpaired's to measure, not a test's to assume away.
     result = cli("gate", reports / "a", "--run", "--work-dir", tmp_path / "w")
     assert result.exit_code in (0, 1), result.stdout + result.stderr
-    assert "(rerun): " in result.stdout and " 0 not comparable" in result.stdout
+    # --run is CURRENT benched now, judged in history mode (the "rerun" mode is folded into it)
+    assert "(history): " in result.stdout and " 0 not comparable" in result.stdout
+    assert "benched now (--run)" in result.stderr
     rerun = json.loads((tmp_path / "w" / "reports" / "gate-run" / "bench-summary.json").read_text())
     base = json.loads((reports / "a" / "bench-summary.json").read_text())
     assert sorted((r["backend"], r["precision"]) for r in rerun["rows"]) == sorted(
@@ -350,27 +353,6 @@ def test_run_benches_the_baselines_configurations_now(reports, cli, tmp_path):
     assert rerun["fidelity_source"] == base["fidelity_source"]
     for key in ("threads", "streams", "batches", "modes"):
         assert rerun["config"]["matrix"][key] == base["config"]["matrix"][key]
-
-
-def test_aa_mode_reports_noise_and_a_derived_threshold(digits_model, cli, tmp_path):
-    result = cli(
-        "gate",
-        "--aa",
-        "--model",
-        digits_model,
-        "--trials",
-        "2",
-        "--batch",
-        "4",
-        "--work-dir",
-        tmp_path,
-    )
-    assert result.exit_code == 0, result.stderr
-    assert (
-        "A/A ort fp32 batch 4, 2 paired trials" in result.stdout
-        and "derived threshold" in result.stdout
-    )
-    assert cli("gate", "--aa", "--trials", "1", "--model", digits_model).exit_code == 2
 
 
 def test_ratio_baseline_per_cpu_class(reports, cli, tmp_path):
@@ -410,7 +392,7 @@ def _synthetic(rows: int, seed: int, factor: float = 1.0, spread: float = 0.01) 
     key = Case("ort", "fp32", 1, "latency")
     rng = np.random.default_rng(seed)
     samples = (1e6 * factor * (1 + spread * rng.standard_normal(rows))).clip(1).astype(np.int64)
-    return LoadedReport([], {"env"}, {key: {"top1_agreement": 1.0}}, {key: [samples]})
+    return LoadedReport([], {"env"}, {key: BenchRow(key, fidelity=Fidelity(1.0))}, {key: [samples]})
 
 
 @pytest.mark.parametrize(("rows", "judged"), [(700, False), (1000, True)])
@@ -444,8 +426,9 @@ def test_separate_runs_without_measured_noise_use_the_separate_runs_defaults():
 
 def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, cli):
     """`gate --run` rebuilt the matrix from the first five key fields and dropped threads."""
+    from alexnet_deploy.gate.baseline import rerun_plan
     from alexnet_deploy.models.variants import register_variant
-    from alexnet_deploy.workflow import rerun_baseline
+    from alexnet_deploy.workflow import gate_makers
     from tests.digits import DIGITS
 
     register_variant(DIGITS)
@@ -457,7 +440,7 @@ def test_gate_run_rebenches_every_key_field_threads_included(digits, tmp_path, c
     request = ModelRequest(model=model, data=str(digits["heldout_dir"]))
     bench_model(request, config, tmp_path / "w", tmp_path / "base", roofline=False, argv=["bench"])
     base = load_report(tmp_path / "base")
-    now = load_report(rerun_baseline(base, tmp_path / "w"))
+    now = load_report(gate_makers(tmp_path / "w").bench(rerun_plan(base), tmp_path / "now"))
     assert set(now.rows) == set(base.rows) == {Case("ort", "fp32", 2, "latency", threads=1)}
     assert next(iter(now.rows)).label == "ort fp32 b2 latency t1"
 
@@ -483,8 +466,9 @@ def test_the_mode_is_named_in_every_output(reports, cli, tmp_path):
     shutil.copytree(one, history / "run-a")
     _slow_down(one, history / "run-b", 1.02)
     current = _slow_down(one, tmp_path / "current", 1.01)
-    for baseline, mode in ((one, "unpaired"), (history, "history")):
-        out = tmp_path / mode
+    # two reports are a history of one past run: one mode, one code path (issue #24)
+    mode = "history"
+    for baseline, out in ((one, tmp_path / "out-one"), (history, tmp_path / "out-history")):
         result = cli(
             "gate", baseline, current, "--threshold", "0.5", "--json", out / "g.json",
             "--md", out / "g.md", "--junit", out / "g.xml",
@@ -571,7 +555,9 @@ def test_history_lists_what_it_used_and_skipped_and_shows_when_it_changed(report
     text = (tmp_path / "g.md").read_text()
     assert "### History: p50 (ms) per run, oldest first" in text
     # the 2x slowdown is the largest step, at the current run
-    current_row = next(line for line in text.splitlines() if line.startswith("| current |"))
+    current_row = next(  # the table is render.py's Markdown: cells padded to the column
+        line for line in text.splitlines() if line.startswith("| current ")
+    )
     assert current_row.count("◀ +") == len(load_report(slow).rows)
 
 

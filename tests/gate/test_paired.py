@@ -67,7 +67,7 @@ def test_a_baseline_without_its_model(cli, baseline, tmp_path):
         "--work-dir", baseline["root"] / "w",
     )  # fmt: skip
     assert "comparing the reports unpaired instead" in fallback.stderr
-    assert "(unpaired)" in fallback.stdout and fallback.exit_code == 0, fallback.stdout
+    assert "(history)" in fallback.stdout and fallback.exit_code == 0, fallback.stdout
 
 
 def test_the_slower_copy_has_the_same_outputs(baseline, tmp_path):

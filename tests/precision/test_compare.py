@@ -11,7 +11,7 @@ import pytest
 from onnx import numpy_helper
 
 from alexnet_deploy.artifacts import ArtifactSet
-from alexnet_deploy.workflow import compare_artifacts
+from alexnet_deploy.precision.compare import compare_artifacts
 
 
 @pytest.fixture(scope="module")
@@ -148,7 +148,7 @@ def test_profile_puts_time_beside_the_error(artifacts, cli, tmp_path, runtime):
     )  # fmt: skip
     profile = result.profile
     assert profile["runtime"] == runtime and profile["runs"] == 3 and profile["batch"] == 8
-    rows = {f.name for f in result.layers}
+    rows = {f.name for f in result.layers} | {f.split(" (")[0] for f in result.fused}
     assert set(profile["layers_ms"]) <= rows and all(v > 0 for v in profile["layers_ms"].values())
     # every weight layer's kernel is timed (its row: the tensor the quantized layer writes)
     assert sum(1 for k in profile["kernels"].values() if k) >= 6

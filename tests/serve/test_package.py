@@ -41,7 +41,7 @@ def test_repository_layout_and_configs(artifacts, cli, tmp_path):
         "1",
     )
     assert result.exit_code == 0, result.stderr
-    names = sorted(p.name for p in repo.iterdir())
+    names = sorted(p.name for p in repo.iterdir() if p.is_dir())  # and the tool's marker
     assert (
         "digits_tiny_fp32_onnx" in names
         and "digits_tiny_int8_onnx" in names

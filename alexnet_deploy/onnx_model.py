@@ -23,10 +23,6 @@ class TensorSpec:
     dims: tuple  # ints for fixed dims, strings for symbolic ones (e.g. "batch")
     dtype: str
 
-    @property
-    def batch_dynamic(self) -> bool:
-        return bool(self.dims) and not isinstance(self.dims[0], int)
-
 
 @dataclass(frozen=True)
 class ArtifactInfo:
@@ -54,20 +50,56 @@ class ArtifactInfo:
                 f"{self.path}: input {self.input.name!r} has dims {list(self.input.dims)}, "
                 "expected [batch, C, H, W] with fixed C, H, W"
             )
+        if dims[2] in (1, 3) and dims[0] not in (1, 3):
+            raise AlexnetDeployError(
+                f"{self.path}: input {self.input.name!r} has dims {list(self.input.dims)}: "
+                "channels last (NHWC), a layout this tool does not feed; it feeds images as "
+                "[batch, C, H, W] (NCHW)",
+                hint="export the model with a channels-first input (the transpose to NHWC "
+                "left out of the graph)",
+            )
         return dims  # type: ignore[return-value]
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The input's batch size where the graph fixes it (an export without a dynamic batch
+        axis); None where any batch runs."""
+        first = self.input.dims[0] if self.input.dims else None
+        return first if isinstance(first, int) and first > 0 else None
+
+    def require_dynamic_batch(self, needed_for: str = "engines need a dynamic batch axis") -> None:
+        if self.fixed_batch is not None:
+            name = self.input.name
+            raise AlexnetDeployError(
+                f"{self.path} has a fixed batch of {self.fixed_batch} (input {name!r} "
+                f"{list(self.input.dims)}); {needed_for}",
+                hint=f"export it with a dynamic batch axis, e.g. torch.onnx.export(..., "
+                f"dynamic_axes={{{name!r}: {{0: 'batch'}}}}), or 'alexnet-deploy export'",
+            )
+
+    def batch_for(self, requested: int) -> int:
+        """The batch size to run ``requested``-image batches of data at: a model with a fixed
+        batch of 1 takes one image at a time; a larger fixed batch cannot take the smaller
+        last batch of a data set, and is refused."""
+        if self.fixed_batch == 1:
+            return 1
+        self.require_dynamic_batch("the last batch of a data set is smaller")
+        return requested
 
     @property
     def takes_pixels(self) -> bool:
         """Exported with --preprocess: uint8 NHWC pixels in, preprocessing in the graph."""
         return self.metadata.get("input_layout", "").startswith("pixels")
 
-    def require_float_input(self) -> None:
+    def require_float_input(self, command: str = "this command") -> None:
+        """Refuse an ``export --preprocess`` model where float images are fed (``command``:
+        what the user ran, as the message names it)."""
         if self.takes_pixels:
             raise AlexnetDeployError(
                 f"{self.path} takes decoded uint8 pixels (exported with --preprocess): "
-                "calibrate, build and bench take the float export",
-                hint="export again without --preprocess for them; the --preprocess file is for "
-                "deployment (feed it an RGB image as uint8 [1, height, width, 3])",
+                f"{command} takes the float export",
+                hint=f"export again without --preprocess for {command}; the --preprocess file "
+                "is for deployment (feed it an RGB image as uint8 [1, height, width, 3])",
             )
 
     @property
@@ -126,7 +158,8 @@ def info_from_proto(path: Path, model) -> ArtifactInfo:
     inputs = tuple(_spec(v) for v in model.graph.input if v.name not in initializers)
     if len(inputs) != 1:
         raise AlexnetDeployError(
-            f"{path} has {len(inputs)} graph inputs ({[i.name for i in inputs]}); expected one image input"
+            f"{path} has {len(inputs)} graph inputs ({[i.name for i in inputs]}); expected one image input",
+            hint="this tool runs image classifiers with one input, [batch, C, H, W]",
         )
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     metadata = {
