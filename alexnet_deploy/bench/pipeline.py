@@ -30,16 +30,12 @@ if TYPE_CHECKING:
 
 def fidelity_probe(model: Path, data: str, seed: int) -> FidelityProbe:
     """The fixed fidelity inputs (real images) and their FP32 logits from ONNX Runtime."""
-    from alexnet_deploy.calib.data import load_held_out
+    from alexnet_deploy.calib.data import images_for_model
     from alexnet_deploy.calib.fidelity import ort_logits
 
     info = read_artifact(model)
-    loaded = load_held_out(
-        data,
-        image_shape=info.image_shape,
-        preprocessing=info.preprocessing(),
-        count=C.BENCH_FIDELITY_SAMPLES,
-        seed=seed,
+    loaded = images_for_model(
+        info, data, count=C.BENCH_FIDELITY_SAMPLES, seed=seed, what="calibration data"
     )
     images = loaded.eval.images
     reference = ort_logits(model, info.input.name, images, batch_size=8)
@@ -52,17 +48,9 @@ def fidelity_probe(model: Path, data: str, seed: int) -> FidelityProbe:
 def timed_inputs(model: Path, data: str, count: int, seed: int):
     """``bench --inputs``: real images, decoded and preprocessed as the model says, to time
     inference on (instead of random tensors, which hide data-dependent behaviour)."""
-    from alexnet_deploy.calib.data import load_held_out
+    from alexnet_deploy.calib.data import images_for_model
 
-    info = read_artifact(model)
-    loaded = load_held_out(
-        data,
-        image_shape=info.image_shape,
-        preprocessing=info.preprocessing(),
-        count=count,
-        seed=seed,
-        what="--inputs",
-    )
+    loaded = images_for_model(model, data, count=count, seed=seed, what="--inputs")
     images = loaded.eval.images
     return (
         images,

@@ -151,3 +151,22 @@ def load_held_out(
     empty = Split(np.zeros((0, *image_shape), np.float32), [], [])
     loaded.eval, loaded.calib = loaded.calib, empty
     return loaded
+
+
+def images_for_model(
+    model, data: str, *, count: int | None, seed: int, what: str = "--data"
+) -> CalibrationData:
+    """``load_held_out`` with ``model``'s own input shape and preprocessing (an ONNX path or
+    its read ArtifactInfo): the images bench's fidelity probe, ``bench --inputs`` and
+    ``compare`` run."""
+    from alexnet_deploy.onnx_model import read_artifact
+
+    info = model if hasattr(model, "image_shape") else read_artifact(model)
+    return load_held_out(
+        data,
+        image_shape=info.image_shape,
+        preprocessing=info.preprocessing(),
+        count=count,
+        seed=seed,
+        what=what,
+    )

@@ -191,7 +191,7 @@ def compare_artifacts(
 ) -> Comparison:
     """``compare``: up to ``count`` images of ``data`` read with the reference's own
     preprocessing, then every layer of the candidate against the reference (compare_models)."""
-    from alexnet_deploy.calib.data import load_held_out
+    from alexnet_deploy.calib.data import images_for_model
     from alexnet_deploy.onnx_model import read_artifact
 
     if batch_size < 1:
@@ -199,14 +199,7 @@ def compare_artifacts(
     info = read_artifact(reference)
     info.require_float_input("compare")
     progress(f"reading images from {data}")
-    images = load_held_out(
-        data,
-        image_shape=info.image_shape,
-        preprocessing=info.preprocessing(),
-        count=count,
-        seed=seed,
-        what="--data",
-    ).eval.images
+    images = images_for_model(info, data, count=count, seed=seed, what="--data").eval.images
     return compare_models(
         reference,
         candidate,
