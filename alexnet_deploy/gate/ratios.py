@@ -20,29 +20,42 @@ from alexnet_deploy.gate.compare import (
 )
 from alexnet_deploy.gate.reports import RATIO_SCHEMA, LoadedReport
 from alexnet_deploy.gate.significance import RatioEstimate, bootstrap_ratio
+from alexnet_deploy.gate.stability import instability, note_unstable
 
 DIRECT = {"ort": "ort-direct", "openvino": "openvino-direct"}
 
 
-def in_run_ratios(report: LoadedReport, seed: int = C.DEFAULT_SEED) -> dict[str, RatioEstimate]:
-    """Speed-ups (> 1 is faster) from one report's raw samples."""
-    out: dict[str, RatioEstimate] = {}
+def _ratio_pairs(report: LoadedReport):
+    """(name, faster-path case, the case it is measured against) of every in-run ratio."""
     for key in sorted(report.rows, key=lambda k: k.sort_key()):
         if key not in report.samples:
             continue
         if key.precision == "int8" and key.backend not in DIRECT.values():
             fp32 = key.but(precision="fp32", quantizer="qdq")
             if fp32 in report.samples:
-                # bootstrap_ratio gives stat(current)/stat(baseline): fp32 latency / int8 latency
-                out[f"int8_speedup {key.label}"] = bootstrap_ratio(
-                    report.samples[key], report.samples[fp32], seed=seed
-                )
+                yield f"int8_speedup {key.label}", key, fp32
         if key.backend in DIRECT:
             direct = key.but(backend=DIRECT[key.backend])
             if direct in report.samples:
-                out[f"vs_direct {key.label}"] = bootstrap_ratio(
-                    report.samples[key], report.samples[direct], seed=seed
-                )
+                yield f"vs_direct {key.label}", key, direct
+
+
+def in_run_ratios(report: LoadedReport, seed: int = C.DEFAULT_SEED) -> dict[str, RatioEstimate]:
+    """Speed-ups (> 1 is faster) from one report's raw samples."""
+    # bootstrap_ratio gives stat(current)/stat(baseline): the other's latency / this one's
+    return {
+        name: bootstrap_ratio(report.samples[key], report.samples[other], seed=seed)
+        for name, key, other in _ratio_pairs(report)
+    }
+
+
+def _unstable_ratios(report: LoadedReport) -> dict[str, str]:
+    """Ratio name -> why, for the ratios that rest on an unstable row of ``report``."""
+    out = {}
+    for name, *keys in _ratio_pairs(report):
+        found = "; ".join(f"{k.label}: {why}" for k in keys if (why := instability(report, k)))
+        if found:
+            out[name] = found
     return out
 
 
@@ -117,6 +130,10 @@ def compare_ratios(
                 threshold=threshold,
             )
         )
+    unstable = _unstable_ratios(current)
+    for verdict in result.verdicts:
+        verdict.unstable = unstable.get(verdict.config, "")
+    note_unstable(result, "ratio(s) resting on unstable rows")
     if not result.comparable:
         result.notes.append("no ratio could be compared")
     return result

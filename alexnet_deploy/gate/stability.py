@@ -33,12 +33,19 @@ def mark_unstable(result, baseline: LoadedReport, current: LoadedReport) -> None
     for verdict in result.verdicts:
         if verdict.metric in SPEED_METRICS and verdict.config in reasons:
             verdict.unstable = reasons[verdict.config]
+    note_unstable(result, "configuration(s) judged on unstable rows")
+
+
+def note_unstable(result, what: str) -> None:
+    """The note naming the judged verdicts that rest on an unstable row, with the likely cause
+    and the fix (nothing when none does)."""
     judged = unstable_configurations(result)
     if judged:
         result.notes.append(
-            f"{len(judged)} configuration(s) judged on unstable rows, whose own measurements "
-            "disagree (" + "; ".join(f"{c}: {why}" for c, why in judged.items()) + f"); likely "
-            f"cause: {UNSTABLE_CAUSE}. Their verdicts are not to be trusted: {UNSTABLE_HINT}"
+            f"{len(judged)} {what}, whose own measurements disagree ("
+            + "; ".join(f"{c}: {why}" for c, why in judged.items())
+            + f"); likely cause: {UNSTABLE_CAUSE}. Their verdicts are not to be trusted: "
+            f"{UNSTABLE_HINT}"
         )
 
 

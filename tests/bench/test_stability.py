@@ -197,3 +197,36 @@ def test_an_unstable_row_is_flagged_in_every_output(digits_model, digits, cli, t
         if v["config"] == "torch fp32 b1 latency" and v["metric"] == "p50"
     )
     assert p50["unstable"] == f"baseline: {why}; current: {why}"
+
+
+def test_a_ratio_resting_on_an_unstable_row_says_so(digits_model, digits, cli, tmp_path):
+    """The in-run ratios gate (CI's second gate) names a ratio whose FP32 side was unstable."""
+    first = cli(
+        "bench", "--model", digits_model, "--data", digits["heldout_dir"], "--backend", "ort",
+        "--precision", "fp32", "--batch", "1", "--no-direct", "--no-roofline",
+        "--min-seconds", "0.1", "--max-seconds", "0.3",
+        "--work-dir", tmp_path / "w", "--out", tmp_path / "real",
+    )  # fmt: skip
+    assert first.exit_code == 0, first.stderr
+    report = json.loads((tmp_path / "real" / "bench-summary.json").read_text())
+    fp32, int8 = Case("ort", "fp32", 1, "latency"), Case("ort", "int8", 1, "latency")
+    unstable, steady = _issue_row(), _tight(2.5, 300, 6)
+    rows = [
+        _recorded_row(fp32, digits_model, [unstable]),
+        _recorded_row(int8, digits_model, [steady]),
+    ]
+    samples = [
+        RoundSamples(fp32, 0, unstable.astype(np.int64)),
+        RoundSamples(int8, 0, steady.astype(np.int64)),
+    ]
+    report["comparisons"] = comparisons(rows)
+    publish_reports(report, rows, samples, tmp_path / "flagged")
+    gate = cli(
+        "gate", tmp_path / "flagged", tmp_path / "flagged", "--ratios",
+        "--json", tmp_path / "gate.json",
+    )  # fmt: skip
+    assert gate.exit_code == 0, gate.stderr
+    assert "(unstable: int8_speedup ort int8 b1 latency" in gate.stdout.strip().splitlines()[-1]
+    verdicts = json.loads((tmp_path / "gate.json").read_text())
+    assert list(verdicts["unstable"]) == ["int8_speedup ort int8 b1 latency"]
+    assert UNSTABLE_CAUSE in gate.stderr
