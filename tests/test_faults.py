@@ -258,24 +258,30 @@ def test_disk_full_while_bench_writes_its_report(cli, digits, tiny_disk, tmp_pat
 # --- one run at a time per work directory ---
 
 
-def _hold_lock(directory, seconds: float):
-    """Another process holding DIRECTORY's lock for ``seconds``; returns once it holds it."""
+def start_lock_holder(directory, code: str):
+    """Another process running ``code`` (which takes DIRECTORY's lock); returns once it holds
+    the lock."""
     import subprocess
     import sys
     import time
 
     from alexnet_deploy.locking import OWNER_NAME
 
-    code = (
-        "import sys, time\nfrom alexnet_deploy.locking import directory_lock\n"
-        f"with directory_lock({str(directory)!r}, 'build'):\n    time.sleep({seconds})\n"
-    )
     proc = subprocess.Popen([sys.executable, "-c", code])
     deadline = time.monotonic() + 60
     while not (directory / OWNER_NAME).exists():
         assert proc.poll() is None and time.monotonic() < deadline, "holder did not start"
         time.sleep(0.05)
     return proc
+
+
+def _hold_lock(directory, seconds: float):
+    """Another process holding DIRECTORY's lock for ``seconds``; returns once it holds it."""
+    return start_lock_holder(
+        directory,
+        "import sys, time\nfrom alexnet_deploy.locking import directory_lock\n"
+        f"with directory_lock({str(directory)!r}, 'build'):\n    time.sleep({seconds})\n",
+    )
 
 
 def test_a_busy_work_dir_names_its_holder(cli, digits, tmp_path, monkeypatch):

@@ -8,16 +8,12 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
-import time
 
 import pytest
 
 from alexnet_deploy.artifacts import ArtifactSet
-from alexnet_deploy.locking import OWNER_NAME
 from alexnet_deploy.outputs import MARKER
-from tests.test_faults import _snapshot, assert_clean_failure
+from tests.test_faults import _snapshot, assert_clean_failure, start_lock_holder
 
 PLAN_FAST = ("--calib-size", "64", "--eval-size", "64", "--target", "tensorrt")
 
@@ -306,12 +302,7 @@ def _hold_lock_then_write(directory, path, source, write_after: float, release_a
         f"    shutil.copyfile({str(source)!r}, {str(path)!r})\n"
         f"    time.sleep({release_after - write_after})\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", code])
-    deadline = time.monotonic() + 60
-    while not (directory / OWNER_NAME).exists():
-        assert proc.poll() is None and time.monotonic() < deadline, "holder did not start"
-        time.sleep(0.05)
-    return proc
+    return start_lock_holder(directory, code)
 
 
 def test_a_plan_that_waited_for_another_does_not_overwrite_its_outputs(

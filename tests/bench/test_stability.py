@@ -127,8 +127,9 @@ def _recorded_row(case: Case, model: Path, rounds: list[np.ndarray]) -> BenchRow
     return _row(case, run, BenchConfig(), None, 0)
 
 
-def test_an_unstable_row_is_flagged_in_every_output(digits_model, digits, cli, tmp_path, capsys):
-    # a real report of this machine (its environment, schema and files), then recorded rows
+def _real_report(cli, digits_model, digits, tmp_path) -> dict:
+    """A real report of this machine (its environment, schema and files) to put recorded rows
+    in: a short bench of the trained test network."""
     first = cli(
         "bench", "--model", digits_model, "--data", digits["heldout_dir"], "--backend", "ort",
         "--precision", "fp32", "--batch", "1", "--no-direct", "--no-roofline",
@@ -136,7 +137,11 @@ def test_an_unstable_row_is_flagged_in_every_output(digits_model, digits, cli, t
         "--work-dir", tmp_path / "w", "--out", tmp_path / "real",
     )  # fmt: skip
     assert first.exit_code == 0, first.stderr
-    report = json.loads((tmp_path / "real" / "bench-summary.json").read_text())
+    return json.loads((tmp_path / "real" / "bench-summary.json").read_text())
+
+
+def test_an_unstable_row_is_flagged_in_every_output(digits_model, digits, cli, tmp_path, capsys):
+    report = _real_report(cli, digits_model, digits, tmp_path)
     real = report["rows"][0]
     assert isinstance(real["unstable"], bool) and "instability" in real
     torch, int8 = Case("torch", "fp32", 1, "latency"), Case("ort", "int8", 1, "latency")
@@ -201,14 +206,7 @@ def test_an_unstable_row_is_flagged_in_every_output(digits_model, digits, cli, t
 
 def test_a_ratio_resting_on_an_unstable_row_says_so(digits_model, digits, cli, tmp_path):
     """The in-run ratios gate (CI's second gate) names a ratio whose FP32 side was unstable."""
-    first = cli(
-        "bench", "--model", digits_model, "--data", digits["heldout_dir"], "--backend", "ort",
-        "--precision", "fp32", "--batch", "1", "--no-direct", "--no-roofline",
-        "--min-seconds", "0.1", "--max-seconds", "0.3",
-        "--work-dir", tmp_path / "w", "--out", tmp_path / "real",
-    )  # fmt: skip
-    assert first.exit_code == 0, first.stderr
-    report = json.loads((tmp_path / "real" / "bench-summary.json").read_text())
+    report = _real_report(cli, digits_model, digits, tmp_path)
     fp32, int8 = Case("ort", "fp32", 1, "latency"), Case("ort", "int8", 1, "latency")
     unstable, steady = _issue_row(), _tight(2.5, 300, 6)
     rows = [
