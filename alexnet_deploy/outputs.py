@@ -34,6 +34,10 @@ MARKER = ".alexnet-deploy-output.json"
 MARKER_SCHEMA = "alexnet-deploy/output/1"
 SCHEMA_PREFIX = "alexnet-deploy/"  # every JSON report of the tool carries a schema like this
 PLOT_SOFTWARE = "alexnet-deploy"  # the PNG 'Software' text every plot of the tool carries
+# What marks a text output as the tool's: the gate's Markdown heading and JUnit suite name.
+TEXT_MARKS = {".md": ("alexnet-deploy gate",), ".xml": ('name="alexnet-deploy gate"',)}
+# Kinds the tool writes whose content names no writer: replaced where the tool would write them.
+UNMARKED_KINDS = (".csv", ".cache", ".parquet", ".plan", ".engine", ".bin")
 
 
 @dataclass(frozen=True)
@@ -167,7 +171,7 @@ def _check_file(option: str, path: Path, force: bool | None) -> None:
                 f"{option} {path} already exists",
                 hint=f"pass --force to replace it, or choose another path{_with(option)}",
             )
-        why = not_ours(path) if force else None
+        why = not_ours(path)  # with --force, or a command without it: only the tool's own
         if why:
             raise AlexnetDeployError(
                 f"{option} {path} exists and was not written by alexnet-deploy ({why}); "
@@ -202,6 +206,14 @@ def _check_directory(
                 f"{option} {path} exists and was not made by alexnet-deploy (it has no {MARKER}); "
                 f"{command} replaces the whole directory, so nothing in it was touched",
                 hint=f"remove it yourself if it may go, or give {option} a new directory",
+            )
+        if added := _not_in_manifest(path):
+            raise AlexnetDeployError(
+                f"{option} {path} holds {added[0]}"
+                + (f" and {len(added) - 1} more file(s)" if len(added) > 1 else "")
+                + f", which alexnet-deploy did not write there; {command} replaces the whole "
+                "directory, so nothing in it was touched",
+                hint=f"move those files out first, or give {option} a new directory",
             )
     present = [name for name in folder.files if os.path.lexists(path / name)]
     if present:
@@ -250,7 +262,18 @@ def not_ours(path: str | os.PathLike[str]) -> str | None:
         if head.startswith(b"\x89PNG") and PLOT_SOFTWARE.encode() in head:
             return None
         return "an image this tool did not plot"
-    return None
+    if suffix in TEXT_MARKS:
+        try:
+            with open(path, encoding="utf-8", errors="replace") as handle:
+                head = handle.read(4096)
+        except OSError as err:
+            return f"unreadable: {err.strerror}"
+        if any(mark in head for mark in TEXT_MARKS[suffix]):
+            return None
+        return f"a {suffix[1:]} file this tool did not write"
+    if suffix in UNMARKED_KINDS:
+        return None
+    return f"not a kind of file alexnet-deploy writes ({suffix or 'no suffix'})"
 
 
 def _recognised(path: Path) -> bool:
@@ -268,10 +291,35 @@ def _onnx_is_ours(path: Path) -> bool:
     return any(p.key.startswith(C.METADATA_PREFIX) for p in model.metadata_props)
 
 
-def mark_directory(directory: str | os.PathLike[str], command: str) -> Path:
+def _files_under(directory: Path) -> list[str]:
+    return sorted(
+        str(p.relative_to(directory)) for p in directory.rglob("*") if p.is_file() and p.name != MARKER
+    )
+
+
+def _not_in_manifest(directory: Path) -> list[str]:
+    """Files in a marked ``directory`` that its marker's manifest does not list (a user's,
+    added after the tool wrote it); none for a marker without a manifest."""
+    try:
+        listed = json.loads((directory / MARKER).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return []
+    if not isinstance(listed, list):
+        return []
+    return [name for name in _files_under(directory) if name not in set(listed)]
+
+
+def mark_directory(
+    directory: str | os.PathLike[str], command: str, *, complete: bool = False
+) -> Path:
     """Write the marker that makes ``directory`` recognisably this tool's output (a later
-    ``--force`` may replace it); a bookkeeping file, not one of the run's changes."""
+    ``--force`` may replace it); a bookkeeping file, not one of the run's changes. ``complete``:
+    the directory is whole (a staged one, replaced at once): its files are listed in the marker,
+    so a file added later keeps a ``--force`` from replacing the directory."""
+    payload = {"schema": MARKER_SCHEMA, "command": command}
+    if complete:
+        payload["files"] = _files_under(Path(directory))
     marker = Path(directory) / MARKER
     with atomic_path(marker, record=False) as tmp:
-        tmp.write_text(json.dumps({"schema": MARKER_SCHEMA, "command": command}) + "\n")
+        tmp.write_text(json.dumps(payload) + "\n")
     return marker

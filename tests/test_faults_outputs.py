@@ -91,10 +91,13 @@ def test_package_force_replaces_only_a_repository_it_made(cli, model_dir, tmp_pa
     assert_clean_failure(
         cli("package", "--triton", repo, *args), 1, "already exists", before, [repo]
     )
-    (repo / "stale.txt").write_text("left by hand")
     again = cli("package", "--triton", repo, "--force", *args)
     assert again.exit_code == 0, again.stderr
-    assert not (repo / "stale.txt").exists() and (repo / MARKER).is_file()  # replaced whole
+    assert (repo / MARKER).is_file()  # its own repository: replaced whole
+    (repo / "my_notes.txt").write_text("left by hand")  # the user's file, added afterwards
+    before = _snapshot(repo)
+    result = cli("package", "--triton", repo, "--force", *args)
+    assert_clean_failure(result, 1, "which alexnet-deploy did not write there", before, [repo])
 
 
 # --- compare and plan: a plot or report never lands on an input ---
@@ -373,3 +376,89 @@ def test_an_interrupted_plan_names_exactly_the_files_it_replaced(
     assert all(str(p) in message for p in replaced), message
     assert str(plot) not in message and "created" not in message, message
     assert plot.read_bytes() == plot_before  # the plot was not redrawn: it is as it was
+
+
+# --- an existing file is replaced only when this tool wrote it (a new user's trial) ---
+
+
+def test_a_plot_never_replaces_a_file_the_tool_did_not_write(cli, model_dir, tmp_path):
+    """'compare --plot notes.txt' (compare has no --force) and 'plan --plot notes.txt --force'
+    replaced the user's file with a PNG; a plot of the tool's own is still replaced."""
+    reference = _model(model_dir)
+    candidate = ArtifactSet(reference).int8("cpu")
+    notes = model_dir / "notes.txt"
+    before = _snapshot(model_dir)
+    result = cli("compare", reference, candidate, "--plot", notes)
+    assert_clean_failure(result, 1, "not a kind of file alexnet-deploy writes", before, [model_dir])
+    result = cli(
+        "plan", reference, "--plot", notes, "-o", tmp_path / "o", "--force",
+        "--work-dir", tmp_path / "w",
+    )  # fmt: skip
+    assert_clean_failure(result, 1, "not a kind of file alexnet-deploy writes", before, [model_dir])
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(b"\x89PNG\r\n\x1a\n a photo of the user's")
+    result = cli("compare", reference, candidate, "--plot", photo)
+    assert result.exit_code == 1 and "an image this tool did not plot" in result.stderr
+    plot = tmp_path / "layers.png"
+    assert cli("compare", reference, candidate, "--plot", plot).exit_code == 0
+    again = cli("compare", reference, candidate, "--plot", plot)  # its own plot: replaced
+    assert again.exit_code == 0, again.stderr
+
+
+def test_export_force_never_replaces_a_file_of_another_kind(cli, tmp_path):
+    """'export -o user.txt --force' replaced the user's text file with a 244 MB model."""
+    user = tmp_path / "user.txt"
+    user.write_text("precious")
+    before = _snapshot(tmp_path)
+    result = cli("export", "-o", user, "--force")
+    assert_clean_failure(result, 1, "not a kind of file alexnet-deploy writes", before, [tmp_path])
+
+
+def test_gate_never_writes_over_a_file_of_the_reports_it_reads(cli, report, tmp_path):
+    """'gate B C --md C/bench-summary.md' (or the baseline's, or --json onto the CSV) replaced
+    a report's own file; '--json notes.txt' a user's. The gate's own earlier outputs are
+    replaced, so a CI step can run again."""
+    current = tmp_path / "current"
+    shutil.copytree(report / "report", current)
+    (tmp_path / "notes.txt").write_text("mine")
+    for option, target in [
+        ("--md", current / "bench-summary.md"),
+        ("--md", report / "report" / "bench-summary.md"),
+        ("--json", current / "bench-summary.csv"),
+        ("--junit", current / "bench-report.png"),
+    ]:
+        before = _snapshot(tmp_path, report / "report")
+        result = cli("gate", report / "report", current, option, target)
+        assert_clean_failure(result, 2, "report: writing there would destroy it", before,
+                             [tmp_path, report / "report"])  # fmt: skip
+    before = _snapshot(tmp_path)
+    result = cli("gate", report / "report", current, "--json", tmp_path / "notes.txt")
+    assert_clean_failure(result, 1, "not a kind of file alexnet-deploy writes", before, [tmp_path])
+    outputs = ("--json", tmp_path / "g.json", "--md", tmp_path / "g.md", "--junit", tmp_path / "g.xml")
+    for _ in range(2):  # the second run replaces the first's outputs
+        result = cli("gate", report / "report", current, *outputs)
+        assert result.exit_code == 0, result.stderr
+    (tmp_path / "g.md").write_text("# my own summary")
+    before = _snapshot(tmp_path)
+    result = cli("gate", report / "report", current, "--md", tmp_path / "g.md")
+    assert_clean_failure(result, 1, "a md file this tool did not write", before, [tmp_path])
+
+
+def test_the_calibration_cache_is_named_among_a_runs_changes(digits, tmp_path):
+    """An interrupted plan's message left out the range cache it had written (ONNX Runtime's
+    own writer); the cache is now published through the tool's journal."""
+    import numpy as np
+
+    from alexnet_deploy.calib.config import CalibrationConfig
+    from alexnet_deploy.calib.ranges import collect_ranges
+    from alexnet_deploy.calib.samples import Split
+    from alexnet_deploy.fileio import recording_changes
+    from alexnet_deploy.onnx_model import read_artifact
+
+    info = read_artifact(digits["onnx"])
+    images = np.random.default_rng(0).standard_normal((8, *info.image_shape), dtype=np.float32)
+    split = Split(images, [f"s{i}" for i in range(8)], [""] * 8)
+    with recording_changes() as changes:
+        ranges = collect_ranges(digits["onnx"], "sha", info.input.name, split, "data",
+                                CalibrationConfig.minmax(), tmp_path / "cache", 4)  # fmt: skip
+    assert ranges.path.is_file() and ranges.path in changes.created

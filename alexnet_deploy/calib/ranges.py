@@ -187,6 +187,8 @@ def collect_ranges(
             f"(first: {bad[0]!r}): the model overflows, or its inputs are not finite",
             hint="check the preprocessing (--mean/--std) and the calibration data; nothing was cached",
         )
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    save_tensors_data(tensors, path)  # writes atomically (temp file + rename)
+    from alexnet_deploy.fileio import atomic_path
+
+    with atomic_path(path) as tmp:  # noted in the run's journal: an interrupt names it
+        save_tensors_data(tensors, tmp)
     return Ranges(config, path, seconds, False, config.method != "minmax" and _collapsed(tensors))

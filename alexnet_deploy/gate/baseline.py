@@ -50,7 +50,7 @@ def accept_baseline(baseline: Path, current: LoadedReport, ratio_mode: bool) -> 
         for name in (SUMMARY, SAMPLES):
             if (source / name).is_file():
                 shutil.copy2(source / name, staging / name)
-        mark_directory(staging, "gate --update-baseline")
+        mark_directory(staging, "gate --update-baseline", complete=True)
         return replace_directory(staging, target.path)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)

@@ -85,9 +85,14 @@ def junit(result: GateResult) -> str:
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + suite.tostring().decode() + "\n"
 
 
+GATE_SCHEMA = "alexnet-deploy/gate/1"
+
+
 def report_files(path: Path | None) -> list[Path]:
     """The files a report argument stands for: each bench-summary.json it holds (a history's
-    too) with the samples and noise record beside it; a ratio baseline is its own file."""
+    too) with every other file of its report and the noise record beside it; a ratio baseline
+    is its own file."""
+    from alexnet_deploy.bench.report import REPORT_FILES
     from alexnet_deploy.gate.reports import SAMPLES, SUMMARY
     from alexnet_deploy.gate.spread import NOISE_FILE
 
@@ -97,7 +102,9 @@ def report_files(path: Path | None) -> list[Path]:
         summaries = [path]
     else:  # as load_report reads it: the report in it, else the reports of a history
         summaries = [path / SUMMARY] if (path / SUMMARY).is_file() else path.glob(f"*/{SUMMARY}")
-    return [f.with_name(name) for f in summaries for name in (f.name, SAMPLES, NOISE_FILE)]
+    # every file of the report (the gate reads it: it never writes over any of them)
+    others = (SAMPLES, NOISE_FILE, *REPORT_FILES.values())
+    return [f.with_name(name) for f in summaries for name in (f.name, *others)]
 
 
 def check_output_paths(outputs: dict, reports: dict[str, Path | None], work_dir: Path) -> None:
@@ -120,6 +127,7 @@ def write_outputs(
         write_json_atomic(
             json_path,
             {
+                "schema": GATE_SCHEMA,  # marks the file as the tool's (a later gate may replace it)
                 "passed": result.passed,
                 "exit_code": result.exit_code,
                 "summary": result.summary(),

@@ -209,7 +209,7 @@ def _package(
             raise AlexnetDeployError(
                 f"nothing to package for {model}", hint="export and build first"
             )
-        mark_directory(staging, "package")
+        mark_directory(staging, "package", complete=True)
         replace_directory(staging, out, replace=force)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
