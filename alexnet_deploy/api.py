@@ -193,17 +193,23 @@ def bench(
     """
     from alexnet_deploy.artifacts import WorkDir
     from alexnet_deploy.bench.config import BenchConfig
+    from alexnet_deploy.bench.report import check_report_dir
     from alexnet_deploy.workflow import ModelRequest, bench_model
 
     work = Path(work_dir)
     request = ModelRequest(
         model=_path(model), variant=variant, weights=_path(weights), seed=seed, data=data
     )
+    out_dir = _path(out) or WorkDir(work).reports
+    check_report_dir(out_dir, work, inputs={
+        "model": request.model, "checkpoint": request.weights, "images": data,
+        "timed images": options.inputs if options else None,
+    })  # fmt: skip
     return bench_model(
         request,
         config or BenchConfig(),
         work,
-        _path(out) or WorkDir(work).reports,
+        out_dir,
         options,
         progress=progress,
         progress_bar=progress_bar,
@@ -230,10 +236,16 @@ def gate(
     ``summary()``. Raises UsageError for reports that do not compare (another environment
     without ``allow_env_mismatch``) or a request that makes no sense.
     """
-    from alexnet_deploy.gate.modes import GateRequest, accept_current, run_gate
+    from alexnet_deploy.gate.baseline import baseline_output
+    from alexnet_deploy.gate.modes import GateRequest, Mode, accept_current, check_request, run_gate
+    from alexnet_deploy.gate.output import check_output_paths
     from alexnet_deploy.workflow import gate_makers
 
     asked = GateRequest(Path(baseline), _path(current), work_dir=Path(work_dir), **request)
+    mode = check_request(asked)
+    if asked.update_baseline:  # the baseline is replaced: checked as an output, before any work
+        target = baseline_output(asked.baseline, mode is Mode.RATIOS)
+        check_output_paths({"update_baseline": target}, {"current": asked.current}, asked.work_dir)
     result = run_gate(asked, gate_makers(asked.work_dir, progress), progress=progress)
     if asked.update_baseline:  # the judged report becomes the baseline, whatever the verdict
         accept_current(asked)

@@ -22,8 +22,9 @@ maintained, reads /proc/cpuinfo at a fixed path and answers with named microarch
 this module needs the raw flags, vendor, family, model name and ``cpu MHz``, from a file a test
 can replace (``CPUINFO``).
 
-The clock (:func:`clock_ghz`) is read, never timed by running machine code of our own (no
-writable-and-executable memory, which hardened kernels and SELinux's ``execmem`` refuse):
+The clock (:func:`clock_ghz`) is timed on a chain of dependent adds compiled with the package
+(``_clock.c``, an optional extension: never machine code written into memory at run time, which
+hardened kernels and SELinux's ``execmem`` refuse); where the extension was not built, read from
 ``perf stat``'s cycle counter over a short busy loop (the clock a core really runs, turbo
 included, where the kernel exposes the counter); else cpufreq's ``cpuinfo_max_freq`` and
 ``scaling_cur_freq``; else /proc/cpuinfo's ``cpu MHz``, which is the current clock on bare metal

@@ -207,7 +207,7 @@ def _check_directory(
                 f"{command} replaces the whole directory, so nothing in it was touched",
                 hint=f"remove it yourself if it may go, or give {option} a new directory",
             )
-        if added := _not_in_manifest(path):
+        if added := _not_in_manifest(path, folder.legacy):
             raise AlexnetDeployError(
                 f"{option} {path} holds {added[0]}"
                 + (f" and {len(added) - 1} more file(s)" if len(added) > 1 else "")
@@ -297,15 +297,18 @@ def _files_under(directory: Path) -> list[str]:
     )
 
 
-def _not_in_manifest(directory: Path) -> list[str]:
+def _not_in_manifest(directory: Path, legacy: tuple[str, ...] = ()) -> list[str]:
     """Files in a marked ``directory`` that its marker's manifest does not list (a user's,
-    added after the tool wrote it); none for a marker without a manifest."""
+    added after the tool wrote it). A marker written as the directory was made (bench's, say)
+    lists nothing: then only the ``legacy`` names count as the tool's (none: not judged)."""
     try:
         listed = json.loads((directory / MARKER).read_text(encoding="utf-8")).get("files")
     except (OSError, ValueError, AttributeError):
-        return []
+        listed = None
     if not isinstance(listed, list):
-        return []
+        if not legacy:
+            return []
+        listed = legacy
     return [name for name in _files_under(directory) if name not in set(listed)]
 
 

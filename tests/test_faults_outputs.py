@@ -462,3 +462,34 @@ def test_the_calibration_cache_is_named_among_a_runs_changes(digits, tmp_path):
         ranges = collect_ranges(digits["onnx"], "sha", info.input.name, split, "data",
                                 CalibrationConfig.minmax(), tmp_path / "cache", 4)  # fmt: skip
     assert ranges.path.is_file() and ranges.path in changes.created
+
+
+def test_update_baseline_never_deletes_a_file_added_to_a_bench_report(cli, report, tmp_path):
+    """A bench report's directory carries the tool's marker from its creation, with no list of
+    files: --update-baseline replaced it whole, a user's notes (or a plan kept in the work
+    directory's reports) with it. Now only a report's own files may go."""
+    baseline = tmp_path / "baseline"
+    shutil.copytree(report / "report", baseline)
+    (baseline / "my-notes.txt").write_text("why this baseline was chosen")
+    before = _snapshot(baseline)
+    result = cli("gate", baseline, report / "report", "--update-baseline")
+    assert_clean_failure(result, 1, "holds my-notes.txt", before, [baseline])
+
+
+def test_the_python_api_checks_its_outputs_as_the_commands_do(report, digits_model, tmp_path,
+                                                            monkeypatch):  # fmt: skip
+    """api.bench and api.gate skipped the output checks the CLI made."""
+    from alexnet_deploy import api
+    from alexnet_deploy.errors import AlexnetDeployError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AlexnetDeployError, match="is the current directory"):
+        api.bench(digits_model, out=tmp_path, work_dir=tmp_path / "w")
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "bench-summary.json").write_text("{}")
+    (stranger / "thesis.tex").write_text("years of work")
+    before = _snapshot(stranger)
+    with pytest.raises(AlexnetDeployError, match="not made by alexnet-deploy"):
+        api.gate(stranger, report / "report", update_baseline=True, work_dir=tmp_path / "w")
+    assert _snapshot(stranger) == before

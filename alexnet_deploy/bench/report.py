@@ -232,6 +232,19 @@ REPORT_FILES = {
 }
 
 
+def check_report_dir(
+    out: Path, work_dir: Path, *, inputs: dict, end_to_end: bool = False
+) -> None:
+    """bench's report directory, checked before any work (outputs.py): never an input, the
+    current or work directory, nor over report files this tool did not write."""
+    from alexnet_deploy.outputs import OutputDir, check_outputs
+
+    # the bench report's JSON first: it tells an earlier report of this tool
+    ours = dict.fromkeys([REPORT_FILES["json"], *REPORT_FILES.values()])
+    files = () if end_to_end else tuple(ours)
+    check_outputs("bench", {"--out": OutputDir(out, files)}, inputs, work_dir=work_dir)
+
+
 def publish_reports(report: dict, rows: list[BenchRow], samples: list[RoundSamples], out_dir: Path):
     """Write a run's report files into a fresh directory, then move them over ``out_dir``'s,
     and remove the previous run's files this run does not write (its plot, say), so the

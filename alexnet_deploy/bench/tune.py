@@ -94,6 +94,8 @@ def front_point(row: BenchRow) -> dict:
         "p50_ms": row.p50_ms,
         "p99_ms": row.p99_ms,
         "top1_agreement": row.top1_agreement,
+        "unstable": row.unstable,  # the row's own measurements disagree: a choice not to trust
+        "instability": row.instability,
     }
 
 
@@ -120,6 +122,8 @@ def tuned_record(
             "p99_ms": row.p99_ms,
             "top1_agreement": row.top1_agreement,
             "centered_cosine": None if fidelity is None else fidelity.centered_cosine,
+            "unstable": row.unstable,
+            "instability": row.instability,
         },
         "front": front_rows(result),
         "report": None if report_path is None else str(report_path),

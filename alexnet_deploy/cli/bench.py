@@ -227,7 +227,9 @@ def bench(
         "repeat": repeat,
     }
     config = config_from_sources(config_file, matrix_flags, rule_flags)
-    _check_report_dir(out or WorkDir(work_dir).reports, end_to_end, work_dir, {
+    from alexnet_deploy.bench.report import check_report_dir
+
+    check_report_dir(out or WorkDir(work_dir).reports, work_dir, end_to_end=end_to_end, inputs={
         "model": model, "checkpoint": weights, "configuration": config_file, "images": data,
         "timed images": inputs, "tuned choice": tuned,
     })  # fmt: skip
@@ -341,18 +343,6 @@ def bench(
         raise typer.Exit(130)
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)
-
-
-def _check_report_dir(out: Path, end_to_end: bool, work_dir: Path, inputs: dict) -> None:
-    """--out, checked before any work (outputs.py): never an input, the current or work
-    directory, nor over report files this tool did not write."""
-    from alexnet_deploy.bench.report import REPORT_FILES
-    from alexnet_deploy.outputs import OutputDir, check_outputs
-
-    # the bench report's JSON first: it tells an earlier report of this tool
-    ours = dict.fromkeys([REPORT_FILES["json"], *REPORT_FILES.values()])
-    files = () if end_to_end else tuple(ours)
-    check_outputs("bench", {"--out": OutputDir(out, files)}, inputs, work_dir=work_dir)
 
 
 def _end_to_end(request, config, inputs: str, work_dir: Path, out: Path | None) -> None:

@@ -153,10 +153,13 @@ def tune(
         tuned_record(tuned, constraint, Path(report["model"]["path"]), paths["json"]),
         output or WorkDir(work_dir).tuned,
     )
+    from alexnet_deploy.bench.pipeline import unstable_note
+
     row, c = tuned.chosen, tuned.chosen.case
     out_console.print(
         f"chosen: {c.backend} {c.precision} ({c.quantizer}) batch {c.batch} streams {c.streams} threads "
-        f"{c.threads}: {row.images_per_s:.1f} images/s, p99 {row.p99_ms:.1f} ms; saved {path}",
+        f"{c.threads}: {row.images_per_s:.1f} images/s, p99 {row.p99_ms:.1f} ms; saved {path}"
+        + unstable_note(row),
         highlight=False,
         soft_wrap=True,
     )

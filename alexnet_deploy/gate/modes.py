@@ -27,10 +27,11 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.errors import UsageError
+from alexnet_deploy.fileio import prepare_output
 from alexnet_deploy.gate.baseline import RerunPlan, accept_baseline, is_ratio_baseline, rerun_plan
 from alexnet_deploy.gate.compare import GateResult, compare_reports
 from alexnet_deploy.gate.reports import load_report
-from alexnet_deploy.gate.spread import Spread
+from alexnet_deploy.gate.spread import NOISE_FILE, Spread
 from alexnet_deploy.gate.thresholds import Thresholds
 from alexnet_deploy.progress import Progress
 
@@ -119,6 +120,12 @@ def check_request(request: GateRequest) -> Mode:
             "--run benches CURRENT now: pass a CURRENT report or --run, not both",
             hint="alexnet-deploy gate BASELINE CURRENT, or alexnet-deploy gate BASELINE --run",
         )
+    if request.run and is_ratio_baseline(request.baseline):
+        raise UsageError(
+            f"--run benches the baseline report's configurations; {request.baseline} is a ratio "
+            "baseline, which holds none",
+            hint="pass a CURRENT report to judge against the ratios",
+        )
     if request.measure_noise:
         if mode is Mode.RATIOS:
             raise UsageError(
@@ -128,6 +135,10 @@ def check_request(request: GateRequest) -> Mode:
             )
         if request.measure_noise < 2:
             raise UsageError(f"--measure-noise needs at least 2 runs, got {request.measure_noise}")
+        if request.baseline.exists():  # the noise record is written beside it: writable?
+            folder = request.baseline if request.baseline.is_dir() else request.baseline.parent
+            prepare_output(folder / NOISE_FILE, force=True, what="the noise record",
+                           option="--measure-noise")  # fmt: skip
     elif mode is not Mode.PAIRED and request.current_report() is None:
         raise UsageError(
             "gate needs a CURRENT report",

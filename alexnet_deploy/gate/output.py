@@ -80,6 +80,8 @@ def junit(result: GateResult) -> str:
             case.result = [failure]
         elif v.verdict in UNSETTLED_OR_UNJUDGED:
             case.result = [Skipped(v.note)]
+        if v.unstable:  # the verdict rests on a row whose own measurements disagree
+            case.system_out = f"unstable: {v.unstable}"
         suite.add_testcase(case)
     suite.update_statistics()
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + suite.tostring().decode() + "\n"

@@ -187,7 +187,11 @@ def test_an_unstable_row_is_flagged_in_every_output(digits_model, digits, cli, t
     print_frame(terminal_frame(rows), TableFormat.table, "bench")  # back to the default
 
     # the gate: a verdict on an unstable row says so, on its line and in its JSON
-    gate = cli("gate", tmp_path / "flagged", tmp_path / "flagged", "--json", tmp_path / "gate.json")
+    gate = cli(
+        "gate", tmp_path / "flagged", tmp_path / "flagged", "--json", tmp_path / "gate.json",
+        "--junit", tmp_path / "gate.xml",
+    )  # fmt: skip
+    assert "<system-out>unstable: baseline: " in (tmp_path / "gate.xml").read_text()
     verdict_line = gate.stdout.strip().splitlines()[-1]
     assert (
         verdict_line.startswith("gate PASS") and "(unstable: torch fp32 b1 latency" in verdict_line

@@ -36,7 +36,6 @@ MODE_CASES = [
     ("report", {"run": True, "model": "model"}, Mode.HISTORY),
     ("report", {"current": "cur", "ratios": True}, Mode.RATIOS),
     ("ratio", {"current": "cur"}, Mode.RATIOS),  # a ratio baseline, told by its schema
-    ("ratio", {"run": True}, Mode.RATIOS),
     ("report", {"model": "model"}, Mode.PAIRED),  # a current model and no report: paired
     ("report", {"paired": True}, Mode.PAIRED),  # the main job's export as current
     ("report", {"paired": True, "current": "cur"}, Mode.PAIRED),  # falls back to the reports
@@ -72,6 +71,7 @@ REFUSED = [
     ("report", {"current": "cur", "measure_noise": 1}, "needs at least 2 runs, got 1"),
     ("report", {}, "gate needs a CURRENT report"),
     ("report", {"ratios": True}, "gate needs a CURRENT report"),
+    ("ratio", {"run": True}, "is a ratio baseline, which holds none"),
 ]
 
 
