@@ -318,7 +318,7 @@ def plan(
     from alexnet_deploy.precision.planner import PlanRequest, plan_precision
 
     work = Path(work_dir)
-    return plan_precision(
+    outcome = plan_precision(
         Path(model),
         _data_request(data),
         request or PlanRequest(),
@@ -329,6 +329,11 @@ def plan(
         plot=_path(plot),
         progress=progress,
     )
+    if plot is not None:
+        from alexnet_deploy.precision.plan_report import plot_plans
+
+        plot_plans(outcome, Path(plot))
+    return outcome
 
 
 def predict(

@@ -178,6 +178,7 @@ def gate(
     from alexnet_deploy.outputs import OutputDir
     from alexnet_deploy.workflow import gate_makers
 
+    ratio_beside = (ratios or is_ratio_baseline(baseline)) and baseline.is_dir()
     check_output_paths(
         {
             "--json": json_out, "--md": md_out, "--junit": junit_out,
@@ -186,7 +187,10 @@ def gate(
             "--run": OutputDir(request.current_report(), (SUMMARY, SAMPLES))
             if run_now else None,
         },
-        {"baseline": None if update_baseline else baseline, "current": current},
+        # a baseline replaced whole is an output; a bench report a ratio file is added beside
+        # stays an input
+        {"baseline": None if update_baseline and not ratio_beside else baseline,
+         "current": current},
         work_dir,
     )  # fmt: skip
 
@@ -213,10 +217,9 @@ def gate(
         )  # fmt: skip
     code = _show_result(result, strict)
     write_outputs(result, json_out, md_out, junit_out)
-    if update_baseline:
+    if update_baseline:  # accepted whatever the verdict; the exit code still says it
         source = modes.accept_current(request)
         out_console.print(f"baseline {baseline} updated from {source}", highlight=False)
-        return
     if code:
         raise typer.Exit(code)
 

@@ -154,7 +154,6 @@ def plan(
         as_json,
         chosen_name,
         plans_frame,
-        plot_plans,
         sensitivity_frame,
         sufficiency_frame,
         write_plan_report,
@@ -195,4 +194,4 @@ def plan(
     out_console.print(f"wrote {outcome.written}", highlight=False)
     out_console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
     if plot is not None:
-        out_console.print(f"wrote {plot_plans(outcome, plot)}", highlight=False)
+        out_console.print(f"wrote {plot}", highlight=False)  # api.plan drew it

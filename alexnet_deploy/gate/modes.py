@@ -168,9 +168,23 @@ def measure_noise(
     bench = _need(makers, "--measure-noise").bench
     base = load_report(request.baseline)
     plan = rerun_plan(base)
-    return measure_run_noise(
-        base, request.measure_noise, request.work_dir, lambda out: bench(plan, out), progress
+    with _held_for(request):
+        return measure_run_noise(
+            base, request.measure_noise, request.work_dir, lambda out: bench(plan, out), progress
     )
+
+
+def _held_for(request: GateRequest):
+    """The work directory's lock, held once for the whole gate where it measures (paired,
+    ``run``, ``measure_noise``: its artifacts, engines and benches nest under it); nothing for a
+    gate that only reads reports."""
+    import contextlib
+
+    from alexnet_deploy.locking import directory_lock
+
+    if decide_mode(request) is Mode.PAIRED or request.run or request.measure_noise:
+        return directory_lock(request.work_dir, "gate")
+    return contextlib.nullcontext()
 
 
 def run_gate(
@@ -183,6 +197,11 @@ def run_gate(
     """The gate the request asks for (:func:`decide_mode`), judged: truthy on pass. ``makers``
     is needed where the gate measures (paired, ``run``, ``measure_noise``); ``on_noise(spread,
     path)`` hears the noise ``measure_noise`` measured before CURRENT is judged with it."""
+    with _held_for(request):
+        return _judge(request, makers, progress, on_noise)
+
+
+def _judge(request: GateRequest, makers, progress: Progress, on_noise) -> GateResult:
     from alexnet_deploy.gate.ratios import compare_ratios
 
     mode = check_request(request)
