@@ -193,23 +193,17 @@ def bench(
     """
     from alexnet_deploy.artifacts import WorkDir
     from alexnet_deploy.bench.config import BenchConfig
-    from alexnet_deploy.bench.report import check_report_dir
     from alexnet_deploy.workflow import ModelRequest, bench_model
 
     work = Path(work_dir)
     request = ModelRequest(
         model=_path(model), variant=variant, weights=_path(weights), seed=seed, data=data
     )
-    out_dir = _path(out) or WorkDir(work).reports
-    check_report_dir(out_dir, work, inputs={
-        "model": request.model, "checkpoint": request.weights, "images": data,
-        "timed images": options.inputs if options else None,
-    })  # fmt: skip
     return bench_model(
         request,
         config or BenchConfig(),
         work,
-        out_dir,
+        _path(out) or WorkDir(work).reports,
         options,
         progress=progress,
         progress_bar=progress_bar,
@@ -236,16 +230,11 @@ def gate(
     ``summary()``. Raises UsageError for reports that do not compare (another environment
     without ``allow_env_mismatch``) or a request that makes no sense.
     """
-    from alexnet_deploy.gate.baseline import baseline_output
-    from alexnet_deploy.gate.modes import GateRequest, Mode, accept_current, check_request, run_gate
-    from alexnet_deploy.gate.output import check_output_paths
+    from alexnet_deploy.gate.modes import GateRequest, accept_current, check_gate_outputs, run_gate
     from alexnet_deploy.workflow import gate_makers
 
     asked = GateRequest(Path(baseline), _path(current), work_dir=Path(work_dir), **request)
-    mode = check_request(asked)
-    if asked.update_baseline:  # the baseline is replaced: checked as an output, before any work
-        target = baseline_output(asked.baseline, mode is Mode.RATIOS)
-        check_output_paths({"update_baseline": target}, {"current": asked.current}, asked.work_dir)
+    check_gate_outputs(asked)  # before any work
     result = run_gate(asked, gate_makers(asked.work_dir, progress), progress=progress)
     if asked.update_baseline:  # the judged report becomes the baseline, whatever the verdict
         accept_current(asked)

@@ -158,8 +158,16 @@ def bench_model(
     between). ``options``: bench.pipeline.BenchOptions, with ``changes`` to its fields given
     as keywords (``roofline=False``). Returns the BenchRun (``report, result, paths``)."""
     from alexnet_deploy.bench.pipeline import BenchOptions, run_bench
+    from alexnet_deploy.bench.report import check_report_dir
 
     options = replace(options or BenchOptions(), **changes)
+    inputs = {
+        "model": request.model,
+        "checkpoint": request.weights,
+        "images": request.data,
+        "timed images": options.inputs,
+    }
+    check_report_dir(out_dir, work_dir, inputs=inputs)  # before any work
     need = artifacts_needed(
         config.matrix.precisions, config.matrix.quantizers, served=options.served is not None
     )

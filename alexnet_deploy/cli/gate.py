@@ -171,28 +171,10 @@ def gate(
         measure_noise=measure_noise, thresholds=Thresholds.parse(threshold or [], top1_budget),
         allow_env_mismatch=allow_env_mismatch, update_baseline=update_baseline, work_dir=work_dir,
     )  # fmt: skip
-    modes.check_request(request)
-    from alexnet_deploy.gate.baseline import baseline_output, is_ratio_baseline
-    from alexnet_deploy.gate.output import check_output_paths, write_outputs
-    from alexnet_deploy.gate.reports import SAMPLES, SUMMARY
-    from alexnet_deploy.outputs import OutputDir
+    from alexnet_deploy.gate.output import write_outputs
     from alexnet_deploy.workflow import gate_makers
 
-    ratio_beside = (ratios or is_ratio_baseline(baseline)) and baseline.is_dir()
-    check_output_paths(
-        {
-            "--json": json_out, "--md": md_out, "--junit": junit_out,
-            "--update-baseline": baseline_output(baseline, ratios or is_ratio_baseline(baseline))
-            if update_baseline else None,  # the baseline is replaced: an output, not an input
-            "--run": OutputDir(request.current_report(), (SUMMARY, SAMPLES))
-            if run_now else None,
-        },
-        # a baseline replaced whole is an output; a bench report a ratio file is added beside
-        # stays an input
-        {"baseline": None if update_baseline and not ratio_beside else baseline,
-         "current": current},
-        work_dir,
-    )  # fmt: skip
+    modes.check_gate_outputs(request, {"--json": json_out, "--md": md_out, "--junit": junit_out})
 
     if update_baseline and not baseline.exists() and current is not None:
         modes.accept_current(request)  # a first baseline

@@ -148,6 +148,33 @@ def check_request(request: GateRequest) -> Mode:
     return mode
 
 
+def check_gate_outputs(request: GateRequest, outputs: dict | None = None) -> Mode:
+    """Refuse, before any work, a gate whose outputs (``outputs``: --json/--md/--junit; and
+    what ``--update-baseline`` replaces and ``--run`` writes) would destroy what it reads or
+    the places around it (outputs.py). Returns the mode, as check_request does."""
+    from alexnet_deploy.gate.baseline import baseline_output
+    from alexnet_deploy.gate.output import check_output_paths
+    from alexnet_deploy.gate.reports import SAMPLES, SUMMARY
+    from alexnet_deploy.outputs import OutputDir
+
+    mode = check_request(request)
+    ratio_mode = mode is Mode.RATIOS
+    replaced = request.update_baseline and not (ratio_mode and request.baseline.is_dir())
+    check_output_paths(
+        {
+            **(outputs or {}),
+            "--update-baseline": baseline_output(request.baseline, ratio_mode)
+            if request.update_baseline else None,
+            "--run": OutputDir(request.current_report(), (SUMMARY, SAMPLES))
+            if request.run else None,
+        },
+        # a baseline replaced whole is an output; a bench report a ratio file joins stays read
+        {"baseline": None if replaced else request.baseline, "current": request.current},
+        request.work_dir,
+    )  # fmt: skip
+    return mode
+
+
 def _need(makers: Makers | None, what: str) -> Makers:
     if makers is None:
         raise TypeError(f"{what} makes artifacts or benches: pass makers (workflow.gate_makers)")

@@ -304,8 +304,11 @@ def test_interrupt_before_any_row_keeps_the_previous_report(
 
 def test_a_new_report_replaces_every_file_of_the_old(model, digits, tmp_path):
     """No file of an older run survives beside a new report (a stale plot, say)."""
+    from alexnet_deploy.outputs import mark_directory
+
     out = tmp_path / "out"
     out.mkdir()
+    mark_directory(out, "bench")  # an older run's report directory
     (out / "bench-report.png").write_bytes(b"an older run's plot")
     (out / "notes.txt").write_text("the user's own file")
     config = BenchConfig(Matrix(backends=("ort",), precisions=("fp32",), batches=(1,)), FAST)
