@@ -50,7 +50,9 @@ def timed_inputs(model: Path, data: str, count: int, seed: int):
     inference on (instead of random tensors, which hide data-dependent behaviour)."""
     from alexnet_deploy.calib.data import images_for_model
 
-    loaded = images_for_model(model, data, count=count, seed=seed, what="--inputs")
+    loaded = images_for_model(
+        read_artifact(model), data, count=count, seed=seed, what="--inputs"
+    )
     images = loaded.eval.images
     return (
         images,

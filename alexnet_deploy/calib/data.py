@@ -154,14 +154,10 @@ def load_held_out(
 
 
 def images_for_model(
-    model, data: str, *, count: int | None, seed: int, what: str = "--data"
+    info, data: str, *, count: int | None, seed: int, what: str = "--data"
 ) -> CalibrationData:
-    """``load_held_out`` with ``model``'s own input shape and preprocessing (an ONNX path or
-    its read ArtifactInfo): the images bench's fidelity probe, ``bench --inputs`` and
-    ``compare`` run."""
-    from alexnet_deploy.onnx_model import read_artifact
-
-    info = model if hasattr(model, "image_shape") else read_artifact(model)
+    """``load_held_out`` with a model's own input shape and preprocessing (its read
+    ArtifactInfo): the images bench's fidelity probe, ``bench --inputs`` and ``compare`` run."""
     return load_held_out(
         data,
         image_shape=info.image_shape,
