@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -134,3 +135,20 @@ def test_format_gives_stdout_the_table_alone(cli, model, digits, tmp_path):
     assert "gate PASS" in gate.stderr
     calibrate = cli("calibrate", model, "--data", digits["heldout_dir"], "--format", "md")
     assert calibrate.exit_code == 0 and calibrate.stdout.startswith("| method")
+
+
+def test_a_log_file_gets_every_cell_whole_on_one_line(cli, model, tmp_path, monkeypatch):
+    """Off a terminal no cell wraps, however long (CI once saw ``cat.j`` / ``pg`` on two lines:
+    rich caps ``print(width=)`` at the console's own width, 80 off a terminal)."""
+    for console in (out_console, err_console):
+        monkeypatch.setattr(console, "_force_terminal", False)
+        monkeypatch.setattr(console, "_width", None)
+    deep = tmp_path / ("a-folder-name-long-enough-to-wrap-" * 3) / "photos"
+    deep.mkdir(parents=True)
+    image = deep / "cat.jpg"
+    shutil.copy(Path(__file__).parents[1] / "alexnet_deploy" / "data" / "images" / "cat.jpg", image)
+    result = cli("predict", image, "--model", model, "--backend", "ort", "--work-dir", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    rows = [line for line in result.stdout.splitlines() if "│" in line]
+    assert len(rows) == 1 and str(image) in rows[0], result.stdout
+    assert len(rows[0]) > 80

@@ -163,10 +163,13 @@ def print_table(frame, title: str, note_where: str = "") -> None:
     width = out_console.width if out_console.is_terminal else None
     shown, left_out = fit_columns(frame, width)
     table = rich_table(frame.select(shown), title=title)
-    # off a terminal nothing wraps a line: the table is as wide as its content needs
-    out_console.print(
-        table, width=width or max(out_console.width, table_width(frame)), crop=width is not None
-    )
+    if width is not None:
+        out_console.print(table, crop=True)
+    else:
+        # off a terminal nothing wraps a cell: the table is as wide as its content needs (a
+        # console of that width: print(width=) is capped at the console's own width)
+        wide = Console(file=out_console.file, width=max(out_console.width, table_width(frame)))
+        wide.print(table, crop=False)
     if left_out:
         where = f" ({note_where})" if note_where else ""
         out_console.print(
