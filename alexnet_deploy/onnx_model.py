@@ -37,6 +37,16 @@ class ArtifactInfo:
         return "variant" in self.metadata
 
     @property
+    def model_name(self) -> str:
+        """The name every output gives this model: its card's ``model_name`` (``import``,
+        ``export --from``), ``alexnet-<variant>`` for a built-in export, else the file's stem."""
+        if self.metadata.get("model_name"):
+            return self.metadata["model_name"]
+        if "variant" in self.metadata:
+            return f"alexnet-{self.metadata['variant']}"
+        return self.path.name.split(".")[0]
+
+    @property
     def input(self) -> TensorSpec:
         return self.inputs[0]
 
