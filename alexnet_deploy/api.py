@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from alexnet_deploy.exporter.config import ExportConfig
     from alexnet_deploy.exporter.pipeline import ExportResult
     from alexnet_deploy.gate.compare import GateResult
+    from alexnet_deploy.models.variants import Variant
     from alexnet_deploy.precision.compare import Comparison
     from alexnet_deploy.precision.planner import PlanOutcome, PlanRequest
     from alexnet_deploy.predict import Classified
@@ -71,17 +72,17 @@ def _data_request(data: PathLike | DataRequest) -> DataRequest:
 def export(
     output: PathLike | None = None,
     *,
-    variant: str = DEFAULT_VARIANT,
+    variant: str | Variant = DEFAULT_VARIANT,
     weights: PathLike | None = None,
     seed: int = C.DEFAULT_SEED,
     config: ExportConfig | None = None,
     force: bool = False,
     progress: Progress = silent,
 ) -> ExportResult:
-    """Export a variant ("torchvision", "paper") to ONNX with a dynamic batch axis and validate
-    it against PyTorch (``alexnet-deploy export``).
+    """Export a variant ("torchvision", "paper"; or a user's model, models.user.user_variant:
+    ``export --from``) to ONNX with a dynamic batch axis and validate it against PyTorch.
 
-    Takes the ONNX file to write (default: ``work/alexnet-VARIANT.onnx``); ``weights``, a
+    Takes the ONNX file to write (default: ``work/MODEL-NAME.onnx``); ``weights``, a
     state-dict checkpoint (None: weights from ``seed``, labelled untrained); ``config``, the
     opset, softmax and baked-in preprocessing (exporter.config.ExportConfig); ``force`` to
     replace a file this tool wrote. Returns the ExportResult (path, sha256, the comparison with
@@ -89,10 +90,10 @@ def export(
     existing output without ``force``, or outputs beyond the tolerance.
     """
     from alexnet_deploy.exporter.pipeline import export_onnx
-    from alexnet_deploy.models.variants import get_variant
+    from alexnet_deploy.models.variants import Variant, get_variant
 
-    spec = get_variant(variant)
-    out = _path(output) or Path(C.DEFAULT_WORK_DIR) / f"alexnet-{spec.name}.onnx"
+    spec = variant if isinstance(variant, Variant) else get_variant(variant)
+    out = _path(output) or Path(C.DEFAULT_WORK_DIR) / f"{spec.model_name}.onnx"
     return export_onnx(
         spec, out, weights=_path(weights), seed=seed, config=config, force=force, progress=progress
     )

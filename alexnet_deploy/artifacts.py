@@ -3,7 +3,8 @@ belongs to the model. The one place that knows the sibling-file naming rule; eve
 
 Beside the FP32 export ``DIR/STEM.onnx``:
 
-* ``STEM.fp16.onnx``: the FP16 conversion;
+* ``STEM.fp16.onnx``: the FP16 conversion; ``STEM.bf16.onnx``: the BF16 one (TensorRT's; a CPU
+  runtime runs bf16 from the FP32 model itself);
 * ``STEM.int8-tensorrt.onnx`` and ``STEM.int8-cpu.onnx``: the tool's INT8 Q/DQ forms (the CPU
   form of whichever CPU class; the class is in its metadata);
 * ``STEM.int8-nncf.onnx``: NNCF's INT8 model;
@@ -37,6 +38,7 @@ class Stage(StrEnum):
 
     EXPORT = "export"  # the FP32 model
     FP16 = "fp16"  # STEM.fp16.onnx
+    BF16 = "bf16"  # STEM.bf16.onnx
     INT8 = "int8"  # the tool's Q/DQ forms: STEM.int8-cpu.onnx and STEM.int8-tensorrt.onnx
     INT8_NNCF = "int8-nncf"  # NNCF's: STEM.int8-nncf.onnx
 
@@ -48,6 +50,8 @@ class Stage(StrEnum):
             return cls.EXPORT
         if precision == "fp16":
             return cls.FP16
+        if precision == "bf16":
+            return cls.BF16
         return cls.INT8_NNCF if form == "nncf" else cls.INT8
 
 
@@ -63,6 +67,7 @@ class StageStatus(StrEnum):
 # how each derived artifact is made, for the hint of a missing or stale one
 MAKES = {
     Stage.FP16: "alexnet-deploy fp16 {model}",
+    Stage.BF16: "alexnet-deploy bf16 {model}",
     Stage.INT8: "alexnet-deploy calibrate {model}",
     Stage.INT8_NNCF: "alexnet-deploy calibrate {model} --quantizer nncf",
 }
@@ -96,6 +101,10 @@ class ArtifactSet:
     @property
     def fp16(self) -> Path:
         return self._sibling("fp16.onnx")
+
+    @property
+    def bf16(self) -> Path:
+        return self._sibling("bf16.onnx")
 
     def int8(self, form: str) -> Path:
         """``form``: ``cpu``, ``tensorrt`` or ``nncf``."""
@@ -152,8 +161,8 @@ class ArtifactSet:
         """The file that carries ``precision`` (the model itself for fp32)."""
         if precision == "fp32":
             return self.model
-        if precision == "fp16":
-            return self.fp16
+        if precision in ("fp16", "bf16"):
+            return self.fp16 if precision == "fp16" else self.bf16
         return self.int8(form)
 
     def source_sha256(self) -> str:
@@ -195,7 +204,11 @@ class ArtifactSet:
 
     def existing(self) -> dict[str, Path]:
         """Every derived file of the set that is present, by name (fp16, int8-cpu, ...)."""
-        files = {"fp16": self.fp16, **{f"int8-{f}": self.int8(f) for f in INT8_FORMS}}
+        files = {
+            "fp16": self.fp16,
+            "bf16": self.bf16,
+            **{f"int8-{f}": self.int8(f) for f in INT8_FORMS},
+        }
         return {name: path for name, path in files.items() if path.is_file()}
 
 

@@ -199,6 +199,22 @@ TUNE_STREAMS = (1, 2)
 # network); the greedy search tries n + 1. At most PLAN_MAX_MEASURED plans within the budget are
 # benched (the front's cheapest), each round interleaved with the others.
 PLAN_EXHAUSTIVE_MAX_LAYERS = 10
+# Past PLAN_PER_LAYER_MAX weight layers (ResNet-50: 54), one pass per layer would take too
+# long (each pass writes a plan file and evaluates every held-out image: about 10 s for
+# ResNet-50 on 2 cores), so the sensitivity is one-shot (each layer's noise from one all-INT8
+# pass, the way compare measures it) and the greedy steps keep whole blocks float. The greedy
+# search stops at PLAN_MAX_CANDIDATES plans or PLAN_TIME_BUDGET_S seconds (sensitivity
+# included), whichever comes first: ResNet-50's 18 blocks fit both, in a few minutes.
+PLAN_PER_LAYER_MAX = 16
+PLAN_MAX_CANDIDATES = 32
+PLAN_TIME_BUDGET_S = 300.0
+# the one-shot sensitivity reads this many held-out images (one batch's tensors at a time)
+PLAN_ONE_SHOT_IMAGES = 64
+# a plan's label lists at most this many layers (then their count and a digest of the set)
+PLAN_LABEL_NAMES = 4
+# per-layer tables on a terminal (compare, plan's sensitivity): past this many layers, the
+# most sensitive ones with a note; the files hold every layer
+TABLE_TOP_LAYERS = 20
 PLAN_MAX_MEASURED = 4
 PLAN_BATCHES = (1, 32)
 PLAN_ROUNDS = 3

@@ -15,6 +15,10 @@ Classes, decided from the flags the kernel reports (``/proc/cpuinfo``):
   dot products, no /proc/cpuinfo): the tool still runs, with the form that is faithful on
   every kernel, and says why.
 
+Whether bfloat16 is native (AVX512_BF16, AMX-BF16, ARM's ``bf16``) is read from the same flags
+(:attr:`CpuIsa.bf16_native`): where it is not, bf16 on this CPU is refused
+(:func:`require_native_bf16`), never emulated at a loss.
+
 /proc/cpuinfo is read in one place, :func:`cpuinfo_fields` (sysinfo.py asks it too): the first
 processor's ``key : value`` lines. Kept by hand on purpose: py-cpuinfo has had no release since
 2022 and takes about a second (subprocesses, probes) for what is one file read here; archspec,
@@ -124,6 +128,13 @@ class CpuIsa:
             paths["fp16"] = 2 * fp32
         return paths
 
+    @property
+    def bf16_native(self) -> bool:
+        """Whether this CPU computes bfloat16 in hardware (AVX512_BF16, AMX-BF16, ARM's BF16):
+        where it does not, a runtime asked for bf16 converts every value to FP32 and back, slower
+        than FP32 and less exact."""
+        return "bf16" in self.half_float_per_cycle()
+
     def as_dict(self) -> dict:
         return {"class": self.name, "features": list(self.features), "reason": self.reason}
 
@@ -156,6 +167,23 @@ def classify(flags: set[str], machine: str, vendor: str = "", family: int | None
         return CpuIsa("portable", found, vendor, family, "ARM64 without dot-product instructions")
     return CpuIsa(
         "portable", (), vendor, family, f"processor {machine or 'unknown'} is not x86 or ARM64"
+    )
+
+
+def require_native_bf16(cpu: CpuIsa | None = None) -> None:
+    """Refuse bf16 on a CPU without native BF16 (never emulated silently), naming the CPU."""
+    from alexnet_deploy.errors import AlexnetDeployError
+
+    cpu = cpu or this_cpu()
+    if cpu.bf16_native:
+        return
+    model = cpuinfo_fields().get("model name") or platform.machine() or "unknown"
+    raise AlexnetDeployError(
+        f"this CPU ({model}, class {cpu.name}) has no native BF16 (AVX512_BF16/AMX-BF16/ARM "
+        "BF16): bf16 would be emulated at a loss; use fp32 or int8",
+        hint="bf16 runs on CPUs with AVX512_BF16 (Intel Cooper Lake, AMD Zen 4 and later), AMX "
+        "(Intel Sapphire Rapids and later) or ARM BF16; on a GPU, TensorRT runs the BF16 "
+        "artifact ('alexnet-deploy bf16 MODEL.onnx')",
     )
 
 

@@ -11,10 +11,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.errors import AlexnetDeployError
-from alexnet_deploy.models.variants import Preprocessing
+
+if TYPE_CHECKING:
+    from alexnet_deploy.models.variants import Preprocessing
 
 
 @dataclass(frozen=True)
@@ -65,8 +68,8 @@ class ArtifactInfo:
                 f"{self.path}: input {self.input.name!r} has dims {list(self.input.dims)}: "
                 "channels last (NHWC), a layout this tool does not feed; it feeds images as "
                 "[batch, C, H, W] (NCHW)",
-                hint="export the model with a channels-first input (the transpose to NHWC "
-                "left out of the graph)",
+                hint="import it: 'alexnet-deploy import MODEL.onnx -o OUT.onnx' writes a copy "
+                "that takes NCHW (a Transpose in front of the graph)",
             )
         return dims  # type: ignore[return-value]
 
@@ -83,8 +86,9 @@ class ArtifactInfo:
             raise AlexnetDeployError(
                 f"{self.path} has a fixed batch of {self.fixed_batch} (input {name!r} "
                 f"{list(self.input.dims)}); {needed_for}",
-                hint=f"export it with a dynamic batch axis, e.g. torch.onnx.export(..., "
-                f"dynamic_axes={{{name!r}: {{0: 'batch'}}}}), or 'alexnet-deploy export'",
+                hint=f"'alexnet-deploy import {self.path}' makes the batch dynamic where the "
+                "graph allows it; or export it with a dynamic batch axis, e.g. "
+                f"torch.onnx.export(..., dynamic_axes={{{name!r}: {{0: 'batch'}}}})",
             )
 
     def batch_for(self, requested: int) -> int:
@@ -124,15 +128,22 @@ class ArtifactInfo:
         return self.metadata["weights"] == "trained"
 
     def preprocessing(self) -> Preprocessing | None:
-        meta = self.metadata
-        if not {"input_size", "resize_size", "mean", "std"} <= meta.keys():
-            return None
-        return Preprocessing(
-            resize_size=int(meta["resize_size"]),
-            crop_size=int(meta["input_size"]),
-            mean=tuple(json.loads(meta["mean"])),
-            std=tuple(json.loads(meta["std"])),
-        )
+        """The model card's preprocessing (modelcard.py); None where the metadata says nothing
+        of it (a model neither exported nor imported by this tool)."""
+        card = self.card()
+        return None if card is None else card.preprocessing()
+
+    def card(self):
+        """The :class:`~alexnet_deploy.modelcard.ModelCard` in the metadata, or None."""
+        from alexnet_deploy.modelcard import ModelCard
+
+        return ModelCard.from_metadata(self.metadata)
+
+    @property
+    def labels(self) -> tuple[str, ...] | None:
+        """Class names the model card carries (``import --labels``), or None."""
+        text = self.metadata.get("labels")
+        return tuple(json.loads(text)) if text else None
 
 
 _DTYPES = {1: "float32", 10: "float16", 2: "uint8", 3: "int8", 7: "int64"}
@@ -159,7 +170,8 @@ def load_model_proto(path: str | Path, *, what: str = "model"):
     except Exception as err:  # onnx raises DecodeError, ValueError, ... for non-ONNX bytes
         raise AlexnetDeployError(
             f"{path} is not an ONNX model ({type(err).__name__})",
-            hint="pass a .onnx file, for example one written by 'alexnet-deploy export'",
+            hint="pass a .onnx file, for example one written by 'alexnet-deploy export' or "
+            "'alexnet-deploy import'",
         ) from None
 
 

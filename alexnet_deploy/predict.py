@@ -45,13 +45,14 @@ class Classified(NamedTuple):
 
 
 def declared_preprocessing(info: ArtifactInfo) -> Preprocessing:
-    """How a model says its images are preprocessed (its metadata); refused when it does not
-    say (a model this tool did not export), before any engine is built for it."""
+    """How a model says its images are preprocessed (its model card); refused when it does
+    not say (a model neither exported nor imported by this tool), before any engine is built."""
     pre = info.preprocessing()
     if pre is None:
         raise UsageError(
-            f"{info.path} does not say how its images are preprocessed (not an alexnet-deploy export)",
-            hint="export it with 'alexnet-deploy export', which records resize, crop, mean and std",
+            f"{info.path} has no model card: it does not say how its images are preprocessed",
+            hint=f"give it one: 'alexnet-deploy import {info.path} --preset imagenet -o "
+            "OUT.onnx' (see 'alexnet-deploy import --help'), then pass OUT.onnx",
         )
     return pre
 
@@ -66,11 +67,13 @@ def classify_with(
     labels: Path | None = None,
 ) -> list[Prediction]:
     """Each file classified by ``engine`` (run by ``backend``'s runner), preprocessed as the
-    model declares, named by ``labels`` (one name per line) or ImageNet-1k's for 1000 classes."""
+    model declares, named by ``labels`` (one name per line), else by the model card's labels,
+    else ImageNet-1k's for 1000 classes."""
     from alexnet_deploy.engines.registry import get_backend
 
     classes = info.outputs[0].dims[-1]
-    names = class_names(classes if isinstance(classes, int) else 0, labels)
+    classes = classes if isinstance(classes, int) else 0
+    names = list(info.labels) if labels is None and info.labels else class_names(classes, labels)
     with get_backend(backend).runner(engine) as runner:
         return classify(files, runner.infer, declared_preprocessing(info), top, names)
 
@@ -182,8 +185,10 @@ def predictions_frame(results: list[Prediction]):
     return frame.drop("error") if not any(r.error for r in results) else frame
 
 
-def as_json(results: list[Prediction], engine: str) -> dict:
+def as_json(results: list[Prediction], engine: str, model: str | None = None) -> dict:
+    """``model``: the model's name (ArtifactInfo.model_name)."""
     return {
+        "model": model,
         "engine": engine,
         "images": [
             {

@@ -64,6 +64,7 @@ def _prepare_artifacts(
     request: ModelRequest, work_dir: Path, progress: Progress, need: frozenset[Stage]
 ) -> tuple[Path, dict[Stage, StageStatus]]:
     """prepare_artifacts' work, for a job that holds the work directory's lock."""
+    from alexnet_deploy.calib.bf16 import convert_bf16
     from alexnet_deploy.calib.fp16 import convert_fp16
     from alexnet_deploy.calib.int8 import isa_mismatch
     from alexnet_deploy.calib.pipeline import calibrate
@@ -95,14 +96,16 @@ def _prepare_artifacts(
             done[Stage.EXPORT] = StageStatus.BUILT
     artifacts = ArtifactSet(model)
 
-    if Stage.FP16 not in need:
-        done[Stage.FP16] = StageStatus.NOT_NEEDED
-    elif artifacts.belongs(artifacts.fp16):
-        done[Stage.FP16] = StageStatus.CACHED
-    else:
-        progress("converting to FP16")
-        convert_fp16(model, DataRequest(data=request.data), force=True)
-        done[Stage.FP16] = StageStatus.BUILT
+    for stage, convert in ((Stage.FP16, convert_fp16), (Stage.BF16, convert_bf16)):
+        if stage not in need:  # BF16, like NNCF's INT8, is listed only where a job needs it
+            if stage is Stage.FP16:
+                done[stage] = StageStatus.NOT_NEEDED
+        elif artifacts.belongs(artifacts.for_precision(str(stage))):
+            done[stage] = StageStatus.CACHED
+        else:
+            progress(f"converting to {str(stage).upper()}")
+            convert(model, DataRequest(data=request.data), force=True)
+            done[stage] = StageStatus.BUILT
 
     data_request = DataRequest(data=request.data, seed=request.seed)
     # the main job's INT8 files are a cache of its request's; those beside a given model, the user's
@@ -132,11 +135,19 @@ def _prepare_artifacts(
     return model, done
 
 
-def artifacts_needed(precisions, quantizers, served: bool = False) -> frozenset[Stage]:
-    """What a bench matrix needs made beside the FP32 model (nothing for a served model)."""
+def artifacts_needed(
+    precisions, quantizers, served: bool = False, backends: tuple[str, ...] = ()
+) -> frozenset[Stage]:
+    """What a bench matrix needs made beside the FP32 model (nothing for a served model). The
+    BF16 file only where a GPU backend may run (``backends``: those asked for, () for any):
+    a CPU runtime runs bf16 from the FP32 model."""
+    from alexnet_deploy.engines.registry import GPU_BACKENDS
+
     if served:
         return frozenset()
     need = frozenset(map(Stage.making, precisions)) - {Stage.EXPORT}
+    if backends and not set(backends) & set(GPU_BACKENDS):
+        need -= {Stage.BF16}
     if Stage.INT8 in need and "nncf" in quantizers:
         need |= {Stage.INT8_NNCF}
     return need
@@ -169,7 +180,10 @@ def bench_model(
     }
     check_report_dir(out_dir, work_dir, inputs=inputs)  # before any work
     need = artifacts_needed(
-        config.matrix.precisions, config.matrix.quantizers, served=options.served is not None
+        config.matrix.precisions,
+        config.matrix.quantizers,
+        served=options.served is not None,
+        backends=config.matrix.backends,
     )
     with directory_lock(work_dir, "bench"):
         model, stages = _prepare_artifacts(request, work_dir, progress, need)
@@ -251,7 +265,7 @@ def predict_images(
     files, failed = image_files(paths)
     with directory_lock(work_dir, "predict"):
         if model is None:  # the main job's export, with the artifact this precision needs
-            need = artifacts_needed((precision,), ("qdq",))
+            need = artifacts_needed((precision,), ("qdq",), backends=(backend,))
             model, _ = _prepare_artifacts(ModelRequest(), work_dir, progress, need)
         info = read_artifact(model)
         declared_preprocessing(info)  # refused before an engine is built for it

@@ -26,6 +26,7 @@ from alexnet_deploy.bench.records import (
 from alexnet_deploy.bench.stats import LatencyStats, Stability
 from alexnet_deploy.cases import Case
 from alexnet_deploy.gate.reports import load_report
+from alexnet_deploy.onnx_model import read_artifact
 
 PACKAGE = Path(alexnet_deploy.__file__).parent
 RECORDED = Path(__file__).resolve().parents[1] / "docs" / "benchmarks"
@@ -217,6 +218,8 @@ def test_a_real_bench_comes_back_equal_through_the_gates_loader(digits_model, di
         assert len(back) == len(measured) == 2
         assert all(np.array_equal(a, b) for a, b in zip(back, measured, strict=True))
     written = json.loads(paths["json"].read_text())["rows"]
+    # every JSON row names the model it measured, beside the record's own columns
+    assert {w.pop("model") for w in written} == {read_artifact(digits_model).model_name}
     assert written == [json.loads(json.dumps(r.to_columns())) for r in result.rows]
 
 

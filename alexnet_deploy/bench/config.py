@@ -64,7 +64,7 @@ class Matrix:
 
     def __post_init__(self) -> None:
         from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
-        from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS
+        from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, GPU_BACKENDS
 
         known = (*BACKEND_NAMES, *DIRECT_BACKENDS)
         for backend in self.backends:
@@ -77,6 +77,12 @@ class Matrix:
                 raise UsageError(
                     f"unknown precision {precision!r}", hint=f"choose from: {', '.join(PRECISIONS)}"
                 )
+        on_cpu = not self.backends or not set(self.backends) <= set(GPU_BACKENDS)
+        if "bf16" in self.precisions and on_cpu:
+            # refused before any work where this CPU would only emulate it (cpu_isa)
+            from alexnet_deploy.cpu_isa import require_native_bf16
+
+            require_native_bf16()
         for quantizer in self.quantizers:
             if quantizer not in QUANTIZERS:
                 raise UsageError(

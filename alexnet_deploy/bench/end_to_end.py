@@ -172,7 +172,10 @@ def _measure(payloads, decode, prepare, infer, min_seconds: float, max_seconds: 
 
 def _placements(backend: str, precision: str, model: Path, pre, scratch: Path):
     """(name, decode, prepare, infer factory) for each placement this case can have beyond
-    ``host``. The infer factory is called only when the placement is measured."""
+    ``host``. The infer factory is called only when the placement is measured. A model card
+    beyond what the graph placements reproduce (BGR, another scale, filter or crop) has none."""
+    if not pre.pixels_as_exported:
+        return
     from alexnet_deploy.calib.images import resize_crop
     from alexnet_deploy.engines.build import resolve_artifact
     from alexnet_deploy.engines.registry import get_backend
@@ -292,7 +295,7 @@ def write_end_to_end(rows: list[EndToEndRow], out_dir: Path, meta: dict) -> dict
         frame.write_csv(tmp)
     paths["csv"] = out_dir / "end-to-end.csv"
     text = (
-        "# alexnet-deploy bench --end-to-end\n\n"
+        f"# alexnet-deploy bench --end-to-end of {meta.get('model_name', 'the model')}\n\n"
         + "".join(f"- {k}: {v}\n" for k, v in meta.items())
         + "\nEach image from its file's bytes to its top-5: the share of each stage in the time "
         "per image.\n\n" + frame_as_text(frame, TableFormat.md)
@@ -318,6 +321,7 @@ def end_to_end_report(
     table written to ``out_dir`` with the machine, model and images it was measured on."""
     from alexnet_deploy.bench.fingerprint import environment
     from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
+    from alexnet_deploy.onnx_model import read_artifact
 
     chosen = [b for b in backends if b in BACKEND_NAMES] or [
         b for b in ("ort", "openvino") if get_backend(b).capability().available
@@ -336,6 +340,7 @@ def end_to_end_report(
     meta = {
         "machine": f"{env['cpu']} ({env.get('cpu_isa')}), {env['logical_cores']} logical cores",
         "model": str(model),
+        "model_name": read_artifact(model).model_name,
         "inputs": inputs,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

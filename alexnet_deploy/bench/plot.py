@@ -60,7 +60,7 @@ def plot_report(
         )
     # every series told apart three ways: colour by backend, marker by precision, line by mode
     backends = sorted({b for b, _, _ in series})
-    markers = {"fp32": "o", "fp16": "s", "int8": "^", "int8 nncf": "D", "served": "P"}
+    markers = {"fp32": "o", "fp16": "s", "bf16": "v", "int8": "^", "int8 nncf": "D", "served": "P"}
     lines = {"latency": "-", "throughput": "--", "server": ":"}
     for (backend, precision, mode), pts in sorted(series.items()):
         pts.sort()

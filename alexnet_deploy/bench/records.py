@@ -20,7 +20,7 @@ does not know (``noisy``, from before the stability verdict) is dropped on readi
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -47,13 +47,17 @@ def _pick(cls, columns: Mapping, names: Mapping[str, str]):
 class EngineInfo:
     """What ran a row (bench/targets.py says; None: not known for that target): the engine file,
     "(runtime used directly)" or the Triton model; whether it was reused and how long its build
-    took; the artifact run, by content, and its weight bytes (the roofline's traffic)."""
+    took; the artifact run, by content, and its weight bytes (the roofline's traffic); what the
+    runtime reports it computed in (engines/computed.py: fp32, bf16, int8, ...) and whether AMX
+    tiles ran (None: the runtime does not say)."""
 
     engine: str | None = None
     engine_reused: bool | None = None
     build_seconds: float | None = None
     artifact_sha256: str | None = None
     weight_bytes: int | None = None
+    computed_in: str | None = None
+    amx: bool | None = None
 
     COLUMNS: ClassVar[dict[str, str]] = {
         "engine": "engine",
@@ -61,7 +65,15 @@ class EngineInfo:
         "build_seconds": "build_seconds",
         "artifact_sha256": "artifact_sha256",
         "weight_bytes": "weight_bytes",
+        "computed_in": "computed_in",
+        "amx": "amx",
     }
+
+    def with_computed(self, computed) -> EngineInfo:
+        """This record with what the runtime read back (an engines.computed.Computed, or None)."""
+        if computed is None:
+            return self
+        return replace(self, computed_in=computed.precision, amx=computed.amx)
 
 
 @dataclass(frozen=True)
@@ -185,6 +197,27 @@ class BenchRow:
     @property
     def top1_agreement(self) -> float | None:
         return None if self.fidelity is None else self.fidelity.top1_agreement
+
+    @property
+    def computed_in(self) -> str | None:
+        """What the runtime reports it computed in (None: not reported, or an older report)."""
+        return None if self.engine is None else self.engine.computed_in
+
+    @property
+    def ran_other(self) -> bool:
+        """The runtime computed in another precision than the row's (OpenVINO's defaults: an
+        FP32 model run in bf16): never the reference of its precision, nor compared as one."""
+        return self.computed_in is not None and self.computed_in != self.case.precision
+
+    @property
+    def computed_label(self) -> str:
+        """'bf16'; 'fp32 model, ran bf16' where the runtime computed in another precision than
+        the row's; '' where not reported."""
+        if self.computed_in is None:
+            return ""
+        if not self.ran_other:
+            return self.computed_in
+        return f"{self.case.precision} model, ran {self.computed_in}"
 
     @property
     def unstable(self) -> bool:

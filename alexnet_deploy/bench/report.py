@@ -29,6 +29,7 @@ SCHEMA = "alexnet-deploy/bench/1"
 TERMINAL_COLUMNS = {
     "backend": "backend",
     "precision": "prec",
+    "computed": "computed in",  # read back from the runtime: "fp32 model, ran bf16"
     "batch": "batch",
     "mode": "mode",
     "status": "status",
@@ -60,6 +61,11 @@ def describe_ceilings(c: dict) -> str:
         + (
             f"; 16-bit float paths {c['half_float_gflops']:.0f} GFLOP/s (for runtimes that pick them)"
             if c.get("half_float_gflops")
+            else ""
+        )
+        + (
+            f"; BF16 {c['bf16_gflops']:.0f} GFLOP/s (rows computed in bf16)"
+            if c.get("bf16_gflops")
             else ""
         )
         + "; "
@@ -113,6 +119,8 @@ def terminal_frame(rows: list[BenchRow]):
     import polars as pl
 
     frame = summary_frame(rows)
+    if any(r.computed_label for r in rows):
+        frame = frame.with_columns(pl.Series("computed", [r.computed_label for r in rows]))
     if {"quantizer", "precision"} <= set(frame.columns):  # an INT8 route only on INT8 rows
         frame = frame.with_columns(
             pl.when(pl.col("precision") == "int8").then(pl.col("quantizer")).alias("quantizer")
@@ -159,6 +167,8 @@ def people_frame(rows: list[BenchRow]):
         out.append(
             {
                 "configuration": r.label,
+                "computed in": r.computed_label,
+                "AMX tiles": "yes" if r.engine is not None and r.engine.amx else "",
                 "INT8 made by": r.case.quantizer if r.case.precision == "int8" else "",
                 "status": ("unstable" if r.unstable else r.status) if ok else f"failed: {r.reason}",
                 "images/s": _num(r.images_per_s) if ok else "",
@@ -185,8 +195,9 @@ def markdown(report: dict, frame) -> str:
 
     env = report["environment"]
     lines = [
-        "# alexnet-deploy bench",
+        f"# alexnet-deploy bench of {report.get('model', {}).get('name', 'the model')}",
         "",
+        f"- model: {report.get('model', {}).get('path')}",
         f"- command: `{report['command']}`",
         f"- status: {report['status']}",
         f"- machine: {env['cpu']}, {env['logical_cores']} logical cores, {env['os']}",
@@ -288,7 +299,10 @@ def write_reports(
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    name = report.get("model", {}).get("name")
     frame = summary_frame(rows)
+    if name:  # the model each row measured, in the first column
+        frame = frame.select(pl.lit(name).alias("model"), pl.all())
     paths = {}
     nested = [c for c, dtype in frame.schema.items() if isinstance(dtype, pl.List)]
     flat = frame.with_columns(  # CSV holds no lists: per-round values joined with ';'
@@ -299,7 +313,13 @@ def write_reports(
     paths["csv"] = out_dir / "bench-summary.csv"
     paths["json"] = write_json_atomic(
         out_dir / "bench-summary.json",
-        {**report, "rows": [{k: _clean(v) for k, v in r.to_columns().items()} for r in rows]},
+        {
+            **report,
+            "rows": [
+                {"model": name, **{k: _clean(v) for k, v in r.to_columns().items()}}
+                for r in rows
+            ],
+        },
     )
     paths["md"] = write_text_atomic(
         out_dir / "bench-summary.md", markdown(report, people_frame(rows))
@@ -309,7 +329,7 @@ def write_reports(
     paths["parquet"] = out_dir / "bench-samples.parquet"
     env = report.get("environment", {})
     title = (
-        f"alexnet-deploy bench: {env.get('cpu', 'unknown CPU')} "
+        f"alexnet-deploy bench of {name or 'the model'}: {env.get('cpu', 'unknown CPU')} "
         f"({env.get('cpu_isa', '?')}, {env.get('logical_cores', '?')} cores), "
         f"{str(report.get('created', ''))[:10]}"
     )

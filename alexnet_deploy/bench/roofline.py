@@ -1,7 +1,7 @@
 """Where each row stands against the machine's limits.
 
-FLOPs come from the model graph (Conv taps on real input, zero padding excluded, and Gemm/MatMul
-shapes after ONNX shape inference), weight
+FLOPs come from the model graph (alexnet_deploy.graph_summary, for any model: Conv taps on real
+input, zero padding excluded, and Gemm/MatMul shapes after ONNX shape inference), weight
 bytes from the artifact's initializers (so an INT8 artifact streams a quarter of FP32's bytes).
 
 The compute ceilings are ceilings: cores x clock x operations per cycle of the widest FP32 FMA
@@ -34,49 +34,16 @@ from alexnet_deploy.fileio import write_json_atomic
 _DTYPE_BYTES = {1: 4, 2: 1, 3: 1, 5: 2, 6: 4, 7: 8, 10: 2, 11: 8, 16: 2}
 
 
-def _taps(size: int, out: int, kernel: int, stride: int, pad: int, dilation: int) -> int:
-    """Kernel taps that land inside the input, summed over the output positions of one axis:
-    what a convolution that skips its zero padding multiplies (oneDNN's brgconv does)."""
-    return sum(
-        1 for o in range(out) for k in range(kernel) if 0 <= o * stride - pad + k * dilation < size
-    )
-
-
 def macs_by_node(model_path: Path) -> dict[str, int]:
-    """Multiply-accumulates of one image per Conv/Gemm/MatMul node (by node name) that no
-    direct convolution can skip: Conv taps on real (not zero-padded) input, and Gemm/MatMul. Counting the padding too overstates the
-    work by about 8% for AlexNet, and a runtime that skips it then reads over 100% of peak
-    (OpenVINO's FP32 engine did, on an AMD Zen 4)."""
-    import onnx
+    """Multiply-accumulates of one image per node that multiplies (by node name), from the
+    graph's own count (alexnet_deploy.graph_summary, for any model: Conv of any groups,
+    ConvTranspose, Gemm, MatMul with weights or activations on both sides), counting the work
+    no direct convolution can skip: Conv taps on real (not zero-padded) input. Counting the
+    padding too overstates the work by about 8% for AlexNet, and a runtime that skips it then
+    reads over 100% of peak (OpenVINO's FP32 engine did, on an AMD Zen 4)."""
+    from alexnet_deploy.graph_summary import graph_layers
 
-    model = onnx.shape_inference.infer_shapes(onnx.load(str(model_path)))
-    graph = model.graph
-    inits = {i.name: list(i.dims) for i in graph.initializer}
-    shapes = {
-        v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
-        for v in [*graph.input, *graph.value_info, *graph.output]
-    }
-    macs: dict[str, int] = {}
-    for node in graph.node:
-        if node.op_type == "Conv" and node.input[1] in inits and node.output[0] in shapes:
-            cout, cin_per_group, kh, kw = inits[node.input[1]]
-            _, _, oh, ow = shapes[node.output[0]]
-            attrs = {a.name: list(a.ints) for a in node.attribute if a.ints}
-            strides = attrs.get("strides", [1, 1])
-            dilations = attrs.get("dilations", [1, 1])
-            pads = attrs.get("pads", [0, 0, 0, 0])  # begin_h, begin_w, end_h, end_w
-            _, _, h, w = shapes.get(node.input[0], [0, 0, 0, 0])
-            if h and w:
-                taps = _taps(h, oh, kh, strides[0], pads[0], dilations[0]) * _taps(
-                    w, ow, kw, strides[1], pads[1], dilations[1]
-                )
-            else:  # input shape unknown: every tap
-                taps = oh * kh * ow * kw
-            macs[node.name or node.output[0]] = cout * cin_per_group * taps
-        elif node.op_type in ("Gemm", "MatMul") and node.input[1] in inits:
-            rows, cols = inits[node.input[1]]
-            macs[node.name or node.output[0]] = rows * cols
-    return macs
+    return {x.name: x.real_macs for x in graph_layers(model_path) if x.real_macs}
 
 
 def macs_per_image(model_path: Path) -> int:
@@ -96,8 +63,9 @@ def weight_bytes(model_path: Path) -> int:
 
 # In the cache key: bumped whenever the fields change (1: measured kernels as the "peak";
 # 2: instruction-set peaks; 3: the 16-bit float peak; 4: the clock read, not timed, and
-# anchored on the kernels where no trustworthy clock exists), so no stale probe is read back.
-CEILINGS_VERSION = 4
+# anchored on the kernels where no trustworthy clock exists; 5: bf16's and fp16's own peaks),
+# so no stale probe is read back.
+CEILINGS_VERSION = 5
 
 
 @dataclass(frozen=True)
@@ -115,12 +83,18 @@ class Ceilings:
     int8_kernel_gops: float = 0.0
     llc_bytes: int | None = None
     half_float_gflops: float = 0.0  # peak of the CPU's bf16/fp16 paths (0: it has none)
+    bf16_gflops: float = 0.0  # each path's own peak (0: the CPU has no such path)
+    fp16_gflops: float = 0.0
 
     def peak_for(self, precision: str, runtime_picks_float: bool = False) -> float:
-        """The ceiling of a row: INT8's, or FP32's; where the runtime picks its own float
-        precision (OpenVINO used directly), the fastest float path this CPU has."""
+        """The ceiling of a row computed in ``precision`` (what its runtime reports, where it
+        does: engines/computed.py): INT8's, BF16's, FP16's or FP32's; where the runtime picks
+        its own float precision and does not say, the fastest float path this CPU has."""
         if precision == "int8":
             return self.int8_gops
+        half = {"bf16": self.bf16_gflops, "fp16": self.fp16_gflops}.get(precision)
+        if half:
+            return half
         if runtime_picks_float:
             return max(self.fp32_gflops, self.half_float_gflops)
         return self.fp32_gflops
@@ -253,11 +227,14 @@ def compute_peaks(fp32_kernel: float, int8_kernel: float, clock=None) -> dict:
         source = f"{clock.source}, above the {implied:.2f} GHz the kernels imply; {untrusted}"
     elif implied > ghz:
         ghz, source = implied, f"implied by the measured kernels (above the {ghz:.2f} GHz {source})"
-    half = max(cpu.half_float_per_cycle().values(), default=0)
+    paths = cpu.half_float_per_cycle()
+    half = max(paths.values(), default=0)
     return {
         "fp32_gflops": cores * ghz * fp32_per_cycle,
         "int8_gops": cores * ghz * int8_per_cycle,
         "half_float_gflops": cores * ghz * half,
+        "bf16_gflops": cores * ghz * paths.get("bf16", 0),
+        "fp16_gflops": cores * ghz * paths.get("fp16", 0),
         "isa": f"{cpu.name} ({cpu.peak_key()}: {fp32_per_cycle} FP32 FLOPs, "
         f"{int8_per_cycle} INT8 ops per core per cycle)",
         "cores": cores,

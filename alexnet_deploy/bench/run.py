@@ -33,6 +33,7 @@ from alexnet_deploy.bench.stats import latency_stats, stability
 from alexnet_deploy.bench.targets import Prepared, matrix_backends, served_cases, target_for
 from alexnet_deploy.calib.fidelity import compare_logits
 from alexnet_deploy.cases import Case
+from alexnet_deploy.engines.options import PRECISIONS
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 
 
@@ -72,9 +73,19 @@ def expand(config: BenchConfig, backends: list[str]) -> list[Case]:
 
 
 def supported(case: Case) -> str | None:
-    """Why a combination is not run (None when it is)."""
-    if case.backend == "torch" and case.precision != "fp32":
-        return "torch runs the FP32 reference only"
+    """Why a combination is not run (None when it is): a precision its engine does not run
+    (torch: the FP32 reference and bf16), or bf16 through a runtime used directly (it runs its
+    own defaults: its fp32 row says what it computed in)."""
+    from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, get_backend
+
+    if case.precision == "bf16" and case.backend in DIRECT_BACKENDS:
+        return f"{case.backend} runs its own defaults: its fp32 row says what it computed in"
+    if case.backend in BACKEND_NAMES:
+        backend = get_backend(case.backend)
+        if case.precision not in backend.precisions:
+            return backend.refuses.get(case.precision) or (
+                f"{case.backend} runs {', '.join(backend.precisions)}"
+            )
     return None
 
 
@@ -87,14 +98,20 @@ class FidelityProbe:
         self.images, self.reference, self.source = images, reference, source
         self._emulated: dict[str, float] = {}
 
-    def emulated(self, artifact: Path, max_batch: int) -> float:
+    def emulated(self, artifact: Path, max_batch: int, precision: str = "") -> float:
+        """``artifact``'s figure as the file means it; bf16's: rounded to bfloat16 in float
+        (calib/bf16.py), whether ``artifact`` is the BF16 file or the FP32 model run in bf16."""
+        from alexnet_deploy.calib.bf16 import bf16_emulated_logits
         from alexnet_deploy.calib.fidelity import ort_logits
         from alexnet_deploy.onnx_model import read_artifact
 
-        key = str(artifact)
+        key = f"{artifact} {precision}"
         if key not in self._emulated:
             name = read_artifact(artifact).input.name
-            logits = ort_logits(artifact, name, self.images, max_batch, emulated=True)
+            if precision == "bf16":
+                logits = bf16_emulated_logits(artifact, name, self.images, max_batch)
+            else:
+                logits = ort_logits(artifact, name, self.images, max_batch, emulated=True)
             self._emulated[key] = compare_logits(self.reference, logits).top1_agreement
         return self._emulated[key]
 
@@ -124,7 +141,6 @@ class CaseRun:
         self.case, self.model, self.work_dir = case, model, work_dir
         self.target = target_for(case.backend, served)
         self.measurements: list[Measurement] = []
-        self.engine: EngineInfo | None = None  # known once prepared
         self.fidelity: Fidelity | None = None  # measured once, in the first round
         self.prepared: Prepared | None = None
 
@@ -136,14 +152,18 @@ class CaseRun:
     def artifact(self) -> Path | None:
         return self.prepared.artifact
 
+    @property
+    def engine(self) -> EngineInfo | None:
+        """What ran the case: known once prepared, and what it computed in once it ran."""
+        return None if self.prepared is None else self.prepared.info
+
     def prepare(self) -> None:
         from alexnet_deploy.fileio import sha256_file
 
         prepared = self.target.prepare(self.case, self.model, self.work_dir)
-        self.engine = prepared.info
         if prepared.artifact is not None:  # hashed once per run (cached by file version)
-            self.engine = replace(
-                self.engine,
+            prepared.info = replace(
+                prepared.info,
                 artifact_sha256=sha256_file(prepared.artifact),
                 weight_bytes=weight_bytes(prepared.artifact),
             )
@@ -177,7 +197,11 @@ def run_matrix(
     then again), so slow drift of a shared machine spreads over every case instead of biasing
     whichever ran last."""
     backends = matrix_backends(config.matrix.backends, direct, served)
-    cases = [c for c in expand(config, backends) if supported(c) is None]
+    expanded = expand(config, backends)
+    cases = [c for c in expanded if supported(c) is None]
+    if not cases and expanded:
+        reasons = sorted({f"{c.backend} {c.precision}: {supported(c)}" for c in expanded})
+        raise UsageError(f"nothing to measure: {'; '.join(reasons)}")
     if served is not None:
         cases = served_cases(cases)
     runs = {case: CaseRun(case, model, work_dir, served) for case in cases}
@@ -232,7 +256,9 @@ def run_matrix(
                         if run.fidelity is None:  # fidelity: outside the timed region
                             run.fidelity = probe.of(workers[0], run.max_batch)
                             if case.precision != "fp32" and run.artifact is not None:
-                                emulated = probe.emulated(run.artifact, run.max_batch)
+                                emulated = probe.emulated(
+                                    run.artifact, run.max_batch, case.precision
+                                )
                                 run.fidelity = replace(
                                     run.fidelity, emulated_top1_agreement=emulated
                                 )
@@ -270,17 +296,18 @@ def _row(
     roofline = None
     weights = None if run.engine is None else run.engine.weight_bytes
     if ceilings is not None and weights is not None:
+        computed = run.engine.computed_in  # what the runtime reports it ran: that peak
         roofline = roofline_of(
             inferences * case.batch,
             inferences,
             macs,
             weights,
             case.batch,
-            case.precision,
+            computed if computed in PRECISIONS else case.precision,
             ceilings,
-            # OpenVINO used directly picks bf16/fp16 itself where the CPU has them (the
-            # engines pin the artifact's precision): its ceiling is the fastest float path
-            runtime_picks_float=case.backend == "openvino-direct",
+            # OpenVINO used directly picks bf16/fp16 itself where the CPU has them: where it
+            # does not say what it ran, its ceiling is the fastest float path
+            runtime_picks_float=case.backend == "openvino-direct" and computed is None,
         )
     return BenchRow(
         case,

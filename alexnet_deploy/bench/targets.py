@@ -24,7 +24,8 @@ from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, SERV
 class Prepared:
     max_batch: int
     artifact: Path | None = None  # the ONNX file run (None: the server holds the model)
-    info: EngineInfo = field(default_factory=EngineInfo)  # what ran it, for the row
+    # what ran it, for the row (and, once its workers ran, what it computed in)
+    info: EngineInfo = field(default_factory=EngineInfo)
     engine: object = None
 
 
@@ -62,6 +63,8 @@ class EngineTarget:
         from alexnet_deploy.engines.registry import get_backend
 
         with get_backend(case.backend).runner(prepared.engine) as runner:
+            if prepared.info.computed_in is None:  # read back once, in the first round
+                prepared.info = prepared.info.with_computed(runner.computed())
             yield runner.workers(case.concurrency)
 
 
@@ -79,7 +82,12 @@ class DirectTarget:
     def workers(self, case: Case, prepared: Prepared) -> Iterator[list]:
         from alexnet_deploy.bench.direct import direct_infer
 
-        with direct_infer(case.backend, prepared.artifact, case.concurrency) as infer:
+        first = prepared.info.computed_in is None  # read back once, in the first round
+        with direct_infer(case.backend, prepared.artifact, case.concurrency, first) as (
+            infer,
+            computed,
+        ):
+            prepared.info = prepared.info.with_computed(computed)
             yield infer
 
 

@@ -54,10 +54,14 @@ def _load_source(
     if path.is_dir():
         if preprocessing is None:
             raise AlexnetDeployError(
-                "the model has no alexnet-deploy metadata, so its image preprocessing is unknown",
-                hint="pass --input-size, --resize-size, --mean and --std, or a preprocessed .npy"
-                if preprocessing_flags  # the command has them
-                else "pass the images preprocessed, as a float32 .npy/.npz array [N, C, H, W]",
+                "the model has no model card, so its image preprocessing is unknown",
+                hint="give it one: 'alexnet-deploy import MODEL.onnx --preset imagenet -o "
+                "OUT.onnx', then pass OUT.onnx"
+                + (
+                    " (or pass --input-size, --resize-size, --mean and --std here)"
+                    if preprocessing_flags  # the command has them
+                    else " (or the images preprocessed, as a float32 .npy/.npz array [N, C, H, W])"
+                ),
             )
         if preprocessing.crop_size != image_shape[1]:
             raise AlexnetDeployError(

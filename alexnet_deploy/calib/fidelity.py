@@ -126,12 +126,16 @@ def openvino_available() -> bool:
     return importlib.util.find_spec("openvino") is not None
 
 
-def openvino_logits(model_path, images: np.ndarray, batch_size: int) -> np.ndarray:
+def openvino_logits(
+    model_path, images: np.ndarray, batch_size: int, precision: str = "f32"
+) -> np.ndarray:
     """Logits through OpenVINO's CPU plugin as the engines compile it (f32 inference
-    precision: OpenVINO otherwise picks bf16 where the CPU has it)."""
+    precision: OpenVINO otherwise picks bf16 where the CPU has it; ``precision`` "bf16" for
+    the engines of bf16)."""
     import openvino as ov
 
-    compiled = ov.Core().compile_model(str(model_path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    config = {"INFERENCE_PRECISION_HINT": precision}
+    compiled = ov.Core().compile_model(str(model_path), "CPU", config)
     request = compiled.create_infer_request()
     chunks = [
         np.array(request.infer([images[i : i + batch_size]])[compiled.output(0)])

@@ -1,4 +1,4 @@
-"""Image file -> preprocessed CHW float32 array, with the variant's declared constants.
+"""Image file -> preprocessed CHW float32 array, with the model's declared preprocessing.
 
 One decoder for every stage that reads images (predict, calibration and fidelity folders,
 bench --inputs, compare, the end-to-end bench): the image as a viewer shows it, its cost bounded
@@ -104,6 +104,8 @@ def resized_size(width: int, height: int, pre: Preprocessing) -> tuple[int, int]
     """(width, height) after the short side goes to ``resize_size``: each side rounded, never
     below the crop. The one rule every host library and the in-graph preprocessing follow;
     refused beyond :data:`C.MAX_RESIZED_SIDE` (a thin strip would take gigabytes)."""
+    if pre.crop == "none":  # the whole image squeezed to the model's square
+        return pre.crop_size, pre.crop_size
     scale = pre.resize_size / min(width, height)
     size = max(pre.crop_size, round(width * scale)), max(pre.crop_size, round(height * scale))
     if max(size) > C.MAX_RESIZED_SIDE:
@@ -124,17 +126,24 @@ def center_crop(pixels: np.ndarray, size: int) -> np.ndarray:
 
 
 def resize_crop(image, pre: Preprocessing) -> np.ndarray:
-    """Resize the short side to ``resize_size`` (bilinear; smaller images are upscaled) and
-    center-crop ``crop_size``: HWC uint8 (what a runtime that normalizes in its graph takes)."""
+    """Resize the short side to ``resize_size`` (``pre.interpolation``, bilinear by default;
+    smaller images are upscaled) and center-crop ``crop_size`` (``crop`` "none": the whole
+    image resized to the square): HWC uint8 RGB (what a runtime that normalizes in its graph
+    takes)."""
     from PIL import Image
 
-    image = image.resize(resized_size(*image.size, pre), Image.Resampling.BILINEAR)
+    method = getattr(Image.Resampling, pre.interpolation.upper())
+    image = image.resize(resized_size(*image.size, pre), method)
     return center_crop(np.asarray(image), pre.crop_size)
 
 
 def normalize(pixels: np.ndarray, pre: Preprocessing) -> np.ndarray:
-    """HWC uint8 pixels scaled to [0, 1] and normalized: CHW float32."""
-    scaled = pixels.astype(np.float32) / 255.0
+    """HWC uint8 RGB pixels times ``pre.scale`` ([0, 1] by default), in the model's channel
+    order, normalized: CHW float32."""
+    # dividing by 1/scale (255.0 by default) keeps the default's float32 results bit-identical
+    scaled = pixels.astype(np.float32) / np.float32(1 / pre.scale)
+    if pre.channel_order == "BGR":
+        scaled = scaled[..., ::-1]
     mean = np.asarray(pre.mean, dtype=np.float32)
     std = np.asarray(pre.std, dtype=np.float32)
     with np.errstate(divide="ignore", invalid="ignore"):  # a zero std: require_finite names it

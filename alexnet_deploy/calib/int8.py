@@ -39,6 +39,9 @@ class Int8Recipe:
     op_types: tuple[str, ...] | None  # None: every op ONNX Runtime's QDQ quantizer supports
     extra: dict = field(default_factory=dict)
     isa: str | None = None  # the CPU class a CPU form is for (None: not a CPU form)
+    # TensorRT's placement (calib/placement.py): Q/DQ on an Add's identity input only, and no
+    # DQ into an op TensorRT fuses none with (HardSwish, Sigmoid, Mul, ...)
+    residual_fusion: bool = False
 
     def describe(self) -> str:
         act = f"{'symmetric' if self.activation_symmetric else 'asymmetric'} {self.activation_type[1:].lower()} activations"
@@ -61,6 +64,7 @@ RECIPES = {
         weight_symmetric=True,
         quantize_bias=False,
         op_types=("Conv", "Gemm", "MatMul"),
+        residual_fusion=True,
     ),
     "cpu": Int8Recipe(
         target="cpu",
@@ -161,9 +165,20 @@ def quantize_to_file(
 ) -> Path:
     """Write the Q/DQ model for ``recipe`` from the cached ``ranges`` (no new calibration).
     ``nodes_to_exclude``: nodes left in float (no Q/DQ on their inputs), ONNX Runtime's own
-    rule, which keeps an excluded layer's activation where the quantizer would fold it."""
+    rule, which keeps an excluded layer's activation where the quantizer would fold it.
+    Every form folds BatchNormalization into its Conv first and keeps the transformer parts
+    in float; the TensorRT form then gets its residual placement (calib/placement.py)."""
+    import onnx
     from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.calibrate import CalibrationMethod
+
+    from alexnet_deploy.calib.placement import (
+        float_nodes,
+        fold_batchnorm,
+        keep_inputs_float,
+        place_residual_qdq,
+        unfused_by_tensorrt,
+    )
 
     method = {
         "minmax": CalibrationMethod.MinMax,
@@ -176,13 +191,21 @@ def quantize_to_file(
         "QuantizeBias": recipe.quantize_bias,
         **recipe.extra,
     }
+    proto = onnx.load(str(model_path))
+    folded = out.with_name(f"{out.stem}.bn-folded.onnx")  # beside ``out``: the caller's scratch
+    source = model_path
+    if fold_batchnorm(proto):
+        onnx.save(proto, str(folded))
+        source = folded
+    kept_float = float_nodes(proto)
+    nodes_to_exclude = (*nodes_to_exclude, *kept_float)
     logger = logging.getLogger()
     level = logger.level
     logger.setLevel(logging.ERROR)  # the quantizer warns about pre-processing at WARNING
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             quantize_static(
-                str(model_path),
+                str(source),
                 str(out),
                 calibration_data_reader=None,
                 calibration_cache_path=str(ranges.path),
@@ -198,4 +221,22 @@ def quantize_to_file(
             )
     finally:
         logger.setLevel(level)
+        folded.unlink(missing_ok=True)
+    quantized = onnx.load(str(out))
+    changed = keep_inputs_float(quantized, kept_float)
+    if recipe.residual_fusion:
+        changed += place_residual_qdq(quantized, _range_bounds(ranges))
+        changed += keep_inputs_float(quantized, unfused_by_tensorrt(quantized))
+    if changed:
+        onnx.save(quantized, str(out))
     return out
+
+
+def _range_bounds(ranges: Ranges) -> dict[str, tuple[float, float]]:
+    """Each calibrated tensor's (min, max), from ONNX Runtime's range cache."""
+    import numpy as np
+
+    return {
+        name: (float(np.min(data.range_value[0])), float(np.max(data.range_value[1])))
+        for name, data in ranges.load().items()
+    }

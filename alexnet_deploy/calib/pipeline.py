@@ -25,6 +25,7 @@ from alexnet_deploy.calib.fidelity import (
     logits_on,
     ort_logits,
 )
+from alexnet_deploy.calib.float_report import float_tensors
 from alexnet_deploy.calib.int8 import TARGETS, Int8Recipe, quantize_to_file, resolve_target
 from alexnet_deploy.calib.ranges import Ranges, collect_ranges
 from alexnet_deploy.calib.samples import CalibrationData
@@ -76,6 +77,8 @@ class CalibrationReport:
     budget_enforced: bool = True
     budget_note: str = ""
     failures: list[str] = field(default_factory=list)
+    # target -> what its INT8 form left in float, and why (calib/float_report.py)
+    float_tensors: dict[str, list[dict]] = field(default_factory=dict)
 
     def rows(self) -> list[dict]:
         rows = []
@@ -315,6 +318,7 @@ def calibrate(
                 proto = onnx.load(str(written[(best.method, target)]))
                 if target == "tensorrt":
                     check_tensorrt_qdq(proto)
+                report.float_tensors[target] = [f.as_dict() for f in float_tensors(proto)]
                 recipe = recipes[target]
                 write_artifact_metadata(
                     proto,
@@ -378,6 +382,7 @@ def calibrate(
                 },
                 "trt_cache": None if report.trt_cache is None else str(report.trt_cache),
                 "failures": report.failures,
+                "float_tensors": report.float_tensors,
             },
         )
         return report

@@ -21,7 +21,7 @@ from alexnet_deploy.calib.samples import (
 )
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.fileio import sha256_file
-from alexnet_deploy.models.variants import Preprocessing
+from alexnet_deploy.models.variants import DEFAULT_SCALE, Preprocessing
 
 log = logging.getLogger(__name__)
 
@@ -215,6 +215,8 @@ def synthetic(
     rng = np.random.default_rng(seed)
     pixels = rng.random((calib_n + eval_n, *image_shape), dtype=np.float32)
     if pre is not None:
+        if pre.scale != DEFAULT_SCALE:  # pixels 0..1 as 0..255 times the model's scale
+            pixels = pixels * np.float32(255 * pre.scale)
         mean = np.asarray(pre.mean, dtype=np.float32).reshape(1, -1, 1, 1)
         std = np.asarray(pre.std, dtype=np.float32).reshape(1, -1, 1, 1)
         pixels = (pixels - mean) / std

@@ -95,3 +95,44 @@ def check_tensorrt_qdq(model) -> int:
             "the model has no QuantizeLinear/DequantizeLinear nodes: it is not an INT8 Q/DQ model"
         )
     return checked
+
+
+# ONNX element types -> the TensorRT DataType member that holds them (engines/tensorrt.py binds
+# each by name; tests/test_bf16.py checks every name against the real bindings of 10.x and 11.x)
+TRT_DATA_TYPES = {
+    1: "FLOAT", 10: "HALF", 16: "BF16", 2: "UINT8", 3: "INT8", 6: "INT32", 7: "INT64", 9: "BOOL",
+}  # fmt: skip
+
+
+def check_tensorrt_float_types(model) -> set[str]:
+    """Check a 16-bit float artifact (FP16 or BF16) for a strongly typed TensorRT network: valid
+    ONNX with every node's inputs of one type (the full checker: a strongly typed network
+    converts nothing implicitly), float32 graph inputs and outputs, and only tensor types that
+    TensorRT has. Returns the TensorRT DataType names its tensors need; raises
+    :class:`TensorRTCompatibilityError` naming the first problem."""
+    import onnx
+    from onnx import TensorProto
+
+    try:
+        onnx.checker.check_model(model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as err:
+        raise TensorRTCompatibilityError(
+            f"the model is not valid typed ONNX: {str(err).strip().splitlines()[0]}"
+        ) from None
+    graph = onnx.shape_inference.infer_shapes(model).graph
+    for value in (*graph.input, *graph.output):
+        if value.type.tensor_type.elem_type != TensorProto.FLOAT:
+            raise TensorRTCompatibilityError(
+                f"{value.name!r} is {TensorProto.DataType.Name(value.type.tensor_type.elem_type)}: "
+                "the tool's engines take and give float32 (a Cast belongs inside the graph)"
+            )
+    types = {i.name: i.data_type for i in graph.initializer}
+    types |= {v.name: v.type.tensor_type.elem_type for v in (*graph.value_info, *graph.output)}
+    needed = set()
+    for name, kind in types.items():
+        if kind not in TRT_DATA_TYPES:
+            raise TensorRTCompatibilityError(
+                f"tensor {name!r} is {TensorProto.DataType.Name(kind)}, a type TensorRT has not"
+            )
+        needed.add(TRT_DATA_TYPES[kind])
+    return needed

@@ -20,12 +20,13 @@ from rich.markup import escape
 from alexnet_deploy import constants as C
 from alexnet_deploy.cli.bench import bench
 from alexnet_deploy.cli.build import build
-from alexnet_deploy.cli.calibrate import calibrate, fp16
+from alexnet_deploy.cli.calibrate import bf16, calibrate, fp16
 from alexnet_deploy.cli.compare import compare
 from alexnet_deploy.cli.console import err_console, set_quiet
 from alexnet_deploy.cli.doctor import doctor
 from alexnet_deploy.cli.export import export, summary
 from alexnet_deploy.cli.gate import gate
+from alexnet_deploy.cli.importer import import_
 from alexnet_deploy.cli.package import package
 from alexnet_deploy.cli.plan import plan
 from alexnet_deploy.cli.predict import predict
@@ -62,6 +63,7 @@ for command in (
     export,
     calibrate,
     fp16,
+    bf16,
     build,
     bench,
     tune,
@@ -73,6 +75,7 @@ for command in (
     doctor,
 ):
     app.command()(command)
+app.command(name="import")(import_)
 
 
 def _debug_requested(argv: list[str]) -> bool:

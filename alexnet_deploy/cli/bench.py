@@ -301,7 +301,7 @@ def bench(
         bar.remove_task(status_task)
     print_table(
         terminal_frame(result.rows),
-        f"alexnet-deploy bench ({report['status']})",
+        f"alexnet-deploy bench of {report['model'].get('name', 'the model')} ({report['status']})",
         note_where=f"every column in {paths['csv']}" if "csv" in paths else "",
     )
     for item in report["comparisons"].values():
@@ -309,7 +309,7 @@ def bench(
     if report["model"]["weights"] == "untrained":
         err_console.print(
             "Note: untrained weights: the fidelity columns compare an untrained network, which says "
-            "little; pass --weights CHECKPOINT (a torchvision AlexNet state_dict) for real figures."
+            "little; pass --weights CHECKPOINT (the model's trained state_dict) for real figures."
         )
     unstable = unstable_rows(result.rows)
     for row in unstable:

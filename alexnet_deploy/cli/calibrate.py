@@ -1,4 +1,4 @@
-"""calibrate and fp16: the precision stages."""
+"""calibrate, fp16 and bf16: the precision stages."""
 
 from __future__ import annotations
 
@@ -161,6 +161,17 @@ def _data_label(data) -> str:
     return label
 
 
+def _print_float_tensors(by_target: dict[str, list[dict]]) -> None:
+    """What each INT8 form left in float, one line per reason with its count (every tensor
+    and node: the report's "float_tensors")."""
+    from collections import Counter
+
+    for target, entries in by_target.items():
+        for reason, count in Counter(e["reason"] for e in entries).items():
+            line = f"{target} float: {count} x {reason}"
+            out_console.print(line, highlight=False, soft_wrap=True)
+
+
 def _print_calibration(report) -> None:
     import polars as pl
 
@@ -190,6 +201,7 @@ def _print_calibration(report) -> None:
                 soft_wrap=True,
             )
     out_console.print(_data_label(report.data), highlight=False)
+    _print_float_tensors(report.float_tensors)
     if any(r["entropy_equals_minmax"] for r in report.rows()):
         err_console.print(
             "Warning: entropy calibration gave the min/max ranges (too few bins or samples)."
@@ -205,59 +217,88 @@ def _print_calibration(report) -> None:
     out_console.print(f"report: {report.report_path}", highlight=False)
 
 
-def fp16(
-    model: ModelArg,
-    data: DataOpt = "shipped",
-    eval_size: EvalSizeOpt = None,
-    seed: SeedOpt = C.DEFAULT_SEED,
-    batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
-    labels: LabelsOpt = None,
-    max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
-    input_size: InputSizeOpt = None,
-    resize_size: ResizeSizeOpt = None,
-    mean: MeanOpt = None,
-    std: StdOpt = None,
-    output: Annotated[
-        Path | None,
-        typer.Option("-o", "--output", help="FP16 model (default: MODEL_DIR/STEM.fp16.onnx)."),
-    ] = None,
-    force: ForceOpt = False,
-    fmt: FormatOpt = TableFormat.table,
-) -> None:
-    """Convert to FP16 (float32 inputs/outputs kept) and measure its fidelity against FP32."""
-    use_format(fmt)
+HalfOutputOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "-o", "--output", help="The artifact (default: MODEL_DIR/STEM.fp16.onnx, STEM.bf16.onnx)."
+    ),
+]
+
+
+def _half_command(precision: str, summary: str):
+    """The command that writes one 16-bit float artifact (``fp16``, ``bf16``): the same flags,
+    stage (calib/fp16.py's ``convert_half``) and report."""
+
+    def command(
+        model: ModelArg,
+        data: DataOpt = "shipped",
+        eval_size: EvalSizeOpt = None,
+        seed: SeedOpt = C.DEFAULT_SEED,
+        batch_size: BatchSizeOpt = C.CALIBRATION_BATCH_SIZE,
+        labels: LabelsOpt = None,
+        max_top1_drop: MaxDropOpt = C.DEFAULT_MAX_TOP1_DROP,
+        input_size: InputSizeOpt = None,
+        resize_size: ResizeSizeOpt = None,
+        mean: MeanOpt = None,
+        std: StdOpt = None,
+        output: HalfOutputOpt = None,
+        force: ForceOpt = False,
+        fmt: FormatOpt = TableFormat.table,
+    ) -> None:
+        use_format(fmt)
+        from alexnet_deploy.calib.stage import DataRequest
+
+        request = DataRequest(
+            data=data,
+            eval_size=eval_size,
+            seed=seed,
+            labels=labels,
+            batch_size=batch_size,
+            preprocessing=parse_preprocessing(input_size, resize_size, mean, std),
+            preprocessing_flags=True,
+        )
+        with status("converting") as shown:
+            report = _convert(precision)(
+                model,
+                request,
+                output=output,
+                max_top1_drop=max_top1_drop,
+                force=force,
+                progress=lambda msg: shown.update(msg),
+            )
+        _print_half(report, model)
+
+    command.__name__ = precision
+    command.__doc__ = summary
+    return command
+
+
+def _convert(precision: str):
+    if precision == "bf16":
+        from alexnet_deploy.calib.bf16 import convert_bf16
+
+        return convert_bf16
+    from alexnet_deploy.calib.fp16 import convert_fp16
+
+    return convert_fp16
+
+
+def _print_half(report, model: Path) -> None:
     import polars as pl
 
-    from alexnet_deploy.calib.fp16 import convert_fp16
-    from alexnet_deploy.calib.stage import DataRequest
-
-    request = DataRequest(
-        data=data,
-        eval_size=eval_size,
-        seed=seed,
-        labels=labels,
-        batch_size=batch_size,
-        preprocessing=parse_preprocessing(input_size, resize_size, mean, std),
-        preprocessing_flags=True,
-    )
-    with status("converting") as shown:
-        report = convert_fp16(
-            model,
-            request,
-            output=output,
-            max_top1_drop=max_top1_drop,
-            force=force,
-            progress=lambda msg: shown.update(msg),
-        )
+    name = report.precision.upper()
+    executed = {} if report.fidelity is None else report.fidelity.as_dict()
     row = {
-        "precision": "fp16",
-        "judged_on": "ort",
-        **report.fidelity.as_dict(),
+        "precision": report.precision,
+        "executed_on": report.executed_on or "-",
+        **executed,
         "emulated_top1_agreement": report.emulated.top1_agreement,
         "convert_seconds": report.convert_seconds,
     }
-    print_table(pl.DataFrame([row]), f"FP16 fidelity against FP32 ({model.name})")
+    print_table(pl.DataFrame([row]), f"{name} fidelity against FP32 ({model.name})")
     out_console.print(_data_label(report.data), highlight=False)
+    if report.not_executed:
+        err_console.print(f"Note: as executed: not measured: {report.not_executed}")
     if report.budget_note:
         err_console.print(f"Note: {report.budget_note}", highlight=False)
     if report.failures:
@@ -268,3 +309,13 @@ def fp16(
         f"wrote {report.output} (ops kept in FP32: {', '.join(report.kept_fp32_ops)})",
         highlight=False,
     )
+
+
+fp16 = _half_command(
+    "fp16", "Convert to FP16 (float32 inputs/outputs kept) and measure its fidelity against FP32."
+)
+bf16 = _half_command(
+    "bf16",
+    "Convert to BF16 for TensorRT (float32 inputs/outputs kept, LRN in FP32) and measure its "
+    "fidelity against FP32: emulated, and as executed in bf16 on this CPU where it has BF16.",
+)

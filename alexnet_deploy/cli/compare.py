@@ -82,6 +82,7 @@ def compare(
         as_json,
         layers_frame,
         plot_comparison,
+        worst_layers,
         write_comparison,
     )
 
@@ -98,8 +99,16 @@ def compare(
     if fmt is TableFormat.json:  # stdout: the JSON alone (use_format sends the rest to stderr)
         sys.stdout.write(json.dumps(as_json(result), indent=2) + "\n")
     else:
-        title = f"{candidate.name} vs {reference.name} ({result.runtime}, {result.images} images)"
-        print_frame(layers_frame(result), fmt, title=title)
+        title = (
+            f"{result.model_name}: {candidate.name} vs {reference.name} ({result.runtime}, "
+            f"{result.images} images)"
+        )
+        frame, left_out = layers_frame(result), ""
+        if fmt is TableFormat.table:  # a terminal's table: the worst layers of a deep network
+            frame, left_out = worst_layers(result, frame, C.TABLE_TOP_LAYERS)
+        print_frame(frame, fmt, title=title)
+        if left_out:
+            err_console.print(left_out, highlight=False, soft_wrap=True, markup=False)
     notes = [
         f"peak intermediate tensors held: {result.peak_tensor_bytes / 1e6:.1f} MB "
         f"(one batch of {result.batch_size})"

@@ -237,14 +237,16 @@ BatchSizeOpt = Annotated[
 InputSizeOpt = Annotated[
     int | None,
     typer.Option(
-        "--input-size", help="Crop size, for models without our metadata.", callback=PositiveInt
+        "--input-size",
+        help="Crop size, for a model without a card (or give it one: 'import').",
+        callback=PositiveInt,
     ),
 ]
 ResizeSizeOpt = Annotated[
     int | None,
     typer.Option(
         "--resize-size",
-        help="Short-side resize, for models without our metadata.",
+        help="Short-side resize, for a model without a card (or give it one: 'import').",
         callback=PositiveInt,
     ),
 ]
@@ -252,7 +254,7 @@ MeanOpt = Annotated[
     str | None,
     typer.Option(
         "--mean",
-        help="Per-channel mean 'R,G,B', for models without our metadata.",
+        help="Per-channel mean 'R,G,B', for a model without a card (or give it one: 'import').",
         callback=_triple(positive=False),
     ),
 ]
@@ -260,12 +262,17 @@ StdOpt = Annotated[
     str | None,
     typer.Option(
         "--std",
-        help="Per-channel std 'R,G,B' (each above 0), for models without our metadata.",
+        help="Per-channel std 'R,G,B' (each above 0), for a model without a card (or give it one: 'import').",
         callback=_triple(positive=True),
     ),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Replace existing outputs.")]
-ModelArg = Annotated[Path, typer.Argument(help="FP32 ONNX model (from 'alexnet-deploy export').")]
+ModelArg = Annotated[
+    Path,
+    typer.Argument(
+        help="FP32 ONNX model (from 'alexnet-deploy export' or 'alexnet-deploy import')."
+    ),
+]
 
 
 def parse_preprocessing(input_size, resize_size, mean, std):

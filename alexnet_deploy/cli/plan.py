@@ -61,7 +61,10 @@ def plan(
     ] = "cpu",
     backend: Annotated[
         list[str] | None,
-        many("--backend", "Runtime(s) that time the plans: ort (default), openvino."),
+        many(
+            "--backend",
+            "Runtime(s) that time the plans: ort (default), openvino (default for --keep bf16).",
+        ),
     ] = None,
     batch: Annotated[
         list[str] | None,
@@ -73,15 +76,42 @@ def plan(
         ),
     ] = None,
     keep: Annotated[
-        str, typer.Option("--keep", help="What a layer kept out of INT8 runs in: fp32 or fp16.")
+        str,
+        typer.Option(
+            "--keep",
+            help="What a layer kept out of INT8 runs in: fp32, fp16, or bf16 (OpenVINO's precision "
+            "hint on the plan's file, a CPU with native BF16; all-BF16 timed beside all-FP32).",
+        ),
     ] = "fp32",
     keep_layer: Annotated[
         list[str] | None, many("--keep-layer", "Weight layers always kept float.")
     ] = None,
     exhaustive: Annotated[
         bool,
-        typer.Option("--exhaustive", help="Evaluate all 2^n plans (default: the greedy n + 1)."),
+        typer.Option(
+            "--exhaustive",
+            help=f"Evaluate all 2^n plans (at most {C.PLAN_EXHAUSTIVE_MAX_LAYERS} free layers; "
+            "default: the greedy search).",
+        ),
     ] = False,
+    max_candidates: Annotated[
+        int,
+        typer.Option(
+            "--max-candidates",
+            help="Greedy plans to evaluate, at most (a layer per step; past "
+            f"{C.PLAN_PER_LAYER_MAX} layers a block per step).",
+            callback=PositiveInt,
+        ),
+    ] = C.PLAN_MAX_CANDIDATES,
+    time_budget: Annotated[
+        float,
+        typer.Option(
+            "--time-budget",
+            help="Seconds the search may take (sensitivity and candidates; timing the chosen "
+            "plans comes after); what it leaves is reported.",
+            callback=PositiveFloat,
+        ),
+    ] = C.PLAN_TIME_BUDGET_S,
     max_measured: Annotated[
         int,
         typer.Option(
@@ -155,17 +185,18 @@ def plan(
         chosen_name,
         plans_frame,
         sensitivity_frame,
+        sensitivity_note,
         sufficiency_frame,
         write_plan_report,
     )
-    from alexnet_deploy.precision.planner import PlanRequest
+    from alexnet_deploy.precision.planner import PlanRequest, default_backends
 
     out = out or WorkDir(work_dir).plan_reports(model)
     request = PlanRequest(
-        target=target, backends=tuple(backend or ("ort",)),
+        target=target, backends=tuple(backend or default_backends(keep)),
         batches=tuple(batch or C.PLAN_BATCHES), max_top1_drop=max_top1_drop, keep=keep,
         keep_layers=tuple(keep_layer or ()), exhaustive=exhaustive, max_measured=max_measured,
-        rounds=repeat, nncf=nncf, sufficiency=sufficiency, method=method.value,
+        max_candidates=max_candidates, time_budget_s=time_budget, rounds=repeat, nncf=nncf, sufficiency=sufficiency, method=method.value,
     )  # fmt: skip
     data_request = DataRequest(
         data=data, calib_size=calib_size, eval_size=eval_size, seed=seed, labels=labels,
@@ -181,7 +212,13 @@ def plan(
     if fmt is TableFormat.json:  # stdout: the JSON alone (use_format sends the rest to stderr)
         sys.stdout.write(json.dumps(as_json(outcome), indent=2) + "\n")
     else:
-        print_frame(sensitivity_frame(outcome), fmt, title="sensitivity per weight layer")
+        most = C.TABLE_TOP_LAYERS if fmt is TableFormat.table else None  # a terminal's table
+        print_frame(
+            sensitivity_frame(outcome, most), fmt,
+            title=f"{outcome.model_name}: sensitivity per weight layer",
+        )  # fmt: skip
+        if most and sensitivity_note(outcome, most):
+            err_console.print(sensitivity_note(outcome, most), highlight=False, soft_wrap=True)
         print_frame(
             plans_frame(outcome, measured_only=True), fmt,
             title=f"plans timed (of {len(outcome.evaluated)} evaluated; all in {paths['csv']})",

@@ -44,7 +44,10 @@ def predict(
     ] = 5,
     labels: Annotated[
         Path | None,
-        typer.Option("--labels", help="Class names, one per line (default: ImageNet-1k's)."),
+        typer.Option(
+            "--labels",
+            help="Class names, one per line (default: the model card's, else ImageNet-1k's).",
+        ),
     ] = None,
     fmt: FormatOpt = TableFormat.table,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
@@ -61,9 +64,12 @@ def predict(
         )  # fmt: skip
     described = f"{engine.sidecar.backend} {engine.sidecar.precision} ({engine.path})"
     if fmt is TableFormat.json:
-        sys.stdout.write(json.dumps(as_json(results, described), indent=2) + "\n")
+        sys.stdout.write(
+            json.dumps(as_json(results, described, info.model_name), indent=2) + "\n"
+        )
     else:
-        print_frame(predictions_frame(results), fmt, title=f"alexnet-deploy predict: {described}")
+        title = f"alexnet-deploy predict with {info.model_name}: {described}"
+        print_frame(predictions_frame(results), fmt, title=title)
     if info.trained is False:
         err_console.print(
             "Note: untrained weights (seeded): the classes below show what the pipeline does, not "

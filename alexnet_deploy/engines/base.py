@@ -11,14 +11,45 @@
 from __future__ import annotations
 
 import abc
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from alexnet_deploy.engines.computed import Computed
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
+
+# How each runtime says a model uses an operator it lacks (the operator is group 1)
+_MISSING_OPERATOR = (
+    re.compile(r"No Op registered for (\S+) with domain_version"),  # ONNX Runtime
+    re.compile(r"Fatal error: (\S+?)\(-?\d+\) is not a registered function/op"),  # ORT
+    re.compile(r"Could not find an implementation for (\S+?)\(\d+\)"),  # ORT, no kernel
+    re.compile(r"No conversion rule found for operations?: ([^\n]+)"),  # OpenVINO
+    re.compile(r"does not support the following ONNX operations: ([^\n]+)"),  # OpenVINO
+)
+
+
+def runtime_error(runtime: str, verb: str, path, err: Exception) -> AlexnetDeployError:
+    """A runtime's failure to read or build ``path`` as one line: the operator and the
+    runtime where it lacks one, else the first informative line of its message."""
+    text = str(err)
+    for pattern in _MISSING_OPERATOR:
+        found = pattern.search(text)
+        if found:
+            return AlexnetDeployError(
+                f"{runtime} has no implementation of operator {found.group(1).strip()}, which "
+                f"{path} uses",
+                hint="run the model on another backend (--backend), or export it without that "
+                "operator (another opset, or the operation written with standard ones)",
+            )
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    useful = [line for line in lines if not line.startswith(("Exception from", "Check "))]
+    return AlexnetDeployError(
+        f"{runtime} cannot {verb} {path}: {(useful or lines or [type(err).__name__])[0]}"
+    )
 
 
 @dataclass(frozen=True)
@@ -49,6 +80,7 @@ class Engine:
 class Backend(abc.ABC):
     name: str
     precisions: tuple[str, ...]
+    refuses: dict[str, str] = {}  # precision -> why this backend does not run it (one line)
     knobs: tuple[str, ...] = ()  # the BuildOptions.RUNTIME_KNOBS this backend honours
     quantizers: tuple[str, ...] = ("qdq",)  # INT8 routes whose artifacts it can run
 
@@ -105,6 +137,11 @@ class Runner(abc.ABC):
                 f"batch {batch.shape[0]} is outside what this engine was built for (1..{self.max_batch})",
                 hint="rebuild with a larger --max-batch",
             )
+
+    def computed(self) -> Computed | None:
+        """What this engine computes in, read back from its runtime while active
+        (engines/computed.py); None where the runtime does not say."""
+        return None
 
     def workers(self, count: int) -> list:
         """``count`` infer callables that may run concurrently (one per thread). By default

@@ -37,9 +37,13 @@ def int8_file_form(backend: str, quantizer: str = "qdq") -> str:
 
 def resolve_artifact(model: Path, precision: str, backend: str, quantizer: str = "qdq") -> Path:
     """The file that carries ``precision`` for ``backend``, or an error naming the command
-    that makes it."""
+    that makes it. bf16 on a CPU runtime is the FP32 model, run in bf16 (calib/bf16.py)."""
+    from alexnet_deploy.engines.registry import GPU_BACKENDS
+
     model = Path(model)
     info = read_artifact(model)
+    if precision == "bf16" and backend not in GPU_BACKENDS and info.precision == "fp32":
+        return model
     if info.precision == precision and precision == "int8":
         made_by = info.metadata.get("int8_quantizer", "qdq")
         if made_by != quantizer:
@@ -82,6 +86,45 @@ def check_artifact_contract(info: ArtifactInfo) -> None:
         )
 
 
+def check_precision(backend_name: str, precision: str) -> None:
+    """Refuse a precision ``backend_name`` does not run, with its reason; bf16 on a runtime of
+    this CPU also needs the CPU's native BF16 (never emulated: cpu_isa.require_native_bf16)."""
+    from alexnet_deploy.cpu_isa import require_native_bf16
+    from alexnet_deploy.engines.registry import GPU_BACKENDS
+
+    backend = get_backend(backend_name)
+    if precision not in backend.precisions:
+        why = backend.refuses.get(precision)
+        raise UsageError(
+            f"backend {backend_name!r} runs {', '.join(backend.precisions)}, not {precision}"
+            + (f": {why}" if why else ""),
+            hint="bf16 runs on openvino and torch (CPU), tensorrt, ort-trt and ort-cuda (GPU)"
+            if precision == "bf16"
+            else None,
+        )
+    if precision == "bf16" and backend_name not in GPU_BACKENDS:
+        require_native_bf16()
+
+
+def check_plan_float(info: ArtifactInfo, backend_name: str) -> None:
+    """A plan file whose float layers run bf16 (``plan --keep bf16``: FP32 as written, run in
+    bf16 by OpenVINO's precision hint) builds on OpenVINO alone, on a CPU with native BF16:
+    any other runtime would compute those layers in the file's FP32 while the plan says bf16."""
+    from alexnet_deploy.calib.bf16 import plan_bf16_layers
+    from alexnet_deploy.cpu_isa import require_native_bf16
+
+    if not plan_bf16_layers(info.metadata):
+        return
+    if backend_name != "openvino":
+        why = get_backend(backend_name).refuses.get("bf16") or "it runs the types the file holds"
+        raise UsageError(
+            f"{info.path.name} is a plan whose float layers run bf16 through OpenVINO's precision "
+            f"hint; {backend_name} would compute them in FP32: {why}",
+            hint="build it with --backend openvino, or plan again with --keep fp32",
+        )
+    require_native_bf16()
+
+
 def engine_dir(
     work_dir: Path, backend: str, precision: str, artifact_sha: str, options: BuildOptions
 ) -> Path:
@@ -105,10 +148,7 @@ def build_engine(
     time builds into a work directory (a second waits, then reuses the first one's engine)."""
     backend = get_backend(backend_name)
     backend.capability().require(backend_name)
-    if options.precision not in backend.precisions:
-        raise UsageError(
-            f"backend {backend_name!r} runs {', '.join(backend.precisions)}, not {options.precision}"
-        )
+    check_precision(backend_name, options.precision)
     for knob in options.knobs_set():
         if knob not in backend.knobs:
             raise UsageError(
@@ -127,6 +167,7 @@ def build_engine(
     artifact = engine_source(model, backend_name, options)
     info = read_artifact(artifact)
     check_artifact_contract(info)
+    check_plan_float(info, backend_name)
     warn_isa_mismatch(info, model)
     digest = sha256_file(artifact)
     target = engine_dir(work_dir, backend_name, options.precision, digest, options)

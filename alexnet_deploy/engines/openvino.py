@@ -3,7 +3,10 @@
 The engine is OpenVINO's exported compiled model (``export_model``/``import_model``), compiled
 with a batch range 1..max_batch, the performance hint, streams and threads; OpenVINO's own
 compiled-model cache lives in the engine directory too. Inference precision is pinned to the
-artifact's (OpenVINO otherwise picks bf16 on CPUs that report it, silently changing numbers).
+artifact's (OpenVINO otherwise picks bf16 on CPUs that report it, silently changing numbers);
+bf16 is asked for by name, on the FP32 artifact (``INFERENCE_PRECISION_HINT=bf16``), or by a
+plan file whose float layers run bf16 (``plan --keep bf16``: its INT8 layers stay INT8). What
+the engine computed in is read back from its execution graph (engines/computed.py).
 """
 
 from __future__ import annotations
@@ -15,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
+from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner, runtime_error
+from alexnet_deploy.engines.computed import Computed, openvino_computed
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
@@ -26,6 +30,8 @@ DEVICE = "CPU"
 
 def compile_config(options: BuildOptions, capabilities: list[str]) -> dict:
     precision = "f16" if options.precision == "fp16" and "FP16" in capabilities else "f32"
+    if options.precision == "bf16":  # the CPU's native BF16 is checked before (engines/build.py)
+        precision = "bf16"
     config = {
         "PERFORMANCE_HINT": options.hint.upper(),
         "INFERENCE_PRECISION_HINT": precision,
@@ -41,7 +47,7 @@ def compile_config(options: BuildOptions, capabilities: list[str]) -> dict:
 
 class OpenVINOBackend(Backend):
     name = "openvino"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "bf16", "int8")
     knobs = ("cpu_pinning",)
     quantizers = ("qdq", "nncf")
 
@@ -67,6 +73,7 @@ class OpenVINOBackend(Backend):
     def build(self, artifact: Path, options: BuildOptions, out_dir: Path) -> Engine:
         import openvino as ov
 
+        from alexnet_deploy.calib.bf16 import plan_bf16_layers
         from alexnet_deploy.onnx_model import read_artifact
 
         info = read_artifact(artifact)
@@ -76,9 +83,7 @@ class OpenVINOBackend(Backend):
         try:
             model = core.read_model(str(artifact))
         except Exception as err:  # OpenVINO raises RuntimeError subclasses with long texts
-            raise AlexnetDeployError(
-                f"OpenVINO cannot read {artifact}: {str(err).splitlines()[0]}"
-            ) from None
+            raise runtime_error("OpenVINO", "read", artifact, err) from None
         model.reshape(
             {
                 info.input.name: ov.PartialShape(
@@ -87,7 +92,12 @@ class OpenVINOBackend(Backend):
             }
         )
         config = compile_config(options, core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
-        compiled = core.compile_model(model, DEVICE, config)
+        if plan_bf16_layers(info.metadata):  # a plan's float layers run bf16 (engines/build.py)
+            config["INFERENCE_PRECISION_HINT"] = "bf16"
+        try:
+            compiled = core.compile_model(model, DEVICE, config)
+        except Exception as err:  # an operation the CPU plugin lacks, among others
+            raise runtime_error("OpenVINO", "compile", artifact, err) from None
         engine_path = out_dir / "model.ov.blob"
         with atomic_path(engine_path) as tmp:
             tmp.write_bytes(compiled.export_model().getvalue())
@@ -99,6 +109,7 @@ class OpenVINOBackend(Backend):
             ),
             "streams": str(compiled.get_property("NUM_STREAMS")),
             "inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "computed_in": openvino_computed(compiled).precision,
         }
         sidecar = Sidecar.describe(
             backend=self.name,
@@ -150,6 +161,9 @@ class OpenVINORunner(Runner):
     def deactivate(self) -> None:
         self.request = None
         self.compiled = None
+
+    def computed(self) -> Computed:
+        return openvino_computed(self.compiled)
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         self.request.infer({0: batch}, share_inputs=True)

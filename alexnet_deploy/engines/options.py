@@ -9,7 +9,9 @@ from dataclasses import asdict, dataclass
 from alexnet_deploy import constants as C
 from alexnet_deploy.errors import UsageError
 
-PRECISIONS = ("fp32", "fp16", "int8")
+# bf16: on a CPU, the FP32 artifact run by a runtime told to compute in bfloat16 (OpenVINO,
+# PyTorch); on a GPU, the BF16 artifact (STEM.bf16.onnx, TensorRT): calib/bf16.py
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 HINTS = ("latency", "throughput")
 QUANTIZERS = ("qdq", "nncf")  # INT8 route: this tool's calibrate (Q/DQ) or NNCF's quantize
 # runtime settings measured in docs/tuning-experiments.md; None: the runtime's default

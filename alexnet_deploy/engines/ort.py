@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
+from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner, runtime_error
+from alexnet_deploy.engines.computed import Computed, onnx_graph_computed, provider_computed
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
@@ -21,6 +22,13 @@ CPU = "CPUExecutionProvider"
 CUDA = "CUDAExecutionProvider"
 TENSORRT_EP = "TensorrtExecutionProvider"
 NAMES = {CPU: "ort", CUDA: "ort-cuda", TENSORRT_EP: "ort-trt"}
+# checked in onnxruntime 1.32: the BF16 artifact fails to load ("Could not find an
+# implementation for Conv(22)"; tests/test_bf16.py); microsoft/onnxruntime#28768 lists the CPU
+# provider's bfloat16 kernels: Cast and byte movers, no arithmetic
+CPU_HAS_NO_BF16 = (
+    "ONNX Runtime's CPU provider has no bfloat16 Conv/Gemm kernels (a BF16 model fails to load), "
+    "so it would not compute bf16 at all"
+)
 
 
 def _provider_name(provider) -> str:
@@ -30,7 +38,8 @@ def _provider_name(provider) -> str:
 def trt_ep_options(precision: str, input_name: str, image_shape, profile) -> dict:
     """What the TensorRT provider must be told beyond its defaults:
 
-    * the precision the artifact carries: FP16 tensors need ``trt_fp16_enable``; Q/DQ INT8
+    * the precision the artifact carries: FP16 tensors need ``trt_fp16_enable``, BF16 ones
+      ``trt_bf16_enable``; Q/DQ INT8
       (the symmetric ``tensorrt`` form) needs ``trt_int8_enable`` so TensorRT may run the
       explicit quantization in INT8 (no calibration table: the scales are in the file);
     * an optimization profile for the dynamic batch axis (``profile``: min, opt, max batch),
@@ -44,6 +53,7 @@ def trt_ep_options(precision: str, input_name: str, image_shape, profile) -> dic
         **shapes,
         **({"trt_fp16_enable": True} if precision in ("fp16", "int8") else {}),
         **({"trt_int8_enable": True} if precision == "int8" else {}),
+        **({"trt_bf16_enable": True} if precision == "bf16" else {}),
     }
 
 
@@ -108,9 +118,7 @@ def create_session(path: Path, providers: list[str], so):
     try:
         session = ort.InferenceSession(str(path), sess_options=so, providers=providers)
     except Exception as err:  # ORT raises its own Fail/InvalidGraph/... types
-        raise AlexnetDeployError(
-            f"ONNX Runtime cannot load {path}: {str(err).splitlines()[0]}"
-        ) from None
+        raise runtime_error("ONNX Runtime", "load", path, err) from None
     wanted = _provider_name(providers[0])
     if session.get_providers()[0] != wanted:
         raise AlexnetDeployError(
@@ -129,6 +137,10 @@ class OrtBackend(Backend):
     def __init__(self, provider: str = CPU) -> None:
         self.provider = provider
         self.name = NAMES[provider]
+        if provider == CPU:
+            self.refuses = {"bf16": CPU_HAS_NO_BF16}
+        else:  # a GPU provider takes the BF16 artifact (calib/bf16.py)
+            self.precisions = ("fp32", "fp16", "bf16", "int8")
 
     def capability(self) -> Capability:
         if importlib.util.find_spec("onnxruntime") is None:
@@ -265,6 +277,12 @@ class OrtRunner(Runner):
 
     def deactivate(self) -> None:
         self.session = None
+
+    def computed(self) -> Computed:
+        providers = self.session.get_providers()
+        if providers[0] == CPU:  # the engine is the optimized graph it runs
+            return onnx_graph_computed(self.engine.path, providers)
+        return provider_computed(self.engine.sidecar.options["precision"], providers)
 
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run([self.output_name], {self.input_name: batch})[0]

@@ -30,6 +30,9 @@ DIRECT_BACKENDS = ("ort-direct", "openvino-direct")
 # ... and a model served by Triton Inference Server (bench --triton: serve/triton_client.py).
 SERVED = "triton"
 BENCH_BACKENDS = (*BACKEND_NAMES, *DIRECT_BACKENDS)
+# The engines that run on a GPU: bf16 there is the BF16 artifact, and the GPU (not this CPU's
+# instruction set) decides whether it is native; every other name runs on this CPU.
+GPU_BACKENDS = ("ort-cuda", "ort-trt", "tensorrt")
 
 
 def get_backend(name: str) -> Backend:

@@ -98,7 +98,7 @@ def check_plan_compatible(sidecar: Sidecar, gpu: dict, trt_version: str, plan: P
 
 class TensorRTBackend(Backend):
     name = "tensorrt"
-    precisions = ("fp32", "fp16", "int8")
+    precisions = ("fp32", "fp16", "bf16", "int8")
 
     def capability(self) -> Capability:
         if importlib.util.find_spec("tensorrt") is None:
@@ -125,7 +125,10 @@ class TensorRTBackend(Backend):
         import onnx
         import tensorrt as trt
 
-        from alexnet_deploy.calib.tensorrt_check import check_tensorrt_qdq
+        from alexnet_deploy.calib.tensorrt_check import (
+            check_tensorrt_float_types,
+            check_tensorrt_qdq,
+        )
         from alexnet_deploy.onnx_model import read_artifact
 
         api = api_from_module(trt)
@@ -135,6 +138,8 @@ class TensorRTBackend(Backend):
             check_tensorrt_qdq(
                 onnx.load(str(artifact))
             )  # names the offending node, before building
+        if options.precision in ("fp16", "bf16"):
+            check_tensorrt_float_types(onnx.load(str(artifact)))  # names the tensor, first
         if options.legacy_int8 and not api.legacy_int8:
             raise UsageError(
                 f"--legacy-int8 needs TensorRT 10 (this is {trt.__version__})",
@@ -157,6 +162,12 @@ class TensorRTBackend(Backend):
         # Ampere and later: the precision is the ONNX file's, so float32 means float32
         config.clear_flag(trt.BuilderFlag.TF32)
         gpu = current_gpu()
+        if options.precision == "bf16" and not _has_bf16(gpu):
+            raise AlexnetDeployError(
+                f"this GPU ({gpu['name']}, compute capability {gpu['compute_capability']}) has "
+                "no BF16: TensorRT runs bf16 from compute capability 8.0 (Ampere)",
+                hint="use fp16 or int8 on this GPU",
+            )
         _set_portability(trt, config, options, gpu)
         optimization = builder.create_optimization_profile()
         optimization.set_shape(info.input.name, *profile.shapes(info.image_shape))
@@ -218,6 +229,13 @@ class TensorRTBackend(Backend):
 
         check_plan_compatible(engine.sidecar, current_gpu(), trt.__version__, engine.path)
         return TensorRTRunner(engine)
+
+
+def _has_bf16(gpu: dict) -> bool:
+    """BF16 tensor cores: compute capability 8.0 (Ampere) and later."""
+    from alexnet_deploy.engines.trt_portability import AMPERE_COMPUTE_CAPABILITY, version_tuple
+
+    return version_tuple(gpu.get("compute_capability", "")) >= AMPERE_COMPUTE_CAPABILITY
 
 
 def _set_portability(trt, config, options: BuildOptions, gpu: dict) -> None:

@@ -38,6 +38,9 @@ def export_metadata(variant: Variant, weights: WeightsInfo, config: ExportConfig
         "onnx_version": onnx.__version__,
         "tool_version": __version__,
     }
+    if variant.metadata:  # a user's model (export --from): its card and origin, no variant
+        del values["variant"]
+        values.update(variant.metadata)
     return {PREFIX + key: value for key, value in values.items()}
 
 

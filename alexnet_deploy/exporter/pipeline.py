@@ -6,6 +6,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from alexnet_deploy.errors import UsageError
 from alexnet_deploy.exporter.config import ExportConfig
 from alexnet_deploy.exporter.convert import onnx_from_torch
 from alexnet_deploy.exporter.metadata import export_metadata, manifest_path
@@ -34,6 +35,7 @@ class ExportResult:
     validate_seconds: float
     comparisons: list[BatchComparison] = field(default_factory=list)
     pixels_check: dict | None = None  # export --preprocess: the graph's preprocessing vs host
+    model_name: str = ""  # what every later output calls it (ArtifactInfo.model_name)
 
 
 def export_onnx(
@@ -51,6 +53,13 @@ def export_onnx(
     only with ``force`` and only by a validated file."""
     config = config or ExportConfig()
     out = Path(out)
+    if config.preprocess and not variant.preprocessing.pixels_as_exported:
+        raise UsageError(
+            f"--preprocess bakes a center crop, a bilinear resize and RGB pixels scaled to "
+            f"[0, 1] into the graph; the card of {variant.model_name} says otherwise "
+            f"({variant.preprocessing})",
+            hint="export without --preprocess and preprocess on the host",
+        )
     check_outputs("export", {"-o": out}, {"checkpoint": weights}, force=force)
     progress("building model")
     model, info = build_model(variant, weights, seed)
@@ -102,4 +111,5 @@ def export_onnx(
         validate_seconds=validate_seconds,
         comparisons=comparisons,
         pixels_check=pixels,
+        model_name=variant.model_name,
     )

@@ -255,6 +255,11 @@ def compare_reports(
             where = "current" if key not in current.rows else "baseline"
             result.verdicts.append(Verdict(name, "all", NOT_COMPARABLE, note=f"missing in {where}"))
             continue
+        ran = (baseline.rows[key].computed_in, current.rows[key].computed_in)
+        if all(ran) and ran[0] != ran[1]:  # read back from each runtime: not like with like
+            note = f"computed in {ran[0]} in the baseline, {ran[1]} now: not like with like"
+            result.verdicts.append(Verdict(name, "all", NOT_COMPARABLE, note=note))
+            continue
         base, cur = baseline.samples.get(key), current.samples.get(key)
         counts = {
             "baseline": len(_flat(base)) if base else 0,

@@ -30,7 +30,7 @@ from alexnet_deploy.errors import UsageError
 from alexnet_deploy.fileio import prepare_output
 from alexnet_deploy.gate.baseline import RerunPlan, accept_baseline, is_ratio_baseline, rerun_plan
 from alexnet_deploy.gate.compare import GateResult, compare_reports
-from alexnet_deploy.gate.reports import load_report
+from alexnet_deploy.gate.reports import check_same_model, load_report
 from alexnet_deploy.gate.spread import NOISE_FILE, Spread
 from alexnet_deploy.gate.thresholds import Thresholds
 from alexnet_deploy.progress import Progress
@@ -259,6 +259,7 @@ def _judge(request: GateRequest, makers, progress: Progress, on_noise) -> GateRe
     if base.is_history and len(cur.environment_keys) == 1:
         # a history keeps the reports of the current's environment; the rest are listed
         base = load_report(request.baseline, environment_key=next(iter(cur.environment_keys)))
+    check_same_model(base, cur)
     if mode is Mode.RATIOS:
         result = compare_ratios(base, cur, request.thresholds.values["p50"])
     else:

@@ -4,7 +4,9 @@ INT8 over FP32 on the same backend, batch and mode, and each engine over the sam
 directly, are properties of the software more than of the machine, so a baseline taken
 elsewhere still means something. Each ratio carries a bootstrap interval from its run's raw
 samples; a ratio regresses when it falls more than the threshold below the baseline's AND its
-interval lies entirely below the baseline value.
+interval lies entirely below the baseline value. Engine and direct runtime compare like with
+like: what each computed in, as its runtime reported it (bench's ``computed_in``), must match,
+and a pair whose direct row computed its model in another precision says so in its name.
 """
 
 from __future__ import annotations
@@ -35,9 +37,32 @@ def _ratio_pairs(report: LoadedReport):
             if fp32 in report.samples:
                 yield f"int8_speedup {key.label}", key, fp32
         if key.backend in DIRECT:
-            direct = key.but(backend=DIRECT[key.backend])
-            if direct in report.samples:
-                yield f"vs_direct {key.label}", key, direct
+            for name, direct in _direct_peers(report, key):
+                yield name, key, direct
+
+
+def _computed(report: LoadedReport, key) -> str:
+    """What a row computed in, as its runtime reported (its precision in older reports)."""
+    row = report.rows.get(key)
+    return (row.computed_in if row is not None else None) or key.precision
+
+
+def _direct_peers(report: LoadedReport, key):
+    """(ratio name, direct case) of the runtime used directly beside engine row ``key``, like
+    with like: the same precision computed in the same one; or, where the direct runtime
+    computed the FP32 model in another precision (OpenVINO's defaults: bf16), the engine of
+    that precision, which runs the FP32 model too, the name saying so."""
+    mine = _computed(report, key)
+    for other in sorted(report.samples, key=lambda k: k.sort_key()):
+        if other.backend != DIRECT[key.backend]:
+            continue
+        if other != key.but(backend=other.backend, precision=other.precision):
+            continue
+        theirs = _computed(report, other)
+        if other.precision == key.precision and theirs == mine:
+            yield f"vs_direct {key.label}", other
+        elif other.precision == "fp32" and theirs == mine == key.precision != "fp32":
+            yield f"vs_direct {key.label} (direct: {report.rows[other].computed_label})", other
 
 
 def in_run_ratios(report: LoadedReport, seed: int = C.DEFAULT_SEED) -> dict[str, RatioEstimate]:
@@ -66,6 +91,7 @@ def ratio_baseline(report: LoadedReport, thresholds: dict[str, float] | None = N
         "schema": RATIO_SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "sources": [str(p) for p in report.paths],
+        **({"model": next(iter(report.models))} if len(report.models) == 1 else {}),
         "ratios": {
             name: {
                 "value": est.ratio,

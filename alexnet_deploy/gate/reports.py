@@ -35,10 +35,24 @@ class LoadedReport:
     runs: list[dict[Case, list[np.ndarray]]] = field(default_factory=list)
     run_names: list[str] = field(default_factory=list)
     skipped: list[tuple[Path, str]] = field(default_factory=list)
+    # the models measured (ArtifactInfo.model_name; none for reports made before names)
+    models: set[str] = field(default_factory=set)
 
     @property
     def is_history(self) -> bool:
         return len(self.paths) > 1
+
+
+def check_same_model(baseline: LoadedReport, current: LoadedReport) -> None:
+    """Two models never compare: reports (or a ratio baseline) of different models are a usage
+    error (exit 2), not a regression. A report made before reports named their model names
+    none, and compares as before."""
+    if baseline.models and current.models and baseline.models != current.models:
+        raise UsageError(
+            f"the baseline measured {', '.join(sorted(baseline.models))} and the current report "
+            f"{', '.join(sorted(current.models))}: different models never compare",
+            hint="gate a report against a baseline of the same model (bench --model M.onnx)",
+        )
 
 
 def _read_json(path: Path) -> dict:
@@ -120,6 +134,7 @@ def load_report(path: Path, environment_key: str | None = None) -> LoadedReport:
                 loaded.skipped.append((file, "a ratio baseline, not a bench report"))
                 continue
             loaded.paths.append(file)
+            loaded.models.update([data["model"]] if data.get("model") else [])
             loaded.ratios.update(data.get("ratios", {}))
             loaded.ratios_by_isa.update(data.get("by_isa", {}))
             continue
@@ -129,6 +144,8 @@ def load_report(path: Path, environment_key: str | None = None) -> LoadedReport:
             continue
         loaded.paths.append(file)
         loaded.environment_keys.add(env_key)
+        name = (data.get("model") or {}).get("name")
+        loaded.models.update([name] if name else [])
         run: dict[Case, list[np.ndarray]] = {}
         loaded.runs.append(run)
         loaded.run_names.append(f"{file.parent.name} ({str(data.get('created', ''))[:16]})")

@@ -47,7 +47,6 @@ def _macs(module, out_shape: tuple[int, ...]) -> int:
 def layer_table(variant: Variant, model=None) -> pl.DataFrame:
     """One row per layer (conv, pool, LRN, fc): output shape C x H x W, parameters, MACs at
     batch 1. ``model`` defaults to a freshly built one (weights do not change the table)."""
-    import polars as pl
     import torch
 
     model = model if model is not None else variant.build()
@@ -78,6 +77,15 @@ def layer_table(variant: Variant, model=None) -> pl.DataFrame:
     finally:
         for hook in hooks:
             hook.remove()
+    return summary_frame(rows)
+
+
+def summary_frame(rows: list[dict]) -> pl.DataFrame:
+    """Rows (layer, type, output, params, macs) as the summary table, with its totals row:
+    the one layout of this table, for a variant (above) and for any ONNX graph
+    (alexnet_deploy.graph_summary)."""
+    import polars as pl
+
     table = pl.DataFrame(
         rows,
         schema={

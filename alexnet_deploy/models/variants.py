@@ -20,15 +20,37 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+# What the four fields after ``std`` take; the first of each is AlexNet's (the default).
+CROPS = ("center", "none")
+CHANNEL_ORDERS = ("RGB", "BGR")
+INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+DEFAULT_SCALE = 1 / 255  # pixels 0..255 to [0, 1], torchvision's ToTensor
+
+
 @dataclass(frozen=True)
 class Preprocessing:
-    """Resize the short side to ``resize_size``, center-crop ``crop_size``, scale to [0, 1],
-    normalize per channel with ``mean``/``std``, lay out as NCHW float32."""
+    """Resize the short side to ``resize_size`` (``interpolation``), center-crop ``crop_size``
+    (``crop`` "none": resize the whole image to ``crop_size`` square instead), multiply the
+    pixels 0..255 by ``scale``, order the channels (``channel_order``), normalize per channel
+    with ``mean``/``std`` (in that order), lay out as NCHW float32. The defaults of the last
+    four fields are AlexNet's: a record made from the first four behaves exactly as before."""
 
     resize_size: int
     crop_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    scale: float = DEFAULT_SCALE
+    channel_order: str = CHANNEL_ORDERS[0]
+    interpolation: str = INTERPOLATIONS[0]
+    crop: str = CROPS[0]
+
+    @property
+    def pixels_as_exported(self) -> bool:
+        """Center crop, bilinear, RGB, pixels scaled to [0, 1]: the preprocessing that
+        ``export --preprocess`` and the end-to-end bench's in-graph placements reproduce."""
+        return (self.scale, self.channel_order, self.interpolation, self.crop) == (
+            DEFAULT_SCALE, CHANNEL_ORDERS[0], INTERPOLATIONS[0], CROPS[0],
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,6 +62,15 @@ class Variant:
     num_params: int
     num_classes: int = 1000
     choices: tuple[str, ...] = field(default=())
+    # a user's model (export --from, models/user.py): its card and origin, written into the
+    # export's metadata in place of a variant name; empty for the built-in networks
+    metadata: dict[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def model_name(self) -> str:
+        """What outputs call it (ArtifactInfo.model_name's rule): ``alexnet-<name>`` for a
+        built-in network, the card's name for a user's."""
+        return self.metadata.get("model_name") or f"alexnet-{self.name}"
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

@@ -12,6 +12,7 @@ from alexnet_deploy.fileio import sha256_file
 from alexnet_deploy.models.variants import Variant
 
 UNTRAINED = "untrained"
+CHECKPOINT_KEYS = ("state_dict", "model")  # where training scripts keep the state dict
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def load_state_dict(path: Path) -> dict:
             f"{path} is not a PyTorch checkpoint ({reason})",
             hint="--weights takes a file written by torch.save(model.state_dict(), PATH)",
         ) from None
-    if isinstance(obj, dict) and isinstance(obj.get("state_dict"), dict):
-        obj = obj["state_dict"]
+    for key in CHECKPOINT_KEYS:  # a training checkpoint: the state dict under one key
+        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
+            obj = obj[key]
+            break
     if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise AlexnetDeployError(
             f"{path} does not hold a state dict (a mapping of names to tensors)",
@@ -109,6 +112,13 @@ def check_state_dict(state: dict, expected: dict, variant: Variant, path: Path) 
         problems.append(f"unexpected keys: {_format_list(unexpected)}")
     if wrong:
         problems.append(f"wrong shapes: {_format_list(wrong)}")
+    if problems and variant.metadata:  # a user's model (export --from)
+        raise AlexnetDeployError(
+            f"checkpoint {path} does not fit the model of {variant.description}: "
+            + "; ".join(problems),
+            hint="--weights takes that model's state_dict() (or a checkpoint holding it under "
+            "'state_dict' or 'model'); check --from and --weights",
+        )
     if problems:
         raise AlexnetDeployError(
             f"checkpoint {path} does not fit the {variant.name!r} variant: " + "; ".join(problems),

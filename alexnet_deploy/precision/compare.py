@@ -1,5 +1,6 @@
-"""compare: where a candidate (FP16 or INT8 artifact) loses precision, layer by layer, against
-the FP32 reference, on the same real images.
+"""compare: where a candidate (FP16, BF16 or INT8 artifact) loses precision, layer by layer,
+against the FP32 reference, on the same real images (a BF16 candidate runs as
+precision/bf16_runs.py says: emulated, or OpenVINO's bf16; not on ONNX Runtime's CPU provider).
 
 Both models are run with every mapped layer's tensor exposed as an output (precision/layers.py),
 one batch at a time; each layer's figures are accumulated over the batches, so no more than one
@@ -48,6 +49,8 @@ class LayerFigures:
     snr_db: float
     max_abs_error: float
     clip_rate: float | None  # None: no quantizer on this tensor
+    node: str = ""  # the reference's node that computes it
+    block: str = ""  # its module block (precision.layers.node_block), "" where names say none
 
 
 @dataclass
@@ -65,6 +68,7 @@ class Comparison:
     fused: list[str] = field(default_factory=list)  # no tensor of their own as executed
     profile: dict | None = None  # compare --profile: precision/profile.py's Profile.as_dict()
     profile_note: str = ""
+    model_name: str = ""  # the reference's ArtifactInfo.model_name: every output names it
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -105,7 +109,8 @@ class _Accumulator:
             self.clip_seen = True
         self.values += cand.size
 
-    def figures(self, name: str, op: str, quantized: bool) -> LayerFigures:
+    def figures(self, layer, quantized: bool) -> LayerFigures:
+        """``layer``: the precision.layers.Layer these sums are of."""
         if self.noise == 0:
             snr = float("inf")
         elif self.signal == 0:
@@ -113,13 +118,15 @@ class _Accumulator:
         else:
             snr = 10 * float(np.log10(self.signal / self.noise))
         return LayerFigures(
-            name,
-            op,
+            layer.name,
+            layer.op,
             self.shape,
             self.cos_sum / max(self.samples, 1),
             snr,
             self.max_abs,
             (self.clipped / self.values) if quantized and self.clip_seen else None,
+            layer.node,
+            layer.block,
         )
 
 
@@ -139,12 +146,14 @@ def _ort_session(model):
     return lambda batch: dict(zip(names, session.run(names, {input_name: batch}), strict=True))
 
 
-def _openvino_session(model, names: list[str]):
+def _openvino_session(model, names: list[str], hint: str = "f32"):
+    """OpenVINO's CPU plugin at inference precision ``hint`` (f32, or bf16 for a BF16
+    candidate), each of ``names`` an output."""
     import openvino as ov
 
     core = ov.Core()
     graph = core.read_model(model.SerializeToString(), b"")
-    compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
+    compiled = core.compile_model(graph, "CPU", {"INFERENCE_PRECISION_HINT": hint})
     request = compiled.create_infer_request()
     outputs = {name: compiled.output(name) for name in names}
 
@@ -224,7 +233,12 @@ def compare_models(
     """Run both on ``images`` (N x C x H x W float32, the reference's preprocessing) and compare
     every mapped layer, then the logits."""
     from alexnet_deploy.calib.fidelity import compare_logits
-    from alexnet_deploy.onnx_model import load_model_proto
+    from alexnet_deploy.onnx_model import info_from_proto, load_model_proto
+    from alexnet_deploy.precision.bf16_runs import (
+        bf16_candidate_model,
+        check_bf16_runtime,
+        holds_bf16,
+    )
     from alexnet_deploy.precision.layers import layer_sources, map_layers, with_outputs
 
     if runtime not in RUNTIMES:
@@ -232,6 +246,9 @@ def compare_models(
     reference = load_model_proto(reference_path, what="reference")
     candidate = load_model_proto(candidate_path, what="candidate")
     batch_size = _check_pair(reference_path, reference, candidate_path, candidate, batch_size)
+    bf16 = holds_bf16(candidate)  # the BF16 artifact: run as precision/bf16_runs.py says
+    if bf16:
+        check_bf16_runtime(runtime, Path(candidate_path))
     mapping = map_layers(reference, candidate, Path(reference_path), Path(candidate_path))
     names = [layer.name for layer in mapping.layers]
     logits_ref_name = reference.graph.output[0].name
@@ -242,8 +259,12 @@ def compare_models(
     sources, fused = layer_sources(mapping, names, executed)
     exposed = sorted({t for s in sources.values() for t in (s.tensor, s.pre) if t})
     cand_model = with_outputs(candidate if executed is None else executed, exposed, mapping.dtypes)
+    if bf16:  # every tensor in float: the emulation's, or the FP32 model's run in bf16
+        cand_model = with_outputs(bf16_candidate_model(reference, candidate, runtime), exposed, {})
+        logits_cand_name = cand_model.graph.output[0].name
     if runtime == "openvino":
-        cand_run = _openvino_session(cand_model, [*exposed, logits_cand_name])
+        hint = "bf16" if bf16 else "f32"
+        cand_run = _openvino_session(cand_model, [*exposed, logits_cand_name], hint)
     else:
         cand_run = _ort_session(cand_model)
     sums = {name: _Accumulator() for name in sources}
@@ -283,7 +304,13 @@ def compare_models(
             "emulated shows every layer's)"
         )
     profiled, profile_note = None, ""
-    if profile_runs > 0:
+    if profile_runs > 0 and bf16:
+        from alexnet_deploy.precision.bf16_runs import bf16_profile
+
+        progress(f"profiling {Path(candidate_path).name} as OpenVINO's bf16")
+        batch = images[:batch_size]
+        profiled, profile_note = bf16_profile(Path(reference_path), names, batch, profile_runs)
+    elif profile_runs > 0:
         from alexnet_deploy.precision.profile import profile_candidate
 
         timed_on = "openvino" if runtime == "openvino" else "ort"
@@ -301,13 +328,14 @@ def compare_models(
             )
         )
     return Comparison(
+        model_name=info_from_proto(Path(reference_path), reference).model_name,
         reference=str(reference_path),
         candidate=str(candidate_path),
         runtime=runtime,
         images=len(images),
         batch_size=batch_size,
         layers=[
-            sums[layer.name].figures(layer.name, layer.op, layer.name in mapping.quantizers)
+            sums[layer.name].figures(layer, layer.name in mapping.quantizers)
             for layer in mapping.layers
             if layer.name in sums
         ],

@@ -27,6 +27,9 @@ LAYER_OPS = frozenset(
     }
 )  # fmt: skip
 ACTIVATIONS = frozenset({"Relu", "Clip"})
+# what the INT8 recipes fold into the Conv before them (calib/placement.fold_batchnorm: the
+# Conv then writes the BatchNormalization's tensor; ONNX Runtime's quantizer: the activation's)
+FOLDED_OPS = ACTIVATIONS | {"BatchNormalization"}
 # what a conversion may put where a layer's tensor was: the graph's output, renamed onto the
 # dequantized or cast copy of the layer's result (the same value, in the candidate's precision)
 INSERTED_OPS = frozenset({"DequantizeLinear", "QuantizeLinear", "Cast"})
@@ -37,6 +40,7 @@ class Layer:
     name: str  # the tensor both models compute
     op: str
     node: str  # the reference node's name
+    block: str = ""  # the module block it belongs to (node_block), "" where the names say none
 
 
 @dataclass
@@ -72,11 +76,69 @@ class LayerMap:
         return quantizer.dequantized if quantizer and quantizer.dequantized else name
 
 
+# where PyTorch's exporter (torch.export-based) records a node's module path:
+# ['', 'layer1', 'layer1.0', 'layer1.0.conv1', 'conv2d_1'] (the last entry names the op)
+NAME_SCOPES_KEY = "pkg.torch.onnx.name_scopes"
+
+
+def _module_path(node) -> str:
+    """The dotted path of the PyTorch module a node came from, as far as the graph says: the
+    torch.export exporter's name scopes, else the TorchScript exporter's node name
+    (``/layer1/layer1.0/conv1/Conv`` -> ``layer1.0.conv1``); "" where neither is there."""
+    import ast
+
+    for prop in node.metadata_props:
+        if prop.key == NAME_SCOPES_KEY:
+            try:
+                scopes = [s for s in ast.literal_eval(prop.value) if isinstance(s, str) and s]
+            except (ValueError, SyntaxError):
+                break
+            return scopes[-2] if len(scopes) >= 2 else ""
+    if not node.name.startswith("/"):
+        return ""
+    path = ""
+    for part in node.name.strip("/").split("/")[:-1]:  # the last part names the op
+        path = part if not path or part.startswith(path + ".") else f"{path}.{part}"
+    return path
+
+
+# operators a module's forward computes itself (``out + identity``), not through a child
+# module: their module path is the block they are in, not a leaf module inside one
+INLINE_OPS = frozenset({"Add", "Mul", "Concat", "Reshape", "Flatten"})
+
+
+def node_block(node) -> str:
+    """The block a layer belongs to, from its module path: the path up to its first numbered
+    part below the top (``layer1.0.conv1`` -> ``layer1.0``, ``blocks.3.attn.qkv`` ->
+    ``blocks.3``), else the module holding the layer's own (``features.0`` -> ``features``),
+    else the top-level module itself (``fc``); "" where the graph names no modules."""
+    path = _module_path(node)
+    parts = path.split(".") if path else []
+    if node.op_type in INLINE_OPS:
+        parts.append(node.op_type)  # computed inside the module: the module is not a leaf
+    for k, part in enumerate(parts[1:-1], start=1):
+        if part.isdigit():
+            return ".".join(parts[: k + 1])
+    return ".".join(parts[:-1]) or ".".join(parts)
+
+
 def _layers(model) -> list[Layer]:
+    """The model's layers whose tensors are values, not shapes: a Reshape or Add of int64
+    shape arithmetic (a ViT's attention reshapes) is not a layer to compare."""
+    import onnx
+
+    inferred = onnx.shape_inference.infer_shapes(model)
+    types = {
+        v.name: v.type.tensor_type.elem_type
+        for v in [*inferred.graph.value_info, *inferred.graph.output]
+    }
+    floats = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16}
     return [
-        Layer(node.output[0], node.op_type, node.name or node.output[0])
+        Layer(node.output[0], node.op_type, node.name or node.output[0], node_block(node))
         for node in model.graph.node
-        if node.op_type in LAYER_OPS and node.output
+        if node.op_type in LAYER_OPS
+        and node.output
+        and types.get(node.output[0], onnx.TensorProto.FLOAT) in floats
     ]
 
 
@@ -116,6 +178,18 @@ def _quantizers(model) -> dict[str, Quantizer]:
     return found
 
 
+def folded_chain(tensor: str, consumers: dict[str, list]) -> list[str]:
+    """The tensors a conversion may fold ``tensor``'s layer into: each next one written by the
+    only node reading the last, while that node is a BatchNormalization or an activation
+    (Conv -> BatchNormalization -> Relu: the BatchNorm's tensor, then the Relu's)."""
+    chain = []
+    readers = consumers.get(tensor, [])
+    while len(readers) == 1 and readers[0].op_type in FOLDED_OPS:
+        chain.append(readers[0].output[0])
+        readers = consumers.get(chain[-1], [])
+    return chain
+
+
 def map_layers(reference, candidate, reference_path: Path, candidate_path: Path) -> LayerMap:
     """The reference's layers that the candidate computes under the same name. Refuses two
     different networks: other inputs, or the first reference layer whose operator has no
@@ -146,13 +220,14 @@ def map_layers(reference, candidate, reference_path: Path, candidate_path: Path)
             kept.append(layer)
             continue
         if found is None:
-            # folded: the activation after it is now written by this layer's operator
-            after = [n for n in consumers.get(layer.name, []) if n.op_type in ACTIVATIONS]
-            if after and produced.get(after[0].output[0]) == layer.op:
+            # folded: a BatchNormalization or activation after it is now written by its operator
+            if any(produced.get(t) == layer.op for t in folded_chain(layer.name, consumers)):
                 folded.append(layer)
                 continue
         elif layer.op in ACTIVATIONS:
             source = ref_producer.get(ref_producer[layer.name].input[0])
+            while source is not None and source.op_type in FOLDED_OPS:
+                source = ref_producer.get(source.input[0])  # through a folded BatchNorm
             if source is not None and source.op_type == found:
                 kept.append(layer)  # the activation's tensor, written by the folded layer
                 continue

@@ -4,10 +4,11 @@ images/s)."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from alexnet_deploy.precision.planner import REPORT_FILES, PlanOutcome
-from alexnet_deploy.precision.search import Evaluated
+from alexnet_deploy.precision.search import Evaluated, greedy_order
 
 
 def _speed_keys(outcome: PlanOutcome) -> list[str]:
@@ -28,7 +29,17 @@ def _row(outcome: PlanOutcome, name: str, e: Evaluated, keys: list[str]) -> dict
         "top-1": None if f.top1_accuracy is None else round(f.top1_accuracy, 4),
         "agreement": round(f.top1_agreement, 4),
         "drop (points)": round(e.drop, 2),
-        "within budget": e.drop <= outcome.request.max_top1_drop + 1e-9,
+        # --keep bf16: bf16's numerics are the runtime's, so also as the engine ran it
+        **(
+            {
+                "drop as executed": None
+                if e.executed is None
+                else round(e.executed.top1_drop_points(), 2)
+            }
+            if outcome.request.keep == "bf16"
+            else {}
+        ),
+        "within budget": e.within(outcome.request.max_top1_drop),
         **{f"{k} img/s": round(e.speed[k], 1) if k in e.speed else None for k in keys},
         "chosen": e is outcome.chosen,
         "note": e.measured_note or outcome.skipped.get(e.plan.label(layers), ""),
@@ -51,22 +62,47 @@ def plans_frame(outcome: PlanOutcome, *, measured_only: bool = False):
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
-def sensitivity_frame(outcome: PlanOutcome):
+def _sensitivity_row(s, layer) -> dict:
+    row = {"layer": s.layer, "block": layer.block, "op": layer.op,
+           "MMACs": round(layer.macs / 1e6, 3)}  # fmt: skip
+    if s.recovery is not None:  # per layer
+        row |= {
+            "drop, alone float (rest INT8)": round(s.alone_float_drop, 2),
+            "drop, alone INT8 (rest float)": round(s.alone_int8_drop, 2),
+            "points regained": round(s.recovery, 2),
+        }
+    else:  # one-shot
+        row |= {
+            "noise added % (all-INT8)": round(100 * s.noise_added, 4),
+            "SNR dB (all-INT8)": None
+            if s.snr_db is None or not math.isfinite(s.snr_db)
+            else round(s.snr_db, 1),
+        }
+    return row | {"node": layer.node}
+
+
+def sensitivity_frame(outcome: PlanOutcome, most: int | None = None):
+    """One row per layer whose sensitivity was measured, in network order; ``most``: only the
+    that many most sensitive (the greedy search's first), for a terminal."""
     import polars as pl
 
-    macs = {x.name: x for x in outcome.layers}
+    by_name = {x.name: x for x in outcome.layers}
+    rows = outcome.sensitivity
+    if most is not None and len(rows) > most:
+        first = set(greedy_order(outcome.layers, rows)[:most])
+        rows = [s for s in rows if s.layer in first]
     return pl.DataFrame(
-        [
-            {
-                "layer": s.layer,
-                "op": macs[s.layer].op,
-                "MMACs": round(macs[s.layer].macs / 1e6, 3),
-                "drop, alone float (rest INT8)": round(s.alone_float_drop, 2),
-                "drop, alone INT8 (rest float)": round(s.alone_int8_drop, 2),
-                "points regained": round(s.recovery, 2),
-            }
-            for s in outcome.sensitivity
-        ]
+        [_sensitivity_row(s, by_name[s.layer]) for s in rows], infer_schema_length=None
+    )
+
+
+def sensitivity_note(outcome: PlanOutcome, most: int) -> str:
+    """What a terminal's table of ``most`` rows leaves out ("" when nothing)."""
+    if len(outcome.sensitivity) <= most:
+        return ""
+    return (
+        f"{most} of {len(outcome.sensitivity)} layers shown: the most sensitive (the greedy "
+        f"search's first), in network order; every layer is in plan.md and plan.json"
     )
 
 
@@ -104,9 +140,11 @@ def as_json(outcome: PlanOutcome) -> dict:
     def entry(name: str, e: Evaluated) -> dict:
         return {
             "plan": name,
-            "precisions": e.plan.precisions(layers, outcome.request.keep),
+            "precisions": e.plan.precisions(layers, e.keep or outcome.request.keep),
             "fidelity": e.fidelity.as_dict(),
             "drop_points": e.drop,
+            "executed": None if e.executed is None else e.executed.as_dict(),
+            "executed_on": e.executed_on or None,
             "images_per_s": e.speed,
             "note": e.measured_note or outcome.skipped.get(e.plan.label(layers), ""),
         }
@@ -114,6 +152,7 @@ def as_json(outcome: PlanOutcome) -> dict:
     return {
         "schema": "alexnet-deploy/plan/1",
         "model": str(outcome.model),
+        "model_name": outcome.model_name,
         "form": outcome.form,
         "recipe": outcome.recipe,
         "isa": outcome.isa,
@@ -121,9 +160,14 @@ def as_json(outcome: PlanOutcome) -> dict:
         "calibration_method": outcome.method,
         "all_int8_drop_per_method": outcome.method_drops,
         "max_top1_drop": outcome.request.max_top1_drop,
-        "judged_on": f"emulated {outcome.measure}",
+        "judged_on": f"emulated {outcome.measure}"
+        + (" and as executed" if outcome.request.keep == "bf16" else ""),
         "held_out_samples": outcome.samples,
-        "layers": [{"name": x.name, "node": x.node, "op": x.op, "macs": x.macs} for x in layers],
+        "layers": [
+            {"name": x.name, "node": x.node, "block": x.block, "op": x.op, "macs": x.macs}
+            for x in layers
+        ],
+        "search": None if outcome.search is None else outcome.search.as_dict(),
         "sensitivity": sensitivity_frame(outcome).to_dicts(),
         "plans": [entry(e.plan.label(layers), e) for e in outcome.evaluated],
         "references": [entry(name, e) for name, e in outcome.references.items()],
@@ -133,6 +177,17 @@ def as_json(outcome: PlanOutcome) -> dict:
         "notes": outcome.notes,
         "sufficiency": None if outcome.sufficiency is None else outcome.sufficiency.as_dict(),
     }
+
+
+def search_line(outcome: PlanOutcome) -> str:
+    """How the search went, in one line: sensitivity method, steps, budgets, plans evaluated."""
+    search = outcome.search
+    return (
+        f"- search over {len(outcome.layers)} weight layers: sensitivity {search.sensitivity}; "
+        f"greedy steps {search.steps}; {search.evaluated} of {search.planned} candidate plans "
+        f"evaluated in {search.seconds:.0f} s (--max-candidates {search.max_candidates}, "
+        f"--time-budget {search.time_budget_s:g} s)"
+    )
 
 
 def write_plan_report(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
@@ -150,15 +205,17 @@ def write_plan_report(outcome: PlanOutcome, out_dir: Path) -> dict[str, Path]:
     paths["csv"] = out_dir / csv_name
     chosen = chosen_name(outcome) if outcome.chosen else "none"
     head = [
-        "# alexnet-deploy plan",
+        f"# alexnet-deploy plan of {outcome.model_name or Path(outcome.model).name}",
         "",
         f"- model: {outcome.model}; INT8 form: {outcome.form} ({outcome.recipe})",
-        f"- budget: {outcome.request.max_top1_drop:g} points of emulated {outcome.measure}, "
-        f"on {outcome.samples} held-out images; float layers run in {outcome.request.keep}; "
+        f"- budget: {outcome.request.max_top1_drop:g} points of emulated {outcome.measure}"
+        + (" (and as executed, for bf16)" if outcome.request.keep == "bf16" else "")
+        + f", on {outcome.samples} held-out images; float layers run in {outcome.request.keep}; "
         f"calibration ranges: {outcome.method}"
         + (" (--method auto)" if outcome.request.method == "auto" else ""),
         f"- chosen: **{chosen}** ({outcome.choice_rule})",
         f"- written: {outcome.written}",
+        *([search_line(outcome)] if outcome.search else []),
         *[f"- {note}" for note in outcome.notes],
     ]
     text = (
@@ -208,7 +265,9 @@ def plot_plans(outcome: PlanOutcome, path: Path) -> Path:
         ax.set_xlabel("float MACs % (not timed on this machine)")
     ax.axhline(outcome.request.max_top1_drop, color="tab:red", linestyle="--", label="budget")
     ax.set_ylabel(f"drop in {outcome.measure} (points)")
-    ax.set_title(f"{Path(outcome.model).name}: precision plans ({outcome.form} form)")
+    ax.set_title(
+        f"{outcome.model_name or Path(outcome.model).name}: precision plans ({outcome.form} form)"
+    )
     ax.legend(loc="best")
     fig.tight_layout()
     with atomic_path(path, replace=True) as tmp:

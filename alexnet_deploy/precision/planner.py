@@ -1,9 +1,11 @@
 """``plan``: the fastest per-layer precision plan within an accuracy budget.
 
 One calibration pass (calibrate's range cache, reused), then per weight layer its sensitivity
-(the network's emulated top-1 with that layer alone kept float, and with it alone INT8), the
-candidate plans (greedy from the sensitivities, or all 2^n with ``exhaustive``), each plan's
-emulated fidelity on the held-out images (what the file means: the same on every CPU), then
+(the network's emulated top-1 with that layer alone kept float, and with it alone INT8; past
+C.PLAN_PER_LAYER_MAX layers one-shot, precision/one_shot.py), the candidate plans (greedy from
+the sensitivities, a layer or a block at a time, within --max-candidates and --time-budget:
+precision/search.py; or all 2^n with ``exhaustive``), each plan's emulated fidelity on the
+held-out images (what the file means: the same on every CPU), then
 bench's measurement of the plans on the accuracy/cost front that meet the budget, beside
 all-INT8, all-FP32 and (optionally) NNCF's accuracy-controlled model. The fastest plan within
 the budget is written with its layer -> precision map in the file's metadata.
@@ -20,10 +22,13 @@ from pathlib import Path
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.artifacts import ArtifactSet
-from alexnet_deploy.calib.fidelity import EMULATED, compare_logits, logits_on, ort_logits
+from alexnet_deploy.calib.bf16 import emulated_logits
+from alexnet_deploy.calib.fidelity import EMULATED, compare_logits, ort_logits
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.onnx_model import read_artifact
 from alexnet_deploy.outputs import OutputDir, check_outputs, mark_directory
+from alexnet_deploy.precision.one_shot import one_shot_sensitivity
+from alexnet_deploy.precision.plan_choice import chosen_keep, measure_and_choose
 from alexnet_deploy.precision.plans import (
     KEEP_PRECISIONS,
     Plan,
@@ -34,13 +39,12 @@ from alexnet_deploy.precision.plans import (
 )
 from alexnet_deploy.precision.search import (
     Evaluated,
+    SearchLog,
     Sensitivity,
-    candidate_plans,
-    greedy_order,
-    sensitivities,
+    exhaustive_count,
+    search_plans,
     to_measure,
 )
-from alexnet_deploy.precision.speed import SpeedTarget, measure_speeds, speed_score
 from alexnet_deploy.progress import Progress
 
 log = logging.getLogger(__name__)
@@ -57,6 +61,8 @@ class PlanRequest:
     keep: str = "fp32"  # what "float" means for a layer kept out of INT8
     keep_layers: tuple[str, ...] = ()  # always float
     exhaustive: bool = False
+    max_candidates: int = C.PLAN_MAX_CANDIDATES  # greedy plans evaluated, at most
+    time_budget_s: float = C.PLAN_TIME_BUDGET_S  # the search's seconds (sensitivity included)
     max_measured: int = C.PLAN_MAX_MEASURED
     rounds: int = C.PLAN_ROUNDS
     nncf: bool = False
@@ -75,6 +81,8 @@ class PlanRequest:
             )
         if self.max_top1_drop < 0:
             raise UsageError(f"--max-top1-drop must be >= 0, got {self.max_top1_drop}")
+        if self.keep == "bf16":
+            bf16_plan_check(self)
         for name in self.backends:
             if name not in SPEED_BACKENDS:
                 raise UsageError(
@@ -83,6 +91,8 @@ class PlanRequest:
                 )
         if self.max_measured < 1 or self.rounds < 1 or any(b < 1 for b in self.batches):
             raise UsageError("--max-measured, --repeat and every --batch must be at least 1")
+        if self.max_candidates < 1 or not self.time_budget_s > 0:
+            raise UsageError("--max-candidates must be at least 1 and --time-budget above 0")
 
     def methods(self) -> tuple[str, ...]:
         """The range methods to calibrate with: all of them for auto."""
@@ -112,6 +122,35 @@ class PlanOutcome:
     sufficiency: object | None = None  # precision.sufficiency.Sufficiency
     method: str = ""  # the range method planned with (auto: the one chosen)
     method_drops: dict[str, float] = field(default_factory=dict)  # method -> all-INT8 drop
+    model_name: str = ""  # ArtifactInfo.model_name: every output names the model
+    search: SearchLog | None = None  # how the search went, and what a budget left out
+
+
+def bf16_plan_check(request: PlanRequest) -> None:
+    """``--keep bf16`` runs a plan's float layers in bf16 through OpenVINO's precision hint on
+    the file (one setting for the whole model; INT8 layers stay INT8): timed on OpenVINO alone,
+    for this CPU's form (a mixed INT8/bf16 file for TensorRT is not made here)."""
+    from alexnet_deploy.engines.ort import CPU_HAS_NO_BF16
+
+    if request.target == "tensorrt":
+        raise UsageError(
+            "--keep bf16 is not planned for --target tensorrt: the plan's float layers would "
+            "stay FP32 in the file, and TensorRT runs a file in the types it holds",
+            hint="--keep fp16 for TensorRT, or its BF16 artifact ('alexnet-deploy bf16 MODEL')",
+        )
+    others = [b for b in request.backends if b != "openvino"]
+    if others:
+        raise UsageError(
+            f"--keep bf16 cannot be timed on {others[0]}: its float layers run bf16 through "
+            f"OpenVINO's precision hint on the plan's file; on ort they would run in FP32 "
+            f"({CPU_HAS_NO_BF16})",
+            hint="--backend openvino, or --keep fp32 to time plans on ort",
+        )
+
+
+def default_backends(keep: str) -> tuple[str, ...]:
+    """The runtimes that time plans unless given: OpenVINO for bf16, ONNX Runtime else."""
+    return ("openvino",) if keep == "bf16" else ("ort",)
 
 
 def _plan_key(plan: Plan, keep: str) -> str:
@@ -136,7 +175,7 @@ def plan_precision(
     from alexnet_deploy.calib.int8 import resolve_target
     from alexnet_deploy.calib.ranges import collect_ranges
     from alexnet_deploy.calib.stage import budget_policy, check_input_model
-    from alexnet_deploy.cpu_isa import this_cpu
+    from alexnet_deploy.cpu_isa import require_native_bf16, this_cpu
     from alexnet_deploy.fileio import sha256_file
     from alexnet_deploy.locking import directory_lock
 
@@ -149,6 +188,8 @@ def plan_precision(
     form, recipe = resolve_target(request.target, machine)
     layers = weight_layers(model_path)
     forced = resolve_layers(request.keep_layers, layers, "--keep-layer")
+    if request.exhaustive:
+        exhaustive_count(layers, forced)  # refused past its size, before any work
     out = ArtifactSet(model_path).plan(form, out_dir)
 
     def check_paths() -> None:  # before the work, and again once the lock is held
@@ -161,6 +202,8 @@ def plan_precision(
     measurable = form == "cpu" and recipe.isa == machine
     if measurable:
         info.require_dynamic_batch("plans are timed on engines, which need a dynamic batch axis")
+        if request.keep == "bf16":  # timed in bf16 here: never emulated at a loss (cpu_isa)
+            require_native_bf16()
 
     progress("loading calibration and held-out data")
     data = data_request.load(info)
@@ -171,7 +214,7 @@ def plan_precision(
     outcome = PlanOutcome(
         model_path, form, recipe.describe(), recipe.isa, layers, request,
         "top-1 accuracy" if labels is not None else "top-1 agreement with FP32 (no labels)",
-        len(data.eval), [], [],
+        len(data.eval), [], [], model_name=info.model_name,
     )  # fmt: skip
     if labels is None:
         outcome.notes.append(
@@ -216,8 +259,8 @@ def plan_precision(
                     source, ranges, recipe, Plan(frozenset()), layers, request.keep, path,
                     {**metadata, "calibration_method": method},
                 )  # fmt: skip
-                logits = logits_on(
-                    EMULATED, path, info.input.name, data.eval.images, data_request.batch_size
+                logits = emulated_logits(
+                    path, info.input.name, data.eval.images, data_request.batch_size
                 )
                 return (
                     ranges,
@@ -241,24 +284,21 @@ def plan_precision(
                     f"{outcome.method}, the most faithful (ties go to the first listed)"
                 )
 
-            def path_of(plan: Plan) -> Path:
-                return scratch / f"plan-{_plan_key(plan, request.keep)}.onnx"
+            def path_of(plan: Plan, keep: str = request.keep) -> Path:
+                return scratch / f"plan-{_plan_key(plan, keep)}.onnx"
 
-            def file_of(plan: Plan) -> Path:
+            def file_of(plan: Plan, keep: str = request.keep) -> Path:
                 """The plan's file in the scratch directory, (re)written when absent."""
-                path = path_of(plan)
+                path = path_of(plan, keep)
                 if not path.is_file():
-                    write_plan_file(
-                        source, ranges, recipe, plan, layers, request.keep, path, metadata
-                    )
+                    write_plan_file(source, ranges, recipe, plan, layers, keep, path, metadata)
                 return path
 
             def evaluate(plan: Plan) -> Evaluated:
                 if plan not in found:
-                    progress(f"plan {len(found) + 1}: {plan.label(layers)}")
                     path = file_of(plan)
-                    logits = logits_on(
-                        EMULATED, path, info.input.name, data.eval.images, data_request.batch_size
+                    logits = emulated_logits(
+                        path, info.input.name, data.eval.images, data_request.batch_size
                     )
                     found[plan] = Evaluated(plan, compare_logits(reference, logits, labels))
                     if found[plan].drop > budget + 1e-9 and plan.float_layers:
@@ -267,10 +307,17 @@ def plan_precision(
 
             trial_file.replace(path_of(trial.plan))
             found[trial.plan] = all_int8 = trial
-            outcome.sensitivity = sensitivities(layers, evaluate, all_int8)
-            order = greedy_order(layers, outcome.sensitivity)
-            for plan in candidate_plans(layers, order, forced, request.exhaustive):
-                evaluate(plan)
+            outcome.sensitivity, outcome.search = search_plans(
+                layers, forced, evaluate, all_int8, exhaustive=request.exhaustive,
+                max_candidates=request.max_candidates, time_budget_s=request.time_budget_s,
+                one_shot=lambda: one_shot_sensitivity(
+                    source, path_of(all_int8.plan), layers, data.eval.images,
+                    data_request.batch_size, progress,
+                ),
+                progress=progress,
+            )  # fmt: skip
+            if outcome.search.note():
+                outcome.notes.append(outcome.search.note())
             candidates = [e for e in found.values() if forced <= e.plan.float_layers]
             outcome.evaluated = list(found.values())
             within = [e for e in candidates if e.drop <= budget + 1e-9]
@@ -280,13 +327,15 @@ def plan_precision(
                     f"no precision plan meets the budget of {budget:g} points ({outcome.measure}): "
                     f"the best, {best.plan.label(layers)}, drops {best.drop:.2f}; nothing written",
                     hint="raise --max-top1-drop, calibrate on more representative images, or "
-                    "keep float layers in fp32 (--keep fp32)",
+                    "keep float layers in fp32 (--keep fp32)"
+                    + (f"; {outcome.search.note()}" if outcome.search.note() else ""),
                 )
             chosen, outcome.skipped = to_measure(candidates, layers, budget, request.max_measured)
             if measurable:
-                _measure(
-                    outcome, chosen, all_int8, file_of, scratch, model_path, request, work_dir, rules,
-                    data, budget, compare_logits(reference, reference, labels), progress,
+                measure_and_choose(
+                    outcome, chosen, all_int8, file_of, model_path, request, data, budget,
+                    reference, input_name=info.input.name, batch_size=data_request.batch_size,
+                    scratch=scratch, work_dir=work_dir, rules=rules, progress=progress,
                 )  # fmt: skip
             else:
                 pick = min(within, key=lambda e: (e.plan.float_macs(layers), e.drop))
@@ -305,56 +354,11 @@ def plan_precision(
                     progress=progress,
                 )  # fmt: skip
                 outcome.notes.append(outcome.sufficiency.note)
-            outcome.written = _write(file_of(outcome.chosen.plan), out, force)
+            chosen_file = file_of(outcome.chosen.plan, chosen_keep(outcome))
+            outcome.written = _write(chosen_file, out, force)
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
     return outcome
-
-
-def _measure(
-    outcome: PlanOutcome, chosen, all_int8, file_of, scratch, model_path, request, work_dir,
-    rules, data, budget, exact, progress,
-) -> None:  # fmt: skip
-    layers = outcome.layers
-    targets = [SpeedTarget("all-FP32", model_path, "fp32")]
-    labelled = {}
-    for e in [all_int8, *chosen]:
-        label = e.plan.label(layers)
-        if label not in labelled:
-            labelled[label] = e
-            targets.append(SpeedTarget(label, file_of(e.plan), "int8"))
-    if request.nncf:
-        from alexnet_deploy.precision.nncf_peer import nncf_accuracy_control
-
-        peer, path = nncf_accuracy_control(model_path, data, request, scratch, progress)
-        outcome.references["NNCF accuracy control"] = peer
-        targets.append(SpeedTarget("NNCF accuracy control", path, "int8", quantizer="nncf"))
-    speeds = measure_speeds(
-        targets, request.backends, request.batches, work_dir, rules, rounds=request.rounds,
-        progress=progress,
-    )  # fmt: skip
-    fp32 = Evaluated(Plan(frozenset(x.name for x in layers)), exact)
-    fp32.speed = speeds["all-FP32"]
-    fp32.measured_note = "reference: the FP32 model itself"
-    outcome.references = {"all-FP32": fp32, **outcome.references}
-    for label, e in labelled.items():
-        e.speed = speeds[label]
-        e.measured_note = "measured" if e in chosen else "measured as a reference"
-    if "NNCF accuracy control" in outcome.references:
-        outcome.references["NNCF accuracy control"].speed = speeds["NNCF accuracy control"]
-    ranked = [e for e in chosen if e.drop <= budget + 1e-9]
-    if request.keep == "fp32":  # the FP32 model is the all-float plan: it may be the fastest
-        ranked.append(fp32)
-    outcome.chosen = max(ranked, key=lambda e: speed_score(e.speed, fp32.speed))
-    outcome.choice_rule = (
-        "the fastest measured plan within the budget (all-FP32 included): highest geometric "
-        f"mean of images/s over {', '.join(sorted(fp32.speed))}, relative to all-FP32"
-    )
-    if outcome.chosen is fp32:
-        outcome.notes.append(
-            "no plan with INT8 layers ran faster than the FP32 model on this machine: the plan "
-            "is all-float (INT8 does not pay here at these batch sizes)"
-        )
 
 
 def _write(source: Path, out: Path, force: bool) -> Path:

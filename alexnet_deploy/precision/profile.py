@@ -77,16 +77,22 @@ def _attribute(profile: Profile, node: str, op: str, kernel: str, ms: float, wri
 
 
 def profile_candidate(
-    candidate_path: Path, rows: list[str], batch: np.ndarray, runtime: str, runs: int = 10
+    candidate_path: Path,
+    rows: list[str],
+    batch: np.ndarray,
+    runtime: str,
+    runs: int = 10,
+    hint: str = "f32",
 ) -> Profile:
-    """Per-layer time of ``candidate_path`` on ``batch`` (``rows``: compare's layer tensors)."""
+    """Per-layer time of ``candidate_path`` on ``batch`` (``rows``: compare's layer tensors);
+    ``hint``: OpenVINO's inference precision (bf16: the FP32 model run in bf16)."""
     import onnx
 
     graph = onnx.load(str(candidate_path)).graph
     writes = {n.name: n.output[0] for n in graph.node}
     name = graph.input[0].name
     if runtime == "openvino":
-        return _openvino(candidate_path, name, batch, runs, writes, set(rows))
+        return _openvino(candidate_path, name, batch, runs, writes, set(rows), hint)
     return _ort(candidate_path, name, batch, runs, writes, set(rows))
 
 
@@ -113,11 +119,11 @@ def _ort(path, input_name, batch, runs, writes, rows) -> Profile:
     return profile
 
 
-def _openvino(path, input_name, batch, runs, writes, rows) -> Profile:
+def _openvino(path, input_name, batch, runs, writes, rows, hint: str = "f32") -> Profile:
     import openvino as ov
 
     compiled = ov.Core().compile_model(
-        str(path), "CPU", {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": "f32"}
+        str(path), "CPU", {"PERF_COUNT": True, "INFERENCE_PRECISION_HINT": hint}
     )
     request = compiled.create_infer_request()
     request.infer([batch])  # warm-up, not counted

@@ -27,6 +27,8 @@ def layers_frame(comparison: Comparison):
             "snr dB": finite(f.snr_db, 1),
             "max abs err": float(f"{f.max_abs_error:.3g}"),
             "clip %": None if f.clip_rate is None else round(100 * f.clip_rate, 3),
+            "block": f.block,
+            "node": f.node,
         }
         for f in comparison.layers
     ]
@@ -70,6 +72,28 @@ def layers_frame(comparison: Comparison):
     return pl.DataFrame(rows, infer_schema_length=None)
 
 
+def worst_layers(comparison: Comparison, frame, most: int):
+    """For a terminal: ``frame``'s rows of the ``most`` layers with the lowest SNR (where
+    precision is lost; network order kept) and its rows of no layer (overheads, logits), and
+    the note saying what was left out; ``frame`` and "" when there are no more layers."""
+    import polars as pl
+
+    if len(comparison.layers) <= most:
+        return frame, ""
+    ranked = sorted(comparison.layers, key=lambda f: (f.snr_db, -f.max_abs_error))
+    keep = [f.name for f in ranked[:most]]
+    layers = [f.name for f in comparison.layers]
+    shown = frame.filter(
+        pl.col("layer").is_in(keep)
+        | (~pl.col("layer").is_in(layers) & (pl.col("op") != "(fused)"))
+    )
+    return shown, (
+        f"{most} of {len(layers)} layers shown: those with the lowest SNR (where precision is "
+        "lost), in network order; every layer is in --out DIR's compare.csv, .md and .json, and "
+        "in --format md|csv|json"
+    )
+
+
 def as_json(comparison: Comparison) -> dict:
     data = comparison.as_dict()
     for layer in data["layers"]:  # JSON has no infinity: an exact layer's SNR is null
@@ -95,7 +119,7 @@ def write_comparison(comparison: Comparison, out_dir: Path) -> dict[str, Path]:
         frame.write_csv(tmp)
     paths["csv"] = out_dir / csv_name
     head = [
-        "# alexnet-deploy compare",
+        f"# alexnet-deploy compare of {comparison.model_name or 'the model'}",
         "",
         f"- reference: {comparison.reference}",
         f"- candidate: {comparison.candidate} (computed by: {comparison.runtime})",
@@ -127,14 +151,18 @@ def plot_comparison(comparison: Comparison, path: Path) -> Path:
     names = [f.name for f in comparison.layers]
     snr = [f.snr_db if math.isfinite(f.snr_db) else float("nan") for f in comparison.layers]
     gap = [max(1 - f.cosine, 1e-12) for f in comparison.layers]
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.5 * len(names)), 6), sharex=True)
+    # a tick per layer: wider for more layers, up to 24 inches (ResNet-50's 150-odd layers)
+    width = min(max(6, 0.5 * len(names)), 24)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(width, 6), sharex=True)
     top.plot(range(len(names)), snr, marker="o")
     top.set_ylabel("SNR (dB)")
-    top.set_title(f"{Path(comparison.candidate).name} vs {Path(comparison.reference).name} "
+    top.set_title(f"{comparison.model_name}: {Path(comparison.candidate).name} vs "
+                  f"{Path(comparison.reference).name} "
                   f"({comparison.runtime}, {comparison.images} images)")  # fmt: skip
     bottom.semilogy(range(len(names)), gap, marker="s", color="tab:red")
     bottom.set_ylabel("1 - cosine")
-    bottom.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    fontsize = 8 if 0.5 * len(names) <= width else max(3, 8 * width / (0.5 * len(names)))
+    bottom.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=fontsize)
     fig.tight_layout()
     with atomic_path(path, replace=True) as tmp:
         fig.savefig(tmp, format="png", dpi=110, metadata={"Software": PLOT_SOFTWARE})

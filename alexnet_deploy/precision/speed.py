@@ -23,7 +23,7 @@ PLAN_PRECISION = "plan"
 class SpeedTarget:
     label: str
     path: Path
-    precision: str  # what BuildOptions calls it: fp32 for the FP32 model, int8 for the rest
+    precision: str  # what BuildOptions calls it: fp32 (bf16) for the FP32 model, int8 for the rest
     quantizer: str = "qdq"
 
 
@@ -48,7 +48,6 @@ def measure_speeds(
     over ``rounds`` of each round's rate."""
     from alexnet_deploy.bench.measure import measure_latency
     from alexnet_deploy.engines.build import build_engine
-    from alexnet_deploy.engines.options import BuildOptions
     from alexnet_deploy.engines.registry import get_backend
     from alexnet_deploy.onnx_model import read_artifact
 
@@ -59,10 +58,9 @@ def measure_speeds(
     for t in targets:
         for backend in backends:
             progress(f"building {backend} engine: {t.label}")
-            options = BuildOptions(
-                precision=t.precision, max_batch=max(batches), quantizer=t.quantizer
+            engines[(t.label, backend)], _ = build_engine(
+                t.path, backend, _options(t, batches), work_dir
             )
-            engines[(t.label, backend)], _ = build_engine(t.path, backend, options, work_dir)
     rates: dict[tuple[str, str], list[float]] = {}
     for round_index in range(rounds):
         for t in targets:
@@ -77,6 +75,32 @@ def measure_speeds(
     for (label, key), values in rates.items():
         found.setdefault(label, {})[key] = float(np.median(values))
     return found
+
+
+def _options(target: SpeedTarget, batches: tuple[int, ...]):
+    """The build options a target is timed with (one engine per target, backend and run)."""
+    from alexnet_deploy.engines.options import BuildOptions
+
+    return BuildOptions(
+        precision=target.precision, max_batch=max(batches), quantizer=target.quantizer
+    )
+
+
+def executed_logits(
+    target: SpeedTarget, backend: str, batches: tuple[int, ...], work_dir: Path, images
+) -> np.ndarray:
+    """``images`` through the engine :func:`measure_speeds` times for ``target`` on ``backend``
+    (the same options: the engine is reused), in batches of its largest: its fidelity as
+    executed, outside any timed loop."""
+    from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.registry import get_backend
+
+    engine, _ = build_engine(target.path, backend, _options(target, batches), work_dir)
+    step = max(batches)
+    with get_backend(backend).runner(engine) as runner:
+        return np.concatenate(
+            [runner.infer(images[i : i + step]) for i in range(0, len(images), step)]
+        )
 
 
 def speed_score(speed: dict[str, float], reference: dict[str, float]) -> float:

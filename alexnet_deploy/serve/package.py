@@ -9,7 +9,6 @@ directory and renamed, so a failed run leaves nothing behind.
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from alexnet_deploy.serve.triton_config import (
     check_dims,
     config_text,
     parse_config,
+    triton_prefix,
 )
 from alexnet_deploy.serve.triton_tensorrt import check_plan_for_server
 
@@ -125,10 +125,8 @@ def _package(
         raise AlexnetDeployError(
             f"{model} is {info.precision}; package starts from the FP32 export"
         )
-    prefix = model.stem.replace("-", "_").replace(
-        ".", "_"
-    )  # alexnet-torchvision -> alexnet_torchvision
-    labels = json.loads(info.metadata["class_names"]) if "class_names" in info.metadata else None
+    prefix = triton_prefix(info.model_name)
+    labels = list(info.labels) if info.labels else None  # the model card's (import --labels)
     siblings = ArtifactSet(model)
     artifacts = {p: siblings.for_precision(p) for p in ("fp32", "fp16", "int8")}
     out.parent.mkdir(parents=True, exist_ok=True)

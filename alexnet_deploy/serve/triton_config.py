@@ -4,6 +4,7 @@ not know fails here, not on the server. Names, types and dims come from the arti
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from alexnet_deploy import constants as C
@@ -18,6 +19,13 @@ _TYPES = {
     "uint8": "TYPE_UINT8",
     "int64": "TYPE_INT64",
 }
+
+
+def triton_prefix(model_name: str) -> str:
+    """The start of every Triton model (and config) name of a model: its name
+    (ArtifactInfo.model_name) with each character a Triton model directory should not hold
+    as '_' (alexnet-torchvision -> alexnet_torchvision, so the main job's names stay)."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", model_name)
 
 
 def model_config_pb2():

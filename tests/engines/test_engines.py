@@ -77,7 +77,7 @@ def test_precision_the_artifact_does_not_carry(digits_artifacts):
     int8 = digits_artifacts["model"].with_name("digits-tiny.int8-cpu.onnx")
     with pytest.raises(UsageError, match="carries int8, not fp16"):
         build_engine(int8, "ort", BuildOptions(precision="fp16"), digits_artifacts["work"])
-    with pytest.raises(UsageError, match="runs fp32, not int8"):
+    with pytest.raises(UsageError, match="runs fp32, bf16, not int8"):
         build_engine(
             digits_artifacts["model"],
             "torch",

@@ -43,9 +43,9 @@ def test_repository_layout_and_configs(artifacts, cli, tmp_path):
     assert result.exit_code == 0, result.stderr
     names = sorted(p.name for p in repo.iterdir() if p.is_dir())  # and the tool's marker
     assert (
-        "digits_tiny_fp32_onnx" in names
-        and "digits_tiny_int8_onnx" in names
-        and "digits_tiny_fp16_onnx" in names
+        "alexnet_digits_tiny_fp32_onnx" in names
+        and "alexnet_digits_tiny_int8_onnx" in names
+        and "alexnet_digits_tiny_fp16_onnx" in names
     )
     pb = model_config_pb2()
     for name in names:
@@ -117,7 +117,7 @@ def test_tensorrt_engine_is_packaged_from_its_sidecar(artifacts, cli, tmp_path):
         ).exit_code
         == 0
     )
-    config = parse_config((repo / "digits_tiny_fp16_trt" / "config.pbtxt").read_text())
+    config = parse_config((repo / "alexnet_digits_tiny_fp16_trt" / "config.pbtxt").read_text())
     assert config.platform == "tensorrt_plan" and config.max_batch_size == 32
     assert config.instance_group[0].kind == model_config_pb2().ModelInstanceGroup.KIND_GPU
     # the same engine without its sidecar is refused, and nothing is written
@@ -153,10 +153,10 @@ def test_one_model_per_tensorrt_engine_of_this_model(artifacts, cli, tmp_path):
     )
     assert result.exit_code == 0, result.stderr
     trt = [p.name for p in repo.iterdir() if p.name.endswith("_trt")]
-    assert trt == ["digits_tiny_fp16_trt"]
-    config = parse_config((repo / "digits_tiny_fp16_trt" / "config.pbtxt").read_text())
+    assert trt == ["alexnet_digits_tiny_fp16_trt"]
+    config = parse_config((repo / "alexnet_digits_tiny_fp16_trt" / "config.pbtxt").read_text())
     assert config.max_batch_size == 16  # the newest engine's profile
-    assert (repo / "digits_tiny_fp16_trt" / "1" / "model.plan").read_bytes() == (
+    assert (repo / "alexnet_digits_tiny_fp16_trt" / "1" / "model.plan").read_bytes() == (
         new / "model.plan"
     ).read_bytes()
 
