@@ -78,22 +78,23 @@ def export(
     config: ExportConfig | None = None,
     force: bool = False,
     progress: Progress = silent,
+    work_dir: PathLike = C.DEFAULT_WORK_DIR,
 ) -> ExportResult:
     """Export a variant ("torchvision", "paper"; or a user's model, models.user.user_variant:
     ``export --from``) to ONNX with a dynamic batch axis and validate it against PyTorch.
 
-    Takes the ONNX file to write (default: ``work/MODEL-NAME.onnx``); ``weights``, a
+    Takes the ONNX file to write (default: ``WORK_DIR/MODEL-NAME.onnx``); ``weights``, a
     state-dict checkpoint (None: weights from ``seed``, labelled untrained); ``config``, the
-    opset, softmax and baked-in preprocessing (exporter.config.ExportConfig); ``force`` to
-    replace a file this tool wrote. Returns the ExportResult (path, sha256, the comparison with
-    PyTorch per batch). Raises AlexnetDeployError for a missing or mismatched checkpoint, an
-    existing output without ``force``, or outputs beyond the tolerance.
+    opset, softmax and baked-in preprocessing (exporter.config.ExportConfig); ``force`` replaces
+    a file this tool wrote. Returns the ExportResult (path, sha256, comparison with PyTorch per
+    batch); raises AlexnetDeployError: a bad checkpoint, an existing output, outputs off tolerance.
     """
+    from alexnet_deploy.artifacts import WorkDir
     from alexnet_deploy.exporter.pipeline import export_onnx
     from alexnet_deploy.models.variants import Variant, get_variant
 
     spec = variant if isinstance(variant, Variant) else get_variant(variant)
-    out = _path(output) or Path(C.DEFAULT_WORK_DIR) / f"{spec.model_name}.onnx"
+    out = _path(output) or WorkDir(work_dir).model(spec.model_name)
     return export_onnx(
         spec, out, weights=_path(weights), seed=seed, config=config, force=force, progress=progress
     )
@@ -254,8 +255,8 @@ def compare(
     profile_runs: int = 0,
     progress: Progress = silent,
 ) -> Comparison:
-    """Where ``candidate`` (an FP16 or INT8 artifact of ``reference``) loses precision, layer
-    by layer, on real images (``alexnet-deploy compare``).
+    """Where ``candidate`` (an FP16, BF16 or INT8 artifact of ``reference``) loses precision,
+    layer by layer, on real images (``alexnet-deploy compare``).
 
     Takes up to ``count`` images of ``data``; ``runtime`` (emulated: the file as written;
     ort or openvino: as that runtime executes it); ``profile_runs`` > 0 also times each layer

@@ -73,9 +73,21 @@ MAKES = {
 }
 
 
+# What the set adds after the stem of ``STEM.onnx`` (the names the methods below build), so a
+# stem with dots of its own (``resnet50.v1.5``) is kept whole.
+_SET_SUFFIX = re.compile(
+    r"\.(?:(?:fp16|bf16|int8-[\w-]+|plan-[\w-]+)\.onnx|onnx|int8\.report\.json|int8"
+    + re.escape(TRT_CACHE_SUFFIX)
+    + r")$"
+)
+
+
 def stem_of(path: Path) -> str:
-    """The model stem of any file of the set (``m.int8-cpu.onnx`` -> ``m``)."""
-    return Path(path).name.split(".")[0]
+    """The model stem of any file of the set (``m.int8-cpu.onnx`` -> ``m``,
+    ``resnet50.v1.5.fp16.onnx`` -> ``resnet50.v1.5``); a file named otherwise: its stem."""
+    name = Path(path).name
+    match = _SET_SUFFIX.search(name)
+    return name[: match.start()] if match and match.start() else Path(path).stem
 
 
 @dataclass(frozen=True)
@@ -172,12 +184,10 @@ class ArtifactSet:
         """``path`` exists and was made from this model (its recorded source sha256), and,
         with ``made_for``, for that calibration request (its recorded source key: a cached
         INT8 file of other data is not this request's)."""
-        from alexnet_deploy.onnx_model import read_artifact
-
         path = Path(path)
         if not path.is_file():
             return False
-        metadata = read_artifact(path).metadata
+        metadata = _recorded(path)
         return metadata.get("source_sha256") == self.source_sha256() and (
             made_for is None or metadata.get("calibration_source_key") == made_for
         )
@@ -212,6 +222,30 @@ class ArtifactSet:
         return {name: path for name, path in files.items() if path.is_file()}
 
 
+def _recorded(path: Path) -> dict[str, str]:
+    """What a file records (:func:`metadata_values`), its weights left unread; a file that is
+    not ONNX records nothing, so it belongs to no model. Read here, not through onnx_model
+    (which asks this module for a file's stem: no import cycle)."""
+    import onnx
+
+    try:
+        return metadata_values(onnx.load(str(path), load_external_data=False))
+    except Exception:  # onnx raises DecodeError, ValueError, ... for bytes that are not ONNX
+        return {}
+
+
+def metadata_values(model) -> dict[str, str]:
+    """An ONNX model's ``alexnet_deploy.*`` metadata, the prefix stripped: its card and its
+    provenance (``source_sha256``, ...)."""
+    from alexnet_deploy import constants as C
+
+    return {
+        p.key.removeprefix(C.METADATA_PREFIX): p.value
+        for p in model.metadata_props
+        if p.key.startswith(C.METADATA_PREFIX)
+    }
+
+
 def export_key(variant: str, weights: Path | None, seed: int) -> str:
     """The content key of a main-job export (its directory, :meth:`WorkDir.export`): variant,
     weights (their sha256), seed, opset and tool version."""
@@ -240,6 +274,7 @@ class WorkDir:
 
     * ``models/VARIANT-KEY/alexnet-VARIANT.onnx``: the main job's exports (KEY: content key of
       variant, weights, seed, opset and tool version), each with its artifact set beside it;
+    * ``NAME.onnx``: a model ``import`` or ``export`` wrote (their default -o);
     * ``engines/BACKEND-PRECISION-ARTIFACTSHA-OPTIONS/``: built engines (sidecar engine.json);
     * ``reports/`` (bench), ``reports/tune/``, ``reports/gate-run/``; ``tuned.json``;
     * ``.cache/``: measured machine ceilings; ``.alexnet-deploy.lock``: one run at a time.
@@ -256,6 +291,11 @@ class WorkDir:
     def exports(self) -> list[Path]:
         """The main job's exports in this work directory, in name order."""
         return sorted((self.root / "models").glob("*-*/alexnet-*.onnx"))
+
+    def model(self, name: str) -> Path:
+        """``NAME.onnx`` at the top: where ``import`` and ``export`` write a model unless told
+        (-o), under the name every output gives it."""
+        return self.root / f"{name}.onnx"
 
     @property
     def engines(self) -> Path:

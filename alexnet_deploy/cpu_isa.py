@@ -44,7 +44,7 @@ import platform
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ISA_CLASSES = ("vnni", "avx512", "avx2", "arm64", "portable")
@@ -127,6 +127,11 @@ class CpuIsa:
         elif "avx512_fp16" in feats or "asimdhp" in feats:
             paths["fp16"] = 2 * fp32
         return paths
+
+    def without_amx(self) -> CpuIsa:
+        """This CPU as its vector units alone compute (AMX's tiles left out): the peaks of a
+        row whose runtime reports that no AMX kernel ran (bench/roofline.py)."""
+        return replace(self, features=tuple(f for f in self.features if not f.startswith("amx")))
 
     @property
     def bf16_native(self) -> bool:

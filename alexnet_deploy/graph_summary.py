@@ -3,8 +3,12 @@ multiply-accumulates per node, at a batch of one.
 
 Shapes come from ONNX shape inference on a copy whose batch axis is fixed to 1 (with data
 propagation, so a Reshape whose target is computed from Shape nodes, as in a transformer, still
-gets its shape). Parameters are the floating-point initializers a node consumes (a scalar, such
-as attention's 1/sqrt(d) or an epsilon, is a constant, not a parameter); a quantized weight (an initializer behind DequantizeLinear, and any Q/DQ/Cast chain in front of it) is
+gets its shape); a graph that fixes a larger batch keeps it, and its Gemm and MatMul counts are
+divided by it (a convolution's count is per image whatever the batch). Parameters are the
+floating-point initializers a node consumes (a scalar, such as attention's 1/sqrt(d) or an
+epsilon, is a constant, not a parameter); a quantized weight (an initializer behind
+DequantizeLinear, and any Q/DQ/Cast chain in front of it, or the int8 weight of an integer
+layer: ConvInteger, QLinearConv, MatMulInteger, QLinearMatMul, which get rows of their own) is
 counted once, at the layer that uses it, and its scales and zero points are not parameters.
 MACs are counted for Conv (groups and depthwise through the weight's shape), ConvTranspose,
 Gemm and MatMul (batched, with activations on both sides as in attention) and their integer
@@ -39,6 +43,12 @@ _SHAPE_OPERAND = 1024
 # op -> (index of the data input, index of the weight input)
 _CONV_INPUTS = {"Conv": (0, 1), "ConvInteger": (0, 1), "QLinearConv": (0, 3)}
 _MATMUL_INPUTS = {"MatMul": (0, 1), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3)}
+# The integer layers (int32 or int8 out, so a row of their own although their output is not a
+# float): the inputs that hold parameters (the int8 weight, QLinearConv's int32 bias); their
+# scales and zero points are not parameters.
+_INTEGER_PARAMS = {
+    "ConvInteger": (1,), "QLinearConv": (3, 8), "MatMulInteger": (0, 1), "QLinearMatMul": (0, 3),
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -79,22 +89,25 @@ def layers_of_proto(model, where: Path | str = "model") -> list[GraphLayer]:
     shapes.update({name: dims for name, (dims, _) in consts.items()})
     elem_types.update({name: kind for name, (_, kind) in consts.items()})
     producers = {out: node for node in graph.node for out in node.output}
+    batch = _image_batch(graph)
     counted: set[str] = set()
     rows = []
     for node in graph.node:
         kind = elem_types.get(node.output[0])  # 0 or None: not inferred (a custom operator)
-        if node.op_type in _NO_ROW or (kind and kind not in _FLOAT_TYPES):
+        integer = node.op_type in _INTEGER_PARAMS
+        if node.op_type in _NO_ROW or (kind and kind not in _FLOAT_TYPES and not integer):
             continue
         params = 0
-        for name in node.input:
+        for index, name in enumerate(node.input):
             source = _weight_source(name, consts, producers)
             if source is None or source in counted:
                 continue
             dims, dtype = consts[source]
-            if dims and (dtype in _FLOAT_TYPES or source != name):  # behind Q/DQ: integer
+            weight = index in _INTEGER_PARAMS[node.op_type] if integer else dtype in _FLOAT_TYPES
+            if dims and (weight or source != name):  # behind Q/DQ: integer
                 counted.add(source)
                 params += math.prod(dims)
-        macs, real = _macs(node, shapes)
+        macs, real = _macs(node, shapes, batch)
         out = shapes.get(node.output[0])
         rows.append(
             GraphLayer(
@@ -177,6 +190,15 @@ def _inferred(model, where):
         ) from None
 
 
+def _image_batch(graph) -> int:
+    """The image input's batch in the graph shapes are inferred at: 1 where it is dynamic
+    (inference fixes it to 1), the graph's own where it fixes one."""
+    weights = {i.name for i in graph.initializer}
+    value = next((v for v in graph.input if v.name not in weights), None)
+    dims = _dims(value) if value is not None else ()
+    return dims[0].dim_value if len(dims) and dims[0].dim_value > 0 else 1
+
+
 def _weight_source(name: str, consts: dict, producers: dict) -> str | None:
     """The initializer (or Constant) behind input ``name``: itself, or the one a chain of
     Q/DQ/Cast nodes starts from; None for an activation."""
@@ -190,8 +212,10 @@ def _weight_source(name: str, consts: dict, producers: dict) -> str | None:
     return None
 
 
-def _macs(node, shapes: dict) -> tuple[int, int]:
-    """(every tap, taps on real input) of one image; (0, 0) where a shape is unknown."""
+def _macs(node, shapes: dict, batch: int) -> tuple[int, int]:
+    """(every tap, taps on real input) of one image; (0, 0) where a shape is unknown. A
+    convolution's count is per image already; a Gemm's or MatMul's rows hold ``batch`` images
+    (the batch a graph fixes, which inference keeps; 1 otherwise), so theirs is divided by it."""
     op = node.op_type
     try:
         if op in _CONV_INPUTS:
@@ -202,11 +226,11 @@ def _macs(node, shapes: dict) -> tuple[int, int]:
             macs = w[0] * math.prod(w[1:]) * math.prod(x[2:])  # each input pixel scatters
             return macs, macs
         if op == "Gemm":
-            macs = _gemm_macs(node, shapes[node.input[0]], shapes[node.input[1]])
+            macs = _gemm_macs(node, shapes[node.input[0]], shapes[node.input[1]]) // batch
             return macs, macs
         if op in _MATMUL_INPUTS:
             a, b = (shapes[node.input[i]] for i in _MATMUL_INPUTS[op])
-            macs = _matmul_macs(a, b)
+            macs = _matmul_macs(a, b) // batch
             return macs, macs
     except (KeyError, TypeError, ValueError, IndexError):  # an unknown shape or dimension
         return 0, 0

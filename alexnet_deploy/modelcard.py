@@ -107,7 +107,10 @@ class ModelCard:
             )
         for what, values in (("mean", self.mean), ("std", self.std)):
             if len(values) != 3 or not all(math.isfinite(v) for v in values):
-                raise UsageError(f"the {what} takes three finite numbers (R,G,B), got {values}")
+                raise UsageError(
+                    f"the {what} takes three finite numbers, one per channel in the model's "
+                    f"channel order ({self.channel_order}), got {values}"
+                )
         if min(self.std) <= 0:
             raise UsageError(f"each std divides the pixels: it must be above 0, got {self.std}")
         if not (math.isfinite(self.scale) and self.scale > 0):

@@ -13,11 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alexnet_deploy import constants as C
+from alexnet_deploy.artifacts import metadata_values, stem_of
 from alexnet_deploy.errors import AlexnetDeployError
 
 if TYPE_CHECKING:
     from alexnet_deploy.models.variants import Preprocessing
+
+# why an engine (build, bench, predict, package) refuses a batch the graph fixes above 1
+ENGINE_BATCH = "engines run a dynamic batch, or a fixed batch of 1 (one image at a time)"
 
 
 @dataclass(frozen=True)
@@ -42,12 +45,13 @@ class ArtifactInfo:
     @property
     def model_name(self) -> str:
         """The name every output gives this model: its card's ``model_name`` (``import``,
-        ``export --from``), ``alexnet-<variant>`` for a built-in export, else the file's stem."""
+        ``export --from``), ``alexnet-<variant>`` for a built-in export, else the file's stem
+        without the suffixes the tool adds (``resnet50.v1.5.int8-cpu.onnx``: ``resnet50.v1.5``)."""
         if self.metadata.get("model_name"):
             return self.metadata["model_name"]
         if "variant" in self.metadata:
             return f"alexnet-{self.metadata['variant']}"
-        return self.path.name.split(".")[0]
+        return stem_of(self.path)
 
     @property
     def input(self) -> TensorSpec:
@@ -83,22 +87,44 @@ class ArtifactInfo:
     def require_dynamic_batch(self, needed_for: str = "engines need a dynamic batch axis") -> None:
         if self.fixed_batch is not None:
             name = self.input.name
+            export = (
+                "export it with a dynamic batch axis, e.g. "
+                f"torch.onnx.export(..., dynamic_axes={{{name!r}: {{0: 'batch'}}}})"
+            )
+            hint = (  # import tried already: the graph itself fixes the batch
+                "the graph fixes its batch (a Reshape to [1, -1], say), so import kept it; "
+                f"re-{export}, and import that"
+                if self.metadata.get("source") == "import"
+                else f"'alexnet-deploy import {self.path}' makes the batch dynamic where the "
+                f"graph allows it; or {export}"
+            )
             raise AlexnetDeployError(
                 f"{self.path} has a fixed batch of {self.fixed_batch} (input {name!r} "
                 f"{list(self.input.dims)}); {needed_for}",
-                hint=f"'alexnet-deploy import {self.path}' makes the batch dynamic where the "
-                "graph allows it; or export it with a dynamic batch axis, e.g. "
-                f"torch.onnx.export(..., dynamic_axes={{{name!r}: {{0: 'batch'}}}})",
+                hint=hint,
             )
 
-    def batch_for(self, requested: int) -> int:
+    def batch_for(
+        self, requested: int, needed_for: str = "the last batch of a data set is smaller"
+    ) -> int:
         """The batch size to run ``requested``-image batches of data at: a model with a fixed
-        batch of 1 takes one image at a time; a larger fixed batch cannot take the smaller
-        last batch of a data set, and is refused."""
+        batch of 1 takes one image at a time (engines run it so, bench at batch 1); a larger
+        fixed batch cannot take the smaller last batch of a data set, and is refused
+        (``needed_for``: why, as the message says)."""
         if self.fixed_batch == 1:
             return 1
-        self.require_dynamic_batch("the last batch of a data set is smaller")
+        self.require_dynamic_batch(needed_for)
         return requested
+
+    def batch_refusal(self, batch: int) -> str | None:
+        """Why ``batch`` images cannot run at once on this model (its graph fixes another
+        batch), or None: a bench row at that batch is refused with this reason."""
+        if self.fixed_batch is None or batch == self.fixed_batch:
+            return None
+        return (
+            f"the graph fixes the batch at {self.fixed_batch} (input {self.input.name!r} "
+            f"{list(self.input.dims)}): it runs batch {self.fixed_batch} only, not {batch}"
+        )
 
     @property
     def takes_pixels(self) -> bool:
@@ -155,16 +181,19 @@ def _spec(value) -> TensorSpec:
     return TensorSpec(value.name, dims, _DTYPES.get(tensor.elem_type, str(tensor.elem_type)))
 
 
-def load_model_proto(path: str | Path, *, what: str = "model"):
-    """``onnx.load`` with user-facing errors for a missing or non-ONNX file."""
+def load_model_proto(
+    path: str | Path,
+    *,
+    what: str = "model",
+    missing_hint: str = "create it with 'alexnet-deploy export' or check the path",
+):
+    """``onnx.load`` with user-facing errors for a missing or non-ONNX file (``missing_hint``:
+    what to do about a missing one, as the command that reads it sees it)."""
     import onnx
 
     path = Path(path)
     if not path.is_file():
-        raise AlexnetDeployError(
-            f"{what} {path} not found",
-            hint="create it with 'alexnet-deploy export' or check the path",
-        )
+        raise AlexnetDeployError(f"{what} {path} not found", hint=missing_hint)
     try:
         return onnx.load(str(path))
     except Exception as err:  # onnx raises DecodeError, ValueError, ... for non-ONNX bytes
@@ -184,16 +213,11 @@ def info_from_proto(path: Path, model) -> ArtifactInfo:
             hint="this tool runs image classifiers with one input, [batch, C, H, W]",
         )
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
-    metadata = {
-        p.key[len(C.METADATA_PREFIX) :]: p.value
-        for p in model.metadata_props
-        if p.key.startswith(C.METADATA_PREFIX)
-    }
     return ArtifactInfo(
         path=Path(path),
         inputs=inputs,
         outputs=tuple(_spec(v) for v in model.graph.output),
-        metadata=metadata,
+        metadata=metadata_values(model),
         opset=opset,
     )
 

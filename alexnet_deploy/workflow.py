@@ -25,13 +25,13 @@ from alexnet_deploy.artifacts import ArtifactSet, Stage, StageStatus, WorkDir, e
 from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.locking import directory_lock, require_held
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
-from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.onnx_model import ENGINE_BATCH, read_artifact
 from alexnet_deploy.progress import Progress, silent
 
 if TYPE_CHECKING:
     from alexnet_deploy.bench.config import BenchConfig
     from alexnet_deploy.bench.pipeline import BenchOptions, BenchRun
-    from alexnet_deploy.bench.records import EndToEndRow
+    from alexnet_deploy.bench.records import EndToEndRow, NotMeasured
     from alexnet_deploy.predict import Classified
     from alexnet_deploy.serve.package import Repository
 
@@ -77,7 +77,7 @@ def _prepare_artifacts(
     done: dict[Stage, StageStatus] = {}
     if request.model is not None:
         model = Path(request.model)
-        read_artifact(model).require_dynamic_batch()  # every job made here builds engines
+        read_artifact(model).batch_for(1, ENGINE_BATCH)  # every job made here builds engines
         done[Stage.EXPORT] = StageStatus.GIVEN
     else:
         key = export_key(request.variant, request.weights, request.seed)
@@ -285,10 +285,11 @@ def end_to_end_model(
     out_dir: Path,
     *,
     progress: Progress = silent,
-) -> tuple[list[EndToEndRow], dict[str, Path]]:
+) -> tuple[list[EndToEndRow], dict[str, Path], list[NotMeasured]]:
     """``bench --end-to-end``: the artifacts the matrix's precisions need, then each of its
     backends and precisions from image bytes to label, per preprocessing placement; the table
-    written beside the bench reports (bench.end_to_end.end_to_end_report)."""
+    written beside the bench reports (bench.end_to_end.end_to_end_report); the placements
+    left out for this model, with why."""
     from alexnet_deploy.bench.end_to_end import end_to_end_report
     from alexnet_deploy.fileio import prepare_output
 

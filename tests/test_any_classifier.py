@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -116,20 +117,53 @@ def _bench_rows(steps: Steps, model: Path, data: str, out: Path) -> list[dict]:
     return rows
 
 
-def _plan_within_budget(steps: Steps, model: Path, data: tuple, out: Path) -> dict:
+def _plan_within_budget(
+    steps: Steps, model: Path, data: tuple, out: Path, target: str = "cpu"
+) -> dict:
     """plan (small budget: two plans timed, one short round): the chosen plan within the
-    budget; a mixed plan's report names the layers kept float, what INT8 cost."""
-    steps("plan", model, *data, "--target", "cpu", "--batch", "4", "--max-measured", "2",
+    budget; a mixed plan's report names the layers kept float, what INT8 cost; an all-FP32
+    choice is explained (:func:`_assert_all_fp32_explained`)."""
+    steps("plan", model, *data, "--target", target, "--batch", "4", "--max-measured", "2",
           "--repeat", "1", "--min-seconds", "0.05", "--max-seconds", "0.2", "-o", out,
           "--work-dir", steps.work)  # fmt: skip
-    chosen = json.loads((out / "plan.json").read_text())["chosen"]
+    plan = json.loads((out / "plan.json").read_text())
+    chosen, report = plan["chosen"], (out / "plan.md").read_text()
     drop = chosen["drop_points"]
     assert drop <= C.DEFAULT_MAX_TOP1_DROP, f"{steps.name}: {chosen['plan']} drops {drop}"
     kept = [layer for layer, p in chosen["precisions"].items() if p != "int8"]
     if chosen["plan"] not in ("all-INT8", "all-FP32"):
-        report = (out / "plan.md").read_text()
         assert kept and all(layer in report for layer in kept), f"{steps.name}: {kept}"
+    if chosen["plan"] == "all-FP32":
+        _assert_all_fp32_explained(steps.name, plan, report)
     return chosen
+
+
+def _speed(entry: dict) -> float:
+    """A plan's images/s over every backend and batch it was timed at (geometric mean)."""
+    rates = list(entry["images_per_s"].values())
+    return math.prod(rates) ** (1 / len(rates))
+
+
+def _assert_all_fp32_explained(name: str, plan: dict, report: str) -> None:
+    """An all-FP32 choice says what it cost to take INT8: all-INT8 out of the budget (the
+    report gives its drop and the most sensitive layer), or every INT8 plan within the budget
+    slower than the FP32 model, which the report says and the timings show."""
+    entries = {e["plan"]: e for e in [*plan["plans"], *plan["references"]]}
+    fp32, int8 = entries["all-FP32"], entries["all-INT8"]
+    if int8["drop_points"] > plan["max_top1_drop"]:  # INT8 costs accuracy: where, per layer
+        sensitivity = report.partition("## Sensitivity per layer")[2]
+        layers = [row["layer"] for row in plan["sensitivity"]]
+        assert layers and all(layer in sensitivity for layer in layers), f"{name}: {layers}"
+        assert "all-INT8" in report.partition("## Plans")[2], name
+        return
+    assert "no plan with INT8 layers ran faster than the FP32 model" in report, name
+    assert fp32["images_per_s"], f"{name}: all-FP32 chosen as the fastest, yet not timed"
+    timed = [e for e in entries.values() if e["images_per_s"] and e["plan"] != "all-FP32"]
+    within = [e for e in timed if e["drop_points"] <= plan["max_top1_drop"]]
+    assert int8 in within and all(_speed(e) <= _speed(fp32) for e in within), (
+        f"{name}: all-FP32 chosen, yet faster within the budget: "
+        f"{[(e['plan'], _speed(e)) for e in within]} against {_speed(fp32)}"
+    )
 
 
 @pytest.mark.parametrize("name", list(K.NETWORKS))
@@ -187,6 +221,50 @@ def test_a_users_classifier_goes_through_every_command(name, trained, digits, cl
     for config in configs:
         assert _same_name(config.parent.name, model_name), config.parent.name
         assert _same_name(config.read_text(), model_name)
+    if name == "resnet":  # the rest of the commands, on one network
+        _the_other_commands(steps, model, model_name, data, tmp_path)
+
+
+def _the_other_commands(steps: Steps, model: Path, model_name: str, data: tuple, tmp: Path):
+    """fp16, bench --inputs, bench --end-to-end, tune, gate and plan --target tensorrt on the
+    imported model, each in one short configuration (about 30 s together on 2 cores)."""
+    heldout = Path(data[data.index("--eval-data") + 1])
+    steps("fp16", model, "--data", heldout, "--eval-size", "64")
+    assert read_artifact(tmp / "model.fp16.onnx").model_name == model_name
+
+    out = tmp / "inputs"
+    steps("bench", "--model", model, "--inputs", heldout / "5", "--backend", "ort",
+          "--precision", "fp32,fp16", *SHORT_BENCH, "--no-roofline", "--no-direct", "--data",
+          heldout, "--work-dir", steps.work, "--out", out)  # fmt: skip
+    report = json.loads((out / "bench-summary.json").read_text())
+    assert "real images from" in report["timed_inputs"] and report["model"]["name"] == model_name
+    assert [r["status"] for r in report["rows"]] == ["ok", "ok"], report["rows"]
+
+    out = tmp / "end-to-end"
+    steps("bench", "--end-to-end", "--model", model, "--inputs", heldout / "7", "--backend",
+          "ort", "--precision", "int8", "--min-seconds", "0.1", "--max-seconds", "0.2",
+          "--work-dir", steps.work, "--out", out)  # fmt: skip
+    measured = json.loads((out / "end-to-end.json").read_text())
+    rows, left_out = measured["rows"], {n["what"] for n in measured.get("not_measured", [])}
+    placements = {r["placement"] for r in rows}
+    assert {"host", "onnx-graph"} <= placements, placements  # the card is AlexNet's form
+    assert "onnx-graph-resize" in placements | left_out, (placements, left_out)
+    assert all(r["images"] >= 1 and r["top1_agrees_with_host_pct"] >= 80 for r in rows), rows
+    assert model_name in (out / "end-to-end.md").read_text()
+
+    tuned = tmp / "tuned.json"
+    steps("tune", "--model", model, "--data", heldout, "--backend", "ort", "--precision", "int8",
+          "--quantizer", "qdq", "--batch", "4", "--streams", "1", "--min-seconds", "0.1",
+          "--max-seconds", "0.2", "--work-dir", steps.work, "-o", tuned)  # fmt: skip
+    choice = json.loads(tuned.read_text())
+    assert choice["model"] == str(model) and choice["choice"]["precision"] == "int8"
+    assert json.loads(Path(choice["report"]).read_text())["model"]["name"] == model_name
+
+    gated = steps("gate", tmp / "report", tmp / "report")
+    assert "gate PASS" in gated.stdout and "0 regressed" in gated.stdout
+
+    _plan_within_budget(steps, model, data, tmp / "plan-tensorrt", target="tensorrt")
+    assert (tmp / "plan-tensorrt" / "model.plan-tensorrt.onnx").is_file()
 
 
 @pytest.mark.parametrize("name", list(K.NETWORKS))

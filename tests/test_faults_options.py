@@ -194,7 +194,7 @@ ENGINE_COMMANDS = {
 @pytest.mark.parametrize(
     ("model", "message"),
     [
-        ("batch1", "has a fixed batch of 1 (input 'x' [1, 3, 16, 16]); "),
+        ("batch4", "has a fixed batch of 4 (input 'x' [4, 3, 16, 16]); "),  # 1 runs
         ("two_inputs", "has 2 graph inputs (['x', 'y']); expected one image input"),
         ("nhwc", "channels last (NHWC), a layout this tool does not feed"),
     ],
@@ -323,7 +323,7 @@ def test_unknown_preprocessing_hint_names_flags_only_where_they_exist(
     model = _copy(foreign, "dynamic", tmp_path)
     args = (model, model) if command == "compare" else (model,)
     result = _run_refused(
-        cli, tmp_path, (command, *args, "--data", foreign["pngs"]), 1,
+        cli, tmp_path, (command, *args, "--data", foreign["pngs"]), 2,
         "its image preprocessing is unknown",
     )  # fmt: skip
     assert ("--input-size" in result.stderr) is named

@@ -33,7 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
-from alexnet_deploy.bench.records import EndToEndRow
+from alexnet_deploy.bench.host_opencv import opencv_available, opencv_decode, opencv_preprocess
+from alexnet_deploy.bench.records import EndToEndRow, NotMeasured
 from alexnet_deploy.cases import Case
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.predict import (  # the same stages and checks as predict's
@@ -98,37 +99,6 @@ def pillow_decode(payload: bytes):
     return load_rgb(io.BytesIO(payload))
 
 
-def opencv_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("cv2") is not None
-
-
-def opencv_decode(payload: bytes) -> np.ndarray:
-    """JPEG/PNG bytes -> RGB HWC uint8 with OpenCV (its libjpeg-turbo and libpng)."""
-    import cv2
-
-    image = cv2.imdecode(np.frombuffer(payload, np.uint8), cv2.IMREAD_COLOR)
-    if image is None:
-        raise UsageError("OpenCV could not decode an input image", hint="check the --inputs files")
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-
-
-def opencv_preprocess(pixels: np.ndarray, pre) -> np.ndarray:
-    """The host rule (calib/images.py) with OpenCV's resize: the short side to
-    ``resize_size`` (INTER_AREA when reducing, which averages as an antialiased filter does;
-    INTER_LINEAR when enlarging), center crop, scale, normalize, NCHW float32, batch of one."""
-    import cv2
-
-    from alexnet_deploy.calib.images import center_crop, normalize, resized_size
-
-    height, width = pixels.shape[:2]
-    size = resized_size(width, height, pre)
-    method = cv2.INTER_AREA if size[0] < width else cv2.INTER_LINEAR
-    resized = cv2.resize(pixels, size, interpolation=method)
-    return normalize(center_crop(resized, pre.crop_size), pre)[None]
-
-
 def _top5(logits: np.ndarray) -> np.ndarray:
     """Softmax and the five most likely classes: the postprocessing a caller does."""
     return np.argsort(-softmax(logits))[:5]
@@ -170,12 +140,42 @@ def _measure(payloads, decode, prepare, infer, min_seconds: float, max_seconds: 
     return _Timed(count, elapsed, top1, totals)
 
 
-def _placements(backend: str, precision: str, model: Path, pre, scratch: Path):
+# the placements that move the preprocessing into the model, per backend that runs them
+GRAPH_PLACEMENTS = {"ort": ("onnx-graph", "onnx-graph-resize"), "openvino": ("openvino-ppp",)}
+
+
+def left_out_placements(info, pre, backends) -> list[NotMeasured]:
+    """The in-graph placements ``backends`` would have that this model cannot, with why: a
+    card beyond what they reproduce (BGR, another scale, filter or crop: all of them), or an
+    opset below the graph resize's (onnx-graph-resize). The host placements are measured."""
+    from alexnet_deploy import constants as C
+    from alexnet_deploy.engines.registry import get_backend
+
+    names = [
+        name
+        for backend in dict.fromkeys(backends)
+        if backend != "openvino" or get_backend(backend).capability().available
+        for name in GRAPH_PLACEMENTS.get(backend, ())
+    ]
+    if pre.beyond_pixel_graph:
+        why = (
+            "it reproduces center crop, bilinear, RGB and scale 1/255 only; this model's card "
+            f"has {', '.join(pre.beyond_pixel_graph)} (the host placements are measured)"
+        )
+        return [NotMeasured(name, why) for name in names]
+    if info.opset < C.PIXEL_GRAPH_MIN_OPSET and "onnx-graph-resize" in names:
+        why = (
+            f"resizing in the graph needs opset {C.PIXEL_GRAPH_MIN_OPSET} (Resize with antialias); this "
+            f"model has opset {info.opset} (the other placements are measured)"
+        )
+        return [NotMeasured("onnx-graph-resize", why)]
+    return []
+
+
+def _placements(backend: str, precision: str, model: Path, pre, scratch: Path, skip=()):
     """(name, decode, prepare, infer factory) for each placement this case can have beyond
-    ``host``. The infer factory is called only when the placement is measured. A model card
-    beyond what the graph placements reproduce (BGR, another scale, filter or crop) has none."""
-    if not pre.pixels_as_exported:
-        return
+    ``host``, those in ``skip`` (:func:`left_out_placements`) left out. The infer factory is
+    called only when the placement is measured."""
     from alexnet_deploy.calib.images import resize_crop
     from alexnet_deploy.engines.build import resolve_artifact
     from alexnet_deploy.engines.registry import get_backend
@@ -188,9 +188,12 @@ def _placements(backend: str, precision: str, model: Path, pre, scratch: Path):
             out = scratch / f"{precision}-{'resize' if resize else 'crop'}.onnx"
             return lambda: pixel_session(write_with_pixel_input(artifact, pre, out, resize=resize))
 
-        yield "onnx-graph", pillow_decode, lambda img: resize_crop(img, pre)[None], graph(False)
-        yield "onnx-graph-resize", pillow_decode, lambda img: np.asarray(img)[None], graph(True)
-    if backend == "openvino" and get_backend("openvino").capability().available:
+        if "onnx-graph" not in skip:
+            yield "onnx-graph", pillow_decode, lambda img: resize_crop(img, pre)[None], graph(False)
+        if "onnx-graph-resize" not in skip:
+            yield "onnx-graph-resize", pillow_decode, lambda img: np.asarray(img)[None], graph(True)
+    openvino = backend == "openvino" and get_backend("openvino").capability().available
+    if openvino and "openvino-ppp" not in skip:
         artifact = resolve_artifact(model, precision, "openvino", "qdq")
         yield (
             "openvino-ppp",
@@ -202,10 +205,11 @@ def _placements(backend: str, precision: str, model: Path, pre, scratch: Path):
 
 def end_to_end_rows(
     model: Path, cases: list[tuple[str, str]], inputs: str, work_dir: Path, *,
-    min_seconds: float = 1.0, max_seconds: float = 6.0, progress=lambda m: None,
+    min_seconds: float = 1.0, max_seconds: float = 6.0, progress=lambda m: None, skip=(),
 ) -> list[EndToEndRow]:  # fmt: skip
-    """One row per (backend, precision) and placement: end-to-end images/s, each stage's
-    share of the time, and how often its top-1 agrees with the host placement's."""
+    """One row per (backend, precision) and placement (but those in ``skip``): end-to-end
+    images/s, each stage's share of the time, and how often its top-1 agrees with the host
+    placement's."""
     import tempfile
 
     from alexnet_deploy.calib.images import preprocess
@@ -235,7 +239,7 @@ def end_to_end_rows(
                 rows.append(_row(backend, precision, "host-opencv", measured, host.top1))
         with tempfile.TemporaryDirectory(dir=work_dir) as scratch:
             for name, decode, prepare, make_infer in _placements(
-                backend, precision, model, pre, Path(scratch)
+                backend, precision, model, pre, Path(scratch), skip
             ):
                 progress(f"end to end: {backend} {precision}, preprocessing: {name}")
                 measured = _measure(
@@ -282,23 +286,34 @@ def end_to_end_frame(rows: list[EndToEndRow]):
     )
 
 
-def write_end_to_end(rows: list[EndToEndRow], out_dir: Path, meta: dict) -> dict[str, Path]:
-    """end-to-end.json (rows and how they were measured), .csv and .md, written atomically."""
+def write_end_to_end(
+    rows: list[EndToEndRow], out_dir: Path, meta: dict, not_measured: list[NotMeasured] = ()
+) -> dict[str, Path]:
+    """end-to-end.json (rows, how they were measured, the placements left out and why), .csv
+    and .md, written atomically."""
     from alexnet_deploy.fileio import atomic_path, write_json_atomic, write_text_atomic
     from alexnet_deploy.render import TableFormat, frame_as_text
 
     out_dir = Path(out_dir)
     frame = end_to_end_frame(rows)
     columns = [r.to_columns() for r in rows]
-    paths = {"json": write_json_atomic(out_dir / "end-to-end.json", {**meta, "rows": columns})}
+    left_out = [{"what": n.what, "reason": n.reason} for n in not_measured]
+    paths = {
+        "json": write_json_atomic(
+            out_dir / "end-to-end.json", {**meta, "rows": columns, "not_measured": left_out}
+        )
+    }
     with atomic_path(out_dir / "end-to-end.csv") as tmp:
         frame.write_csv(tmp)
     paths["csv"] = out_dir / "end-to-end.csv"
+    left_out_text = "".join(f"- {n.line()}\n" for n in not_measured)
     text = (
         f"# alexnet-deploy bench --end-to-end of {meta.get('model_name', 'the model')}\n\n"
         + "".join(f"- {k}: {v}\n" for k, v in meta.items())
         + "\nEach image from its file's bytes to its top-5: the share of each stage in the time "
-        "per image.\n\n" + frame_as_text(frame, TableFormat.md)
+        "per image.\n\n"
+        + frame_as_text(frame, TableFormat.md)
+        + (f"\n\n## Not measured\n\n{left_out_text}" if left_out_text else "")
     )
     paths["md"] = write_text_atomic(out_dir / "end-to-end.md", text)
     return paths
@@ -315,10 +330,11 @@ def end_to_end_report(
     min_seconds: float,
     max_seconds: float,
     progress=lambda m: None,
-) -> tuple[list[EndToEndRow], dict[str, Path]]:
+) -> tuple[list[EndToEndRow], dict[str, Path], list[NotMeasured]]:
     """The stage: each of ``backends`` (those a bench backend names; none: ONNX Runtime and
     OpenVINO where available) at each precision, measured from image bytes to label; the
-    table written to ``out_dir`` with the machine, model and images it was measured on."""
+    table written to ``out_dir`` with the machine, model and images it was measured on, and
+    the placements left out for this model, with why (also returned)."""
     from alexnet_deploy.bench.fingerprint import environment
     from alexnet_deploy.engines.registry import BACKEND_NAMES, get_backend
     from alexnet_deploy.onnx_model import read_artifact
@@ -327,6 +343,8 @@ def end_to_end_report(
         b for b in ("ort", "openvino") if get_backend(b).capability().available
     ]
     cases = [(b, p) for b in chosen for p in precisions]
+    info = read_artifact(model)
+    left_out = left_out_placements(info, declared_preprocessing(info), chosen)
     rows = end_to_end_rows(
         model,
         cases,
@@ -335,13 +353,14 @@ def end_to_end_report(
         min_seconds=min_seconds,
         max_seconds=max_seconds,
         progress=progress,
+        skip={n.what for n in left_out},
     )
     env = environment()
     meta = {
         "machine": f"{env['cpu']} ({env.get('cpu_isa')}), {env['logical_cores']} logical cores",
         "model": str(model),
-        "model_name": read_artifact(model).model_name,
+        "model_name": info.model_name,
         "inputs": inputs,
         "measured_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    return rows, write_end_to_end(rows, out_dir, meta)
+    return rows, write_end_to_end(rows, out_dir, meta, left_out), left_out

@@ -28,21 +28,26 @@ if TYPE_CHECKING:
     from alexnet_deploy.serve.triton_client import ServedModel
 
 
-def fidelity_probe(model: Path, data: str, seed: int) -> FidelityProbe:
-    """The fixed fidelity inputs (real images) and their FP32 logits from ONNX Runtime."""
+def fidelity_probe(
+    model: Path, data: str, seed: int, max_top1_drop: float = C.DEFAULT_MAX_TOP1_DROP
+) -> FidelityProbe:
+    """The fixed fidelity inputs (real images) and their FP32 logits from ONNX Runtime; the
+    budget bf16 rows are held to, where the figures mean something (calib/stage.py's policy)."""
     from alexnet_deploy.calib.data import images_for_model
     from alexnet_deploy.calib.fidelity import ort_logits
+    from alexnet_deploy.calib.stage import budget_policy
 
     info = read_artifact(model)
     loaded = images_for_model(
         info, data, count=C.BENCH_FIDELITY_SAMPLES, seed=seed, what="calibration data"
     )
     images = loaded.eval.images
-    reference = ort_logits(model, info.input.name, images, batch_size=8)
+    reference = ort_logits(model, info.input.name, images, batch_size=info.batch_for(8))
     label = (
         f"{len(images)} {'synthetic' if loaded.synthetic else 'real'} images from {loaded.source}"
     )
-    return FidelityProbe(images, reference, label)
+    enforced, _ = budget_policy(info, loaded)
+    return FidelityProbe(images, reference, label, max_top1_drop if enforced else None)
 
 
 def timed_inputs(model: Path, data: str, count: int, seed: int):
@@ -158,6 +163,8 @@ class BenchOptions:
     argv: list[str] | None = None  # the command the report records (default: sys.argv)
     # more headline comparisons (bench --self-check, --tuned), from the model and the rows
     extra_comparisons: Callable[[Path, list[BenchRow]], dict] | None = None
+    # the budget a bf16 row is held to (FidelityProbe.over_budget); tune passes its own
+    max_top1_drop: float = C.DEFAULT_MAX_TOP1_DROP
 
 
 class BenchRun(NamedTuple):
@@ -202,7 +209,7 @@ def run_bench(
     model = Path(model)
     started = time.time()
     progress("fidelity reference")
-    probe = fidelity_probe(model, data, seed)
+    probe = fidelity_probe(model, data, seed, options.max_top1_drop)
     timed, inputs_text = None, "random: seeded standard-normal tensors"
     if options.inputs is not None:
         progress(f"loading the timed inputs from {options.inputs}")
@@ -252,6 +259,8 @@ def run_bench(
         "fidelity_source": probe.source,
         "timed_inputs": inputs_text,
         "comparisons": comparisons(result.rows),
+        # asked for and refused before any work, or a default backend left out: with why
+        "not_measured": [{"what": n.what, "reason": n.reason} for n in result.not_measured],
     }
     if options.extra_comparisons and not result.interrupted:
         report["comparisons"].update(options.extra_comparisons(model, result.rows))

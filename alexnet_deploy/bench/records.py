@@ -284,13 +284,28 @@ class RoundSamples:
     latency_ns: np.ndarray
 
 
+@dataclass(frozen=True)
+class NotMeasured:
+    """A configuration the matrix was asked for and refused before any work (a precision its
+    backend does not run, a batch the model's graph does not take), or a backend left out of
+    the default ones, with why: printed, and listed in the report (``not_measured``)."""
+
+    what: str  # a case's label ("ort bf16 b1 latency"), or a backend ("torch")
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.what}: {self.reason}"
+
+
 @dataclass
 class BenchResult:
-    """A run's rows, one per configuration in the order they finished, and its raw samples."""
+    """A run's rows, one per configuration in the order they finished, its raw samples, and
+    what it was asked for but did not measure."""
 
     rows: list[BenchRow] = field(default_factory=list)
     samples: list[RoundSamples] = field(default_factory=list)
     interrupted: bool = False
+    not_measured: list[NotMeasured] = field(default_factory=list)
 
     @property
     def failed(self) -> list[BenchRow]:

@@ -231,6 +231,9 @@ def markdown(report: dict, frame) -> str:
             f"the row); likely cause: {UNSTABLE_CAUSE}. Their figures, and any headline that "
             f"rests on them, are not to be trusted: {UNSTABLE_HINT}.",
         ]
+    if report.get("not_measured"):
+        lines += ["", "## Not measured", ""]
+        lines += [f"- {item['what']}: {item['reason']}" for item in report["not_measured"]]
     return "\n".join(lines) + "\n"
 
 

@@ -63,9 +63,9 @@ def weight_bytes(model_path: Path) -> int:
 
 # In the cache key: bumped whenever the fields change (1: measured kernels as the "peak";
 # 2: instruction-set peaks; 3: the 16-bit float peak; 4: the clock read, not timed, and
-# anchored on the kernels where no trustworthy clock exists; 5: bf16's and fp16's own peaks),
-# so no stale probe is read back.
-CEILINGS_VERSION = 5
+# anchored on the kernels where no trustworthy clock exists; 5: bf16's and fp16's own peaks;
+# 6: INT8's and BF16's without AMX), so no stale probe is read back.
+CEILINGS_VERSION = 6
 
 
 @dataclass(frozen=True)
@@ -85,11 +85,24 @@ class Ceilings:
     half_float_gflops: float = 0.0  # peak of the CPU's bf16/fp16 paths (0: it has none)
     bf16_gflops: float = 0.0  # each path's own peak (0: the CPU has no such path)
     fp16_gflops: float = 0.0
+    # on a CPU with AMX, INT8's and BF16's peaks above are its tiles'; these its vector units'
+    # (equal to them elsewhere; 0: a cache from before them)
+    int8_no_amx_gops: float = 0.0
+    bf16_no_amx_gflops: float = 0.0
 
-    def peak_for(self, precision: str, runtime_picks_float: bool = False) -> float:
+    def peak_for(
+        self, precision: str, runtime_picks_float: bool = False, amx: bool | None = None
+    ) -> float:
         """The ceiling of a row computed in ``precision`` (what its runtime reports, where it
         does: engines/computed.py): INT8's, BF16's, FP16's or FP32's; where the runtime picks
-        its own float precision and does not say, the fastest float path this CPU has."""
+        its own float precision and does not say, the fastest float path this CPU has. ``amx``:
+        whether the runtime reports AMX kernels ran: False holds INT8 and BF16 rows to the
+        vector units' rate; True and None (the runtime does not say) to the AMX rate where the
+        CPU has AMX, the ceiling of what it may have run."""
+        if amx is False:
+            vector = {"int8": self.int8_no_amx_gops, "bf16": self.bf16_no_amx_gflops}
+            if vector.get(precision):
+                return vector[precision]
         if precision == "int8":
             return self.int8_gops
         half = {"bf16": self.bf16_gflops, "fp16": self.fp16_gflops}.get(precision)
@@ -229,12 +242,16 @@ def compute_peaks(fp32_kernel: float, int8_kernel: float, clock=None) -> dict:
         ghz, source = implied, f"implied by the measured kernels (above the {ghz:.2f} GHz {source})"
     paths = cpu.half_float_per_cycle()
     half = max(paths.values(), default=0)
+    vector = cpu.without_amx()  # the same where the CPU has no AMX
+    vector_bf16 = vector.half_float_per_cycle().get("bf16", fp32_per_cycle)
     return {
         "fp32_gflops": cores * ghz * fp32_per_cycle,
         "int8_gops": cores * ghz * int8_per_cycle,
         "half_float_gflops": cores * ghz * half,
         "bf16_gflops": cores * ghz * paths.get("bf16", 0),
         "fp16_gflops": cores * ghz * paths.get("fp16", 0),
+        "int8_no_amx_gops": cores * ghz * vector.peak_per_cycle()[1],
+        "bf16_no_amx_gflops": cores * ghz * (vector_bf16 if "bf16" in paths else 0),
         "isa": f"{cpu.name} ({cpu.peak_key()}: {fp32_per_cycle} FP32 FLOPs, "
         f"{int8_per_cycle} INT8 ops per core per cycle)",
         "cores": cores,
@@ -281,12 +298,14 @@ def roofline_of(
     precision: str,
     ceilings: Ceilings,
     runtime_picks_float: bool = False,
+    amx: bool | None = None,
 ) -> Roofline:
     """Achieved compute and weight traffic against the ceilings, and which bound applies
-    (arithmetic intensity of one inference against the ridge point peak / bandwidth)."""
+    (arithmetic intensity of one inference against the ridge point peak / bandwidth);
+    ``amx``: the row's read-back (Ceilings.peak_for)."""
     gflops = images_per_s * 2 * macs / 1e9
     gbs = inferences_per_s * wbytes / 1e9
-    peak = ceilings.peak_for(precision, runtime_picks_float)
+    peak = ceilings.peak_for(precision, runtime_picks_float, amx)
     intensity = 2 * macs * batch / max(wbytes, 1)
     ridge = peak / ceilings.bandwidth_gbs
     in_llc = ceilings.llc_bytes is not None and wbytes <= ceilings.llc_bytes

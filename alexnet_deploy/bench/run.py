@@ -26,6 +26,7 @@ from alexnet_deploy.bench.records import (
     BenchRow,
     EngineInfo,
     Fidelity,
+    NotMeasured,
     RoundSamples,
 )
 from alexnet_deploy.bench.roofline import Ceilings, macs_per_image, roofline_of, weight_bytes
@@ -89,31 +90,94 @@ def supported(case: Case) -> str | None:
     return None
 
 
+def refused_cases(
+    model: Path, config: BenchConfig, backends: list[str], served=None
+) -> tuple[list[Case], list[NotMeasured]]:
+    """The matrix's cases that run, and what it leaves out, with why: a combination its
+    backend does not run (listed where the user named the backends: the default ones span
+    what runs), a batch the model's graph does not take (always listed), and the torch
+    backend among the default ones for a model it cannot rebuild (an imported ONNX file)."""
+    from alexnet_deploy.engines.torch_backend import rebuild_refusal
+    from alexnet_deploy.onnx_model import read_artifact
+
+    info, named, left_out = read_artifact(model), bool(config.matrix.backends), []
+    if not named and "torch" in backends and (why := rebuild_refusal(info)) is not None:
+        backends = [b for b in backends if b != "torch"]
+        left_out.append(NotMeasured("torch", f"left out of the default backends: {why.message}"))
+    expanded = expand(config, backends)
+    # served: the server's model decides its batch (its config's max_batch_size)
+    batch = {c: None if served is not None else info.batch_refusal(c.batch) for c in expanded}
+    backend = {c: supported(c) for c in expanded}
+    cases = [c for c in expanded if backend[c] is None and batch[c] is None]
+    if not cases and expanded:
+        reasons = sorted(
+            {
+                f"{c.backend} {c.precision}: {backend[c]}"
+                if backend[c]
+                else f"batch {c.batch}: {batch[c]}"
+                for c in expanded
+            }
+        )
+        raise UsageError(f"nothing to measure: {'; '.join(reasons)}")
+    left_out += [
+        NotMeasured(c.label, batch[c] or backend[c])
+        for c in expanded
+        if batch[c] is not None or (named and backend[c] is not None)
+    ]
+    return cases, left_out
+
+
 class FidelityProbe:
     """Fixed real inputs and their FP32 logits, computed once per run. A row's fidelity is
     as executed by its engine on this CPU; beside it, a reduced-precision artifact's emulated
-    figure (what the file means, the same on every CPU), computed once per artifact."""
+    figure (what the file means, the same on every CPU), computed once per artifact.
+    ``max_top1_drop``: the budget a bf16 row is held to (None: not enforced, the figures are
+    uninformative: untrained weights or synthetic images)."""
 
-    def __init__(self, images: np.ndarray, reference: np.ndarray, source: str) -> None:
+    def __init__(
+        self,
+        images: np.ndarray,
+        reference: np.ndarray,
+        source: str,
+        max_top1_drop: float | None = None,
+    ) -> None:
         self.images, self.reference, self.source = images, reference, source
+        self.max_top1_drop = max_top1_drop
         self._emulated: dict[str, float] = {}
 
     def emulated(self, artifact: Path, max_batch: int, precision: str = "") -> float:
         """``artifact``'s figure as the file means it; bf16's: rounded to bfloat16 in float
-        (calib/bf16.py), whether ``artifact`` is the BF16 file or the FP32 model run in bf16."""
-        from alexnet_deploy.calib.bf16 import bf16_emulated_logits
-        from alexnet_deploy.calib.fidelity import ort_logits
+        (calib/bf16.py), whether ``artifact`` is the BF16 file, the FP32 model run in bf16 or
+        a plan whose float layers run bf16."""
+        from alexnet_deploy.calib.bf16 import emulated_logits
         from alexnet_deploy.onnx_model import read_artifact
 
         key = f"{artifact} {precision}"
         if key not in self._emulated:
             name = read_artifact(artifact).input.name
-            if precision == "bf16":
-                logits = bf16_emulated_logits(artifact, name, self.images, max_batch)
-            else:
-                logits = ort_logits(artifact, name, self.images, max_batch, emulated=True)
+            logits = emulated_logits(artifact, name, self.images, max_batch, precision)
             self._emulated[key] = compare_logits(self.reference, logits).top1_agreement
         return self._emulated[key]
+
+    def over_budget(self, case: Case, fidelity: Fidelity) -> str | None:
+        """Why a bf16 row misses the budget, emulated or as executed (None: it does not).
+        FP16 and INT8 rows run artifacts held to it when they were made; a CPU's bf16 runs the
+        FP32 model, so its row is held here, on the probe's images: a disagreement with FP32
+        bounds the top-1 accuracy lost."""
+        if case.precision != "bf16" or self.max_top1_drop is None:
+            return None
+        for basis, agreement in (
+            ("as executed", fidelity.top1_agreement),
+            ("emulated", fidelity.emulated_top1_agreement),
+        ):
+            drop = None if agreement is None else 100 * (1 - agreement)
+            if drop is not None and drop > self.max_top1_drop + 1e-9:
+                return (
+                    f"bf16 ({basis}) agrees with FP32 on {agreement:.1%} of {len(self.images)} "
+                    f"images: top-1 drops up to {drop:.2f} points, over the budget of "
+                    f"{self.max_top1_drop:g}"
+                )
+        return None
 
     def of(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int) -> Fidelity:
         chunks = [
@@ -197,16 +261,12 @@ def run_matrix(
     then again), so slow drift of a shared machine spreads over every case instead of biasing
     whichever ran last."""
     backends = matrix_backends(config.matrix.backends, direct, served)
-    expanded = expand(config, backends)
-    cases = [c for c in expanded if supported(c) is None]
-    if not cases and expanded:
-        reasons = sorted({f"{c.backend} {c.precision}: {supported(c)}" for c in expanded})
-        raise UsageError(f"nothing to measure: {'; '.join(reasons)}")
+    result = BenchResult()
+    cases, result.not_measured = refused_cases(model, config, backends, served)
     if served is not None:
         cases = served_cases(cases)
     runs = {case: CaseRun(case, model, work_dir, served) for case in cases}
     failures: dict[Case, BenchRow] = {}
-    result = BenchResult()
     macs = macs_per_image(model)
     rounds = config.rules.repeat
     task = progress.add_task("bench", total=len(cases) * rounds) if progress else None
@@ -262,6 +322,9 @@ def run_matrix(
                                 run.fidelity = replace(
                                     run.fidelity, emulated_top1_agreement=emulated
                                 )
+                            over = probe.over_budget(case, run.fidelity)
+                            if over:  # not measured: a configuration beyond the budget
+                                raise AlexnetDeployError(over)
                         m = _measure(case, workers, batches[case.batch], config, seed + round_index)
                     run.measurements.append(m)
                     result.samples.append(RoundSamples(case, round_index, m.samples_ns))
@@ -308,6 +371,7 @@ def _row(
             # OpenVINO used directly picks bf16/fp16 itself where the CPU has them: where it
             # does not say what it ran, its ceiling is the fastest float path
             runtime_picks_float=case.backend == "openvino-direct" and computed is None,
+            amx=run.engine.amx,  # AMX tiles ran, or not, as the runtime reports (None: unsaid)
         )
     return BenchRow(
         case,

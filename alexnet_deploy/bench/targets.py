@@ -52,7 +52,7 @@ class EngineTarget:
         options = engine_options(case)
         engine, reused = build_engine(model, case.backend, options, work_dir)
         return Prepared(
-            options.max_batch,
+            engine.sidecar.options["max_batch"],  # 1 where the graph fixes the batch at 1
             engine_source(model, case.backend, options),  # not the sidecar's: may have moved
             EngineInfo(str(engine.path), reused, engine.sidecar.build_seconds),
             engine,
@@ -73,10 +73,12 @@ class DirectTarget:
 
     def prepare(self, case: Case, model: Path, work_dir: Path) -> Prepared:
         from alexnet_deploy.engines.build import resolve_artifact
+        from alexnet_deploy.onnx_model import ENGINE_BATCH, read_artifact
 
         runtime = "ort" if case.backend == "ort-direct" else "openvino"
         artifact = resolve_artifact(model, case.precision, runtime, case.quantizer)
-        return Prepared(C.DEFAULT_MAX_BATCH, artifact, EngineInfo("(runtime used directly)"))
+        max_batch = read_artifact(artifact).batch_for(C.DEFAULT_MAX_BATCH, ENGINE_BATCH)
+        return Prepared(max_batch, artifact, EngineInfo("(runtime used directly)"))
 
     @contextlib.contextmanager
     def workers(self, case: Case, prepared: Prepared) -> Iterator[list]:

@@ -2,10 +2,12 @@
 bench; save the choice so build and bench can reuse it.
 
 The search space is a bench matrix (runtime x precision x batch x concurrent requests x
-threads) measured in throughput mode; every candidate keeps its fidelity against FP32 (computed
-as in bench). The constraint filters (p99 bound, top-1 agreement floor); the Pareto front of
-throughput against p99 is reported; the chosen configuration is the highest-throughput one that
-meets the constraint.
+threads) measured in throughput mode: INT8, and bf16 where this CPU has native BF16 and a
+runtime searched computes it (OpenVINO, PyTorch); every candidate keeps its fidelity against
+FP32 (computed as in bench, where a bf16 row is held to the budget emulated and as executed).
+The constraint filters (p99 bound, top-1 agreement floor); the Pareto front of throughput
+against p99 is reported; the chosen configuration is the highest-throughput one that meets the
+constraint.
 """
 
 from __future__ import annotations
@@ -152,8 +154,8 @@ def tuned_comparison(choice: Case, rows: list[BenchRow]) -> dict:
     mine = [
         r
         for r in ok
-        if (r.case.backend, r.case.quantizer, r.case.batch)
-        == (choice.backend, choice.quantizer, choice.batch)
+        if (r.case.backend, r.case.precision, r.case.quantizer, r.case.batch)
+        == (choice.backend, choice.precision, choice.quantizer, choice.batch)
     ]
     peers = [r for r in ok if r.case.backend in DIRECT_BACKENDS]
     if not mine or not peers:
@@ -209,10 +211,13 @@ def tuned_matrix_flags(choice: Case, flags: dict) -> dict:
             hint="--batch may add batch sizes beside the tuned one",
         )
     extra = flags.get("batches") or ()
+    # a runtime used directly runs no bf16 row (its defaults: its fp32 row says what it
+    # computed in, bf16 where the CPU has it): a bf16 engine's peers are those fp32 rows
+    peers = ("fp32",) if choice.precision == "bf16" else ()
     return {
         **flags,
         "backends": (choice.backend, *DIRECT_BACKENDS),
-        "precisions": (choice.precision,),
+        "precisions": (choice.precision, *peers),
         "batches": tuple(dict.fromkeys([choice.batch, *extra])),
         "modes": (choice.mode,),
         "threads": (choice.threads,),
@@ -234,6 +239,21 @@ def tuned_build_settings(choice: Case, max_batch: int) -> dict:
     }
 
 
+def default_precisions(backends: tuple[str, ...]) -> tuple[str, ...]:
+    """What a search covers unless told: INT8, and bf16 where this CPU has native BF16 and a
+    runtime searched computes it (OpenVINO, PyTorch; ONNX Runtime's CPU provider has no bf16
+    kernels): never bf16 emulated at a loss."""
+    from alexnet_deploy.cpu_isa import this_cpu
+    from alexnet_deploy.engines.registry import BACKEND_NAMES, GPU_BACKENDS, get_backend
+
+    runs_bf16 = [
+        b
+        for b in backends
+        if b in BACKEND_NAMES and b not in GPU_BACKENDS and "bf16" in get_backend(b).precisions
+    ]
+    return ("int8", "bf16") if runs_bf16 and this_cpu().bf16_native else ("int8",)
+
+
 def tune_config(
     *,
     backends: tuple[str, ...],
@@ -246,14 +266,16 @@ def tune_config(
     max_seconds: float,
     repeat: int,
 ):
-    """The search space of ``tune``: runtimes (ORT and OpenVINO unless given) x INT8 (unless
-    given) x batch x streams x threads (C.TUNE_BATCHES, C.TUNE_STREAMS and the runtime's
-    threads unless given), throughput mode, every INT8 route installed."""
+    """The search space of ``tune``: runtimes (ORT and OpenVINO unless given) x precisions
+    (``default_precisions`` unless given) x batch x streams x threads (C.TUNE_BATCHES,
+    C.TUNE_STREAMS and the runtime's threads unless given), throughput mode, every INT8 route
+    installed."""
     from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 
+    backends = backends or ("ort", "openvino")
     matrix = Matrix(
-        backends=backends or ("ort", "openvino"),
-        precisions=precisions or ("int8",),
+        backends=backends,
+        precisions=precisions or default_precisions(backends),
         batches=batches or C.TUNE_BATCHES,
         modes=("throughput",),
         streams=streams or C.TUNE_STREAMS,

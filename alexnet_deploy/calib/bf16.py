@@ -18,7 +18,9 @@ from their FP16 copies. Its emulated fidelity runs the FP32 graph in ONNX Runtim
 weights rounded and every activation the artifact holds in bfloat16 rounded where it is made (a
 Cast to bfloat16 and back, which rounds to nearest even as ``round_to_bf16`` does: tested); its
 fidelity as executed is OpenVINO's bf16 on this CPU (PyTorch's: bench's rows). Both are held to the
-budget (``bf16`` command: fp16's sibling, calib/fp16.py's ``convert_half``).
+budget (``bf16`` command: fp16's sibling, calib/fp16.py's ``convert_half``). A plan file whose
+float layers run bf16 (``plan --keep bf16``) is emulated the same way, its float layers alone
+rounded (:func:`bf16_layer_emulation`); :func:`emulated_logits` is what any file means.
 """
 
 from __future__ import annotations

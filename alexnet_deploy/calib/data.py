@@ -15,7 +15,7 @@ import numpy as np
 from alexnet_deploy import constants as C
 from alexnet_deploy.calib.samples import CalibrationData, Split
 from alexnet_deploy.calib.sources import from_array, from_folder, shipped_images, synthetic
-from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.models.variants import Preprocessing
 
 
@@ -52,8 +52,8 @@ def _load_source(
         cap=cap,
     )
     if path.is_dir():
-        if preprocessing is None:
-            raise AlexnetDeployError(
+        if preprocessing is None:  # a usage error, as in predict: pass a model with a card
+            raise UsageError(
                 "the model has no model card, so its image preprocessing is unknown",
                 hint="give it one: 'alexnet-deploy import MODEL.onnx --preset imagenet -o "
                 "OUT.onnx', then pass OUT.onnx"

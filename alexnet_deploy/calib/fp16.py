@@ -48,6 +48,13 @@ def fp16_model(model, keep_fp32_ops: tuple[str, ...] = C.FP16_KEEP_FP32_OPS):
         )
 
 
+def kept_fp32_ops(model) -> tuple[str, ...]:
+    """The ops of FP16_KEEP_FP32_OPS that ``model`` (an onnx.ModelProto) has: those its 16-bit
+    artifact keeps in FP32 (none for a model without LRN), as its report and metadata say."""
+    ops = {node.op_type for node in model.graph.node}
+    return tuple(op for op in C.FP16_KEEP_FP32_OPS if op in ops)
+
+
 Logits = Callable[..., np.ndarray]
 
 
@@ -131,14 +138,16 @@ def convert_half(
         preprocessing_flags=request.preprocessing_flags,
     )
     progress(f"converting to {form.precision.upper()}")
+    source = onnx.load(str(model_path))
+    kept = kept_fp32_ops(source)
     start = time.perf_counter()
-    proto = form.convert(onnx.load(str(model_path)))
+    proto = form.convert(source)
     seconds = time.perf_counter() - start
     write_artifact_metadata(
         proto,
         {
             "precision": form.precision,
-            f"{form.precision}_kept_fp32_ops": ",".join(C.FP16_KEEP_FP32_OPS),
+            f"{form.precision}_kept_fp32_ops": ",".join(kept),
             "source_sha256": sha256_file(model_path),
         },
     )
@@ -151,7 +160,7 @@ def convert_half(
         progress(f"measuring fidelity on {len(data.eval)} samples")
         reference = ort_logits(model_path, name, images, batch)
         report = HalfFloatReport(
-            model_path, None, data, None, C.FP16_KEEP_FP32_OPS, seconds, enforced, note,
+            model_path, None, data, None, kept, seconds, enforced, note,
             precision=form.precision,
         )  # fmt: skip
         executed = form.executed(model_path, candidate, name, images, batch)

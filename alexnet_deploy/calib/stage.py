@@ -99,9 +99,12 @@ class DataRequest:
 def check_input_model(info: ArtifactInfo) -> None:
     info.require_float_input()
     if info.precision != "fp32":
+        article = "a" if info.precision.startswith("b") else "an"  # a bf16; an int8, an fp16
         raise AlexnetDeployError(
-            f"{info.path} is already a {info.precision} model; calibration starts from the FP32 export",
-            hint="pass the FP32 .onnx written by 'alexnet-deploy export'",
+            f"{info.path} is already {article} {info.precision} model; FP16, BF16 and INT8 are "
+            "made from the FP32 model",
+            hint="pass the FP32 .onnx written by 'alexnet-deploy export' or 'alexnet-deploy "
+            "import' (the one this file was made from)",
         )
     if info.input.dtype != "float32":
         raise AlexnetDeployError(

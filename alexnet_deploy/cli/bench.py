@@ -143,7 +143,9 @@ def bench(
     direct: Annotated[
         bool,
         typer.Option(
-            "--direct/--no-direct", help="Also bench ONNX Runtime and OpenVINO used directly."
+            "--direct/--no-direct",
+            help="Also bench ONNX Runtime and OpenVINO used directly (with --backend: name "
+            "ort-direct, openvino-direct in its list).",
         ),
     ] = True,
     roofline: Annotated[
@@ -331,6 +333,10 @@ def bench(
             f"Failed: {row.label}: {row.reason}",
             highlight=False,
         )
+    for item in result.not_measured:  # refused before any work: asked for, not run
+        err_console.print(
+            f"Not measured: {item.line()}", highlight=False, markup=False, soft_wrap=True
+        )
     out_dir = out or WorkDir(work_dir).reports
     if paths:
         out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)
@@ -350,7 +356,7 @@ def _end_to_end(request, config, inputs: str, work_dir: Path, out: Path | None) 
     from alexnet_deploy.workflow import end_to_end_model
 
     with status("end to end") as shown:
-        rows, paths = end_to_end_model(
+        rows, paths, left_out = end_to_end_model(
             request, config, inputs, work_dir, out or WorkDir(work_dir).reports,
             progress=shown.update,
         )  # fmt: skip
@@ -359,4 +365,8 @@ def _end_to_end(request, config, inputs: str, work_dir: Path, out: Path | None) 
         "alexnet-deploy bench --end-to-end: image bytes to label",
         note_where=f"every column in {paths['csv']}",
     )
+    for item in left_out:  # a placement this model cannot have, with why
+        err_console.print(
+            f"Not measured: {item.line()}", highlight=False, markup=False, soft_wrap=True
+        )
     out_console.print("reports: " + ", ".join(str(p) for p in paths.values()), highlight=False)

@@ -305,8 +305,9 @@ def _print_half(report, model: Path) -> None:
         raise AlexnetDeployError(
             "; ".join(report.failures), hint="keep more ops in FP32 or raise --max-top1-drop"
         )
+    kept = ", ".join(report.kept_fp32_ops)  # those of C.FP16_KEEP_FP32_OPS the graph has
     out_console.print(
-        f"wrote {report.output} (ops kept in FP32: {', '.join(report.kept_fp32_ops)})",
+        f"wrote {report.output} ({f'ops kept in FP32: {kept}' if kept else 'no op kept in FP32'})",
         highlight=False,
     )
 

@@ -23,8 +23,14 @@ from alexnet_deploy.cli.card import (
     ScaleOpt,
     card_options,
 )
-from alexnet_deploy.cli.console import out_console, print_frame, print_table, status
-from alexnet_deploy.cli.options import FormatOpt, SeedOpt, VariantChoice, between
+from alexnet_deploy.cli.console import err_console, out_console, print_frame, print_table, status
+from alexnet_deploy.cli.options import (
+    FormatOpt,
+    ModelWorkDirOpt,
+    SeedOpt,
+    VariantChoice,
+    between,
+)
 from alexnet_deploy.modelcard import DEFAULT_PRESET
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
 from alexnet_deploy.render import TableFormat
@@ -74,6 +80,14 @@ def _summarize_onnx(model: Path, variant, fmt: TableFormat) -> None:
     layers = layers_of_proto(proto, model)
     title = f"{info.model_name} ({model.name}, opset {info.opset}): {len(layers)} nodes"
     print_frame(layer_frame(layers), fmt, title=title)
+    if fmt is TableFormat.table:  # the roofline's count beside the table's (graph_summary.py)
+        real = sum(x.real_macs for x in layers)
+        out_console.print(
+            f"MACs count every kernel tap (zero padding included); bench's roofline and plan "
+            f"count without zero padding: {real:,} per image",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def export(
@@ -122,10 +136,11 @@ def export(
         typer.Option(
             "-o",
             "--output",
-            help=f"ONNX file to write (default: {C.DEFAULT_WORK_DIR}/alexnet-VARIANT.onnx, "
-            f"or {C.DEFAULT_WORK_DIR}/NAME.onnx with --from).",
+            help="ONNX file to write (default: WORK_DIR/alexnet-VARIANT.onnx, or "
+            "WORK_DIR/NAME.onnx with --from).",
         ),
     ] = None,
+    work_dir: ModelWorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     force: Annotated[bool, typer.Option("--force", help="Replace an existing output.")] = False,
     preset: PresetOpt = PresetChoice(DEFAULT_PRESET),
     input_size: CardInputSizeOpt = None,
@@ -160,16 +175,25 @@ def export(
     )
     config = ExportConfig(opset=opset, softmax=softmax, preprocess=preprocess)
     with status("exporting") as shown:
+        chosen = _model_to_export(variant, source, card, weights, shown.update)
         result = api.export(
             output,
-            variant=_model_to_export(variant, source, card, weights, shown.update),
+            variant=chosen,
             weights=weights,
             seed=seed,
             config=config,
             force=force,
             progress=shown.update,
+            work_dir=work_dir,
         )
     _print_export_result(result)
+    if source is not None and input_size is None:  # the size it was checked at: the preset's
+        err_console.print(
+            f"Note: input size {chosen.preprocessing.crop_size} from --preset {preset.value} "
+            "(the model ran at it); pass --input-size N for a model that takes another",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def _model_to_export(variant, source: str | None, card, weights: Path | None, progress):

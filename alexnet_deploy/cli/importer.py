@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from alexnet_deploy import constants as C
 from alexnet_deploy.cli.card import (
     CardInputSizeOpt,
     CardLabelsOpt,
@@ -22,8 +23,8 @@ from alexnet_deploy.cli.card import (
     ScaleOpt,
     card_options,
 )
-from alexnet_deploy.cli.console import out_console, print_frame, status
-from alexnet_deploy.cli.options import ForceOpt, FormatOpt
+from alexnet_deploy.cli.console import err_console, out_console, print_frame, status
+from alexnet_deploy.cli.options import ForceOpt, FormatOpt, ModelWorkDirOpt
 from alexnet_deploy.modelcard import DEFAULT_PRESET
 from alexnet_deploy.render import TableFormat
 
@@ -32,8 +33,9 @@ def import_(
     model: Annotated[Path, typer.Argument(help="Any ONNX image classifier (it is only read).")],
     output: Annotated[
         Path | None,
-        typer.Option("-o", "--output", help="The copy to write (default: work/NAME.onnx)."),
+        typer.Option("-o", "--output", help="The copy to write (default: WORK_DIR/NAME.onnx)."),
     ] = None,
+    work_dir: ModelWorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     preset: PresetOpt = PresetChoice(DEFAULT_PRESET),
     input_size: CardInputSizeOpt = None,
     resize_size: CardResizeSizeOpt = None,
@@ -58,8 +60,12 @@ def import_(
         crop=crop, labels=labels,
     )  # fmt: skip
     with status("importing") as shown:
-        result = import_model(model, output, options, force=force, progress=shown.update)
+        result = import_model(
+            model, output, options, force=force, progress=shown.update, work_dir=work_dir
+        )
     print_frame(card_frame(result.card), fmt, title=f"model card of {result.card.name}")
+    for warning in result.warnings:
+        err_console.print(f"Warning: {warning}", highlight=False, markup=False, soft_wrap=True)
     if fmt is TableFormat.table:
         for note in result.notes:
             out_console.print(note, highlight=False, markup=False, soft_wrap=True)

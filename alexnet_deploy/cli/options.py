@@ -324,6 +324,17 @@ WorkDirOpt = Annotated[
 ]
 
 
+# import and export write their model into the work directory unless -o says where
+ModelWorkDirOpt = Annotated[
+    Path,
+    typer.Option(
+        "--work-dir",
+        help="Work directory: the default -o is WORK_DIR/NAME.onnx.",
+        callback=_work_dir,
+    ),
+]
+
+
 CompareRuntimeChoice = _choices("CompareRuntimeChoice", COMPARE_RUNTIMES)
 
 

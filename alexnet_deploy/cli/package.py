@@ -80,7 +80,8 @@ def package(
     for note in repo.notes:
         out_console.print(note, highlight=False, soft_wrap=True)
     for what, why in repo.skipped.items():
-        err_console.print(f"skipped {what}: {why}", highlight=False)
+        # one line each: the command it names stays whole, to copy
+        err_console.print(f"skipped {what}: {why}", highlight=False, markup=False, soft_wrap=True)
     out_console.print(
         f"repository: {repo.path} (start: tritonserver --model-repository {repo.path})",
         highlight=False,

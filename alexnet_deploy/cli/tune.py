@@ -37,7 +37,12 @@ def tune(
     ] = None,
     precision: Annotated[
         list[str] | None,
-        many("--precision", "Precisions to search (default: int8).", choices=PRECISIONS),
+        many(
+            "--precision",
+            "Precisions to search (default: int8, and bf16 where this CPU has native BF16 and "
+            "a runtime searched runs it: openvino, torch).",
+            choices=PRECISIONS,
+        ),
     ] = None,
     batch: Annotated[
         list[str] | None,
@@ -134,7 +139,7 @@ def tune(
             data=data,
             work_dir=work_dir,
             out=out,
-            options=BenchOptions(direct=False, roofline=False),
+            options=BenchOptions(direct=False, roofline=False, max_top1_drop=max_top1_drop),
             progress=shown.update,
         )
     if report["model"]["weights"] == "untrained":

@@ -135,7 +135,10 @@ class Runner(abc.ABC):
         if not 1 <= batch.shape[0] <= self.max_batch:
             raise UsageError(
                 f"batch {batch.shape[0]} is outside what this engine was built for (1..{self.max_batch})",
-                hint="rebuild with a larger --max-batch",
+                hint="rebuild with a larger --max-batch (an engine of a model whose graph fixes "
+                "its batch at 1 takes one image at a time)"
+                if self.max_batch == 1
+                else "rebuild with a larger --max-batch",
             )
 
     def computed(self) -> Computed | None:

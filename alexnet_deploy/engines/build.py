@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 from alexnet_deploy.artifacts import ArtifactSet, WorkDir
@@ -19,7 +20,7 @@ from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import replace_directory, sha256_file, staging_directory
 from alexnet_deploy.locking import directory_lock
-from alexnet_deploy.onnx_model import ArtifactInfo, read_artifact
+from alexnet_deploy.onnx_model import ENGINE_BATCH, ArtifactInfo, read_artifact
 
 log = logging.getLogger(__name__)
 
@@ -70,14 +71,15 @@ def resolve_artifact(model: Path, precision: str, backend: str, quantizer: str =
 
 
 def check_artifact_contract(info: ArtifactInfo) -> None:
-    """One float32 NCHW image input with a dynamic batch axis, [batch, classes] logits."""
+    """One float32 NCHW image input with a dynamic batch axis (or a batch the graph fixes at
+    1: the engine runs one image at a time), [batch, classes] logits."""
     info.require_float_input()
     spec = info.input
     if spec.dtype != "float32" or len(spec.dims) != 4:
         raise AlexnetDeployError(
             f"{info.path}: input {spec.name!r} is {spec.dtype} {list(spec.dims)}, expected float32 [batch, C, H, W]"
         )
-    info.require_dynamic_batch()
+    info.batch_for(1, ENGINE_BATCH)
     info.image_shape  # noqa: B018 - raises for symbolic C/H/W
     out = info.outputs[0]
     if len(out.dims) != 2:
@@ -167,6 +169,8 @@ def build_engine(
     artifact = engine_source(model, backend_name, options)
     info = read_artifact(artifact)
     check_artifact_contract(info)
+    # a graph that fixes its batch at 1 gets an engine for that batch alone
+    options = replace(options, max_batch=info.batch_for(options.max_batch, ENGINE_BATCH))
     check_plan_float(info, backend_name)
     warn_isa_mismatch(info, model)
     digest = sha256_file(artifact)

@@ -105,8 +105,19 @@ def provider_computed(precision: str, providers: list[str]) -> Computed:
     return Computed(precision, None, f"ONNX Runtime {', '.join(providers)}: the artifact's types")
 
 
-def torch_computed(model) -> Computed:
-    """From a PyTorch module: the dtype of its weights (its input is cast to it)."""
-    dtype = next(model.parameters()).dtype
+def module_dtype(model, input_dtype):
+    """The dtype a PyTorch module computes in: its weights' (its input is cast to them), or
+    ``input_dtype`` for a module with no parameters (pooling and a reshape, say)."""
+    first = next(model.parameters(), None)
+    return input_dtype if first is None else first.dtype
+
+
+def torch_computed(model, input_dtype=None) -> Computed:
+    """From a PyTorch module: :func:`module_dtype` (the input float32 unless given)."""
+    import torch
+
+    dtype = module_dtype(model, None)
+    what = "weights" if dtype is not None else "input (no weights)"
+    dtype = dtype or input_dtype or torch.float32
     name = str(dtype).removeprefix("torch.")
-    return Computed(PRECISION_NAMES.get(name, name), None, f"PyTorch module weights {dtype}")
+    return Computed(PRECISION_NAMES.get(name, name), None, f"PyTorch module {what} {dtype}")

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from alexnet_deploy.engines.base import Backend, Capability, Engine, Runner
-from alexnet_deploy.engines.computed import Computed, torch_computed
+from alexnet_deploy.engines.computed import Computed, module_dtype, torch_computed
 from alexnet_deploy.engines.options import BuildOptions
 from alexnet_deploy.engines.sidecar import Sidecar
 from alexnet_deploy.errors import AlexnetDeployError
@@ -51,6 +51,27 @@ def state_dict_from_onnx(path: Path, expected: dict) -> dict:
     return {k: torch.from_numpy(numpy_helper.to_array(inits[k]).copy()) for k in expected}
 
 
+def rebuild_refusal(info: ArtifactInfo) -> AlexnetDeployError | None:
+    """Why the torch backend cannot rebuild the PyTorch module ``info`` was exported from (an
+    imported ONNX file has none), or None: a built-in variant, or ``export --from``'s module."""
+    from alexnet_deploy.models.user import is_user_export
+
+    artifact, metadata = info.path, info.metadata
+    if is_user_export(metadata) or "variant" in metadata:
+        return None
+    imported = metadata.get("source") == "import"
+    return AlexnetDeployError(
+        f"{artifact} is an imported ONNX model: the torch backend runs a PyTorch module, and "
+        "an imported model has none"
+        if imported
+        else f"{artifact} has no variant metadata, so the torch backend cannot rebuild its network",
+        hint="run it on ort or openvino; for torch, export the PyTorch module with "
+        "'alexnet-deploy export --from'"
+        if imported
+        else "use a model written by 'alexnet-deploy export' (--variant or --from)",
+    )
+
+
 def model_from_artifact(info: ArtifactInfo):
     """The PyTorch model an artifact was exported from: a built-in variant with the ONNX
     file's weights, or a user's model (``export --from``) rebuilt from its recorded source."""
@@ -60,19 +81,9 @@ def model_from_artifact(info: ArtifactInfo):
     artifact, metadata = info.path, info.metadata
     if is_user_export(metadata):
         return model_from_metadata(metadata, info.card(), artifact)[0]
-    if "variant" not in metadata:
-        imported = metadata.get("source") == "import"
-        raise AlexnetDeployError(
-            f"{artifact} is an imported ONNX model: the torch backend runs a PyTorch module, and "
-            "an imported model has none"
-            if imported
-            else f"{artifact} has no variant metadata, so the torch backend cannot rebuild its "
-            "network",
-            hint="run it on ort or openvino; for torch, export the PyTorch module with "
-            "'alexnet-deploy export --from'"
-            if imported
-            else "use a model written by 'alexnet-deploy export' (--variant or --from)",
-        )
+    refusal = rebuild_refusal(info)
+    if refusal is not None:
+        raise refusal
     model = get_variant(metadata["variant"]).build()
     model.load_state_dict(state_dict_from_onnx(artifact, model.state_dict()))
     return model.eval()
@@ -100,7 +111,8 @@ def forward(model, batch: np.ndarray, channels_last: bool = False) -> np.ndarray
     """One batch through ``model``, the input cast to the weights' dtype, float32 logits out."""
     import torch
 
-    x = torch.from_numpy(batch).to(next(model.parameters()).dtype)
+    x = torch.from_numpy(batch)
+    x = x.to(module_dtype(model, x.dtype))
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     with torch.inference_mode():

@@ -9,8 +9,10 @@ image batch ``[batch, 3, H, W]`` at the card's input size and returns logits
 
 Nothing of the user's runs until a command asks for it: importing alexnet_deploy never imports
 the user's code. The export records where the model came from (the spec with the file's
-absolute path, the file's sha256, the weights' path), so the torch backend can rebuild it
-later, and refuses when the file moved or changed (:func:`variant_from_metadata`).
+absolute path, the file's sha256, the weights' path; for a module spec, the import-path folder
+the module was found under), so the torch backend can rebuild it later from any directory, and
+refuses when the file moved or changed, or another module of that name would be imported
+(:func:`model_from_metadata`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import importlib
 import importlib.util
 import inspect
 import os
+import re
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -33,6 +36,7 @@ from alexnet_deploy.models.variants import Preprocessing, Variant
 SPEC_FORMS = "path.py:callable or package.module:callable"
 # the metadata keys of a --from export's origin (beside the card's keys and weights_sha256)
 FROM_SPEC, FROM_FILE, FROM_FILE_SHA256 = "from_spec", "from_file", "from_file_sha256"
+FROM_ROOT = "from_root"  # a module spec's import-path folder (a path spec's is the file's own)
 WEIGHTS_PATH = "weights_path"
 PROBE_BATCH = 2  # the forward check's batch: catches a model that folds the batch away
 
@@ -45,6 +49,7 @@ class ModelSource:
     attr: str
     file: Path | None = None  # a path spec: the file, absolute
     module: str | None = None  # a module spec
+    root: Path | None = None  # a module spec rebuilt: the folder it was imported from
 
     @property
     def canonical(self) -> str:
@@ -128,19 +133,54 @@ def _import(source: ModelSource):
             sys.modules.pop(name, None)
             raise _failed(f"importing {source.file}", err, source) from err
         return module
+    folder = _folder(source)
     try:
-        with _on_path(Path.cwd()):
+        with _on_path(folder):
+            if source.root is not None:
+                _require_found_under(source)
             return importlib.import_module(source.module)
+    except AlexnetDeployError:  # _require_found_under's, worded already
+        raise
     except ModuleNotFoundError as err:
         if err.name and (source.module == err.name or source.module.startswith(err.name + ".")):
             raise AlexnetDeployError(
-                f"--from: module {source.module!r} not found (from {Path.cwd()} or the "
+                f"--from: module {source.module!r} not found (from {folder} or the "
                 "installed packages)",
                 hint=f"install it, run from the folder that holds it, or pass {SPEC_FORMS}",
             ) from None
         raise _failed(f"importing module {source.module}", err, source) from err
     except Exception as err:
         raise _failed(f"importing module {source.module}", err, source) from err
+
+
+def _folder(source: ModelSource) -> Path:
+    """Where the user's code is imported from: a file's folder (as ``python path.py``), a
+    rebuilt module's recorded import-path folder, else the current directory (``python -m``)."""
+    if source.file is not None:
+        return source.file.parent
+    return source.root if source.root is not None else Path.cwd()
+
+
+def import_root(module: str, file: Path) -> Path:
+    """The import-path folder ``module`` was found under, from its file: the file less the
+    module's dotted path (``ROOT/pkg/nets.py`` for ``pkg.nets``; ``ROOT/pkg/__init__.py`` for
+    ``pkg``)."""
+    depth = module.count(".") + (1 if file.name == "__init__.py" else 0)
+    return Path(file).resolve().parents[depth]
+
+
+def _require_found_under(source: ModelSource) -> None:
+    """The module a rebuild would import is the one exported: found under its recorded root
+    (not another of that name, imported already or first on the import path)."""
+    found = importlib.util.find_spec(source.module)
+    origin = Path(found.origin) if found is not None and found.origin else None
+    if origin is None or not origin.is_file() or import_root(source.module, origin) != source.root:
+        raise AlexnetDeployError(
+            f"--from module {source.module!r} is imported from {origin or 'nowhere'} here, not "
+            f"from under {source.root} where the model was exported from",
+            hint="another module of that name comes first (installed, or imported already); "
+            "export again with --from path.py:callable to name the file itself",
+        )
 
 
 def load_factory(source: ModelSource) -> Callable[[], object]:
@@ -175,7 +215,7 @@ def _module_from(factory: Callable[[], object], source: ModelSource):
     from torch import nn
 
     try:
-        with _on_path(source.file.parent if source.file else Path.cwd()):
+        with _on_path(_folder(source)):
             model = factory()
     except Exception as err:
         raise _failed(f"calling {source.spec}()", err, source) from err
@@ -189,7 +229,8 @@ def _module_from(factory: Callable[[], object], source: ModelSource):
 
 def _check_one_input(model, source: ModelSource) -> None:
     params = inspect.signature(model.forward).parameters.values()
-    needed = [p.name for p in params if p.default is p.empty and p.kind != p.VAR_KEYWORD]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    needed = [p.name for p in params if p.default is p.empty and p.kind not in variadic]
     if len(needed) > 1:
         raise AlexnetDeployError(
             f"--from: the model of {source.spec} takes {len(needed)} inputs "
@@ -208,10 +249,15 @@ def _probe(model, source: ModelSource, pre: Preprocessing) -> int:
             out = model(torch.zeros(shape))
     except Exception as err:
         message = str(err).strip().splitlines()[0] if str(err).strip() else ""
+        channels = re.search(r"expected input\[.*\] to have 3 channels", message)
         raise AlexnetDeployError(
             f"--from: the model of {source.spec} fails on an input of {shape} (input size "
             f"{pre.crop_size}){_where(err, source.file)}: {type(err).__name__}: {message}",
-            hint="pass the input size the model takes with --input-size (and --resize-size)",
+            hint="--from takes modules whose forward takes NCHW images [batch, 3, H, W]; for a "
+            "channels-last (NHWC) model, torch.onnx.export it and 'alexnet-deploy import' the "
+            "ONNX file (import gives an NHWC input a Transpose)"
+            if channels
+            else "pass the input size the model takes with --input-size (and --resize-size)",
         ) from None
     if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != PROBE_BATCH:
         what = list(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
@@ -228,16 +274,19 @@ def _probe(model, source: ModelSource, pre: Preprocessing) -> int:
     return int(out.shape[1])
 
 
-def user_variant(spec: str, card, *, weights: Path | None = None) -> Variant:
+def user_variant(
+    spec: str, card, *, weights: Path | None = None, root: Path | None = None
+) -> Variant:
     """The user's model as a :class:`Variant` the export stage takes: its factory (checked
     once here: a one-input module that classifies at the card's input size), the card's
     preprocessing, the class and parameter counts, and the metadata its export records: the
     card (a :class:`~alexnet_deploy.modelcard.ModelCard`, e.g. ``CardOptions.card``) with the
     class count filled in, and where the model came from (spec, file and its sha256, the
-    weights' path)."""
+    weights' path, a module's import-path folder). ``root``: a module spec's recorded folder,
+    to import it from there (a rebuild)."""
     import torch
 
-    source = parse_spec(spec)
+    source = replace(parse_spec(spec), root=root)
     factory = load_factory(source)
     with torch.random.fork_rng(devices=[]):  # the caller's RNG state stays as it was
         probe = _module_from(factory, source)
@@ -246,11 +295,13 @@ def user_variant(spec: str, card, *, weights: Path | None = None) -> Variant:
     card = replace(card, num_classes=num_classes, source=f"export --from {spec}")
     module = sys.modules.get(getattr(factory, "__module__", ""))
     origin = source.file or Path(getattr(module, "__file__", None) or "")
+    named = getattr(sys.modules.get(source.module or ""), "__file__", None)  # the spec's module
     metadata = {
         **card.to_metadata(),
         FROM_SPEC: source.canonical,
         FROM_FILE: str(origin) if origin.is_file() else "",
         FROM_FILE_SHA256: sha256_file(origin) if origin.is_file() else "",
+        FROM_ROOT: str(import_root(source.module, Path(named))) if named else "",
         WEIGHTS_PATH: str(Path(weights).resolve()) if weights is not None else "",
     }
     return Variant(
@@ -299,6 +350,7 @@ def model_from_metadata(metadata: dict[str, str], card, artifact: Path):
     weights = Path(metadata[WEIGHTS_PATH]) if metadata.get(WEIGHTS_PATH) else None
     if weights is not None:
         _require_unchanged(weights, metadata.get("weights_sha256", ""), "the weights", artifact)
-    variant = user_variant(metadata[FROM_SPEC], card, weights=weights)
+    root = Path(metadata[FROM_ROOT]) if metadata.get(FROM_ROOT) else None
+    variant = user_variant(metadata[FROM_SPEC], card, weights=weights, root=root)
     seed = int(metadata["seed"]) if metadata.get("seed") else 0
     return build_model(variant, weights, seed)

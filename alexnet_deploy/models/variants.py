@@ -48,9 +48,23 @@ class Preprocessing:
     def pixels_as_exported(self) -> bool:
         """Center crop, bilinear, RGB, pixels scaled to [0, 1]: the preprocessing that
         ``export --preprocess`` and the end-to-end bench's in-graph placements reproduce."""
-        return (self.scale, self.channel_order, self.interpolation, self.crop) == (
-            DEFAULT_SCALE, CHANNEL_ORDERS[0], INTERPOLATIONS[0], CROPS[0],
-        )  # fmt: skip
+        return not self.beyond_pixel_graph
+
+    @property
+    def beyond_pixel_graph(self) -> list[str]:
+        """What of this preprocessing the in-graph forms do not reproduce, one item per field
+        ("crop none", "channel order BGR", "scale 1"); empty where they reproduce it."""
+        fields = {
+            "crop": (self.crop, CROPS[0]),
+            "interpolation": (self.interpolation, INTERPOLATIONS[0]),
+            "channel order": (self.channel_order, CHANNEL_ORDERS[0]),
+            "scale": (self.scale, DEFAULT_SCALE),
+        }
+        return [
+            f"{name} {value:g}" if isinstance(value, int | float) else f"{name} {value}"
+            for name, (value, wanted) in fields.items()
+            if value != wanted
+        ]
 
 
 @dataclass(frozen=True)

@@ -7,8 +7,9 @@ the sensitivities, a layer or a block at a time, within --max-candidates and --t
 precision/search.py; or all 2^n with ``exhaustive``), each plan's emulated fidelity on the
 held-out images (what the file means: the same on every CPU), then
 bench's measurement of the plans on the accuracy/cost front that meet the budget, beside
-all-INT8, all-FP32 and (optionally) NNCF's accuracy-controlled model. The fastest plan within
-the budget is written with its layer -> precision map in the file's metadata.
+all-INT8, all-FP32 and (optionally) NNCF's accuracy-controlled model (precision/plan_choice.py;
+``--keep bf16``: float layers in bf16 through OpenVINO's hint, all-BF16 timed too, docs/bf16.md).
+The fastest plan within the budget is written with its layer -> precision map in its metadata.
 """
 
 from __future__ import annotations

@@ -136,8 +136,9 @@ def _package(
         with tempfile.TemporaryDirectory() as scratch:
             for precision, path in artifacts.items():
                 if not path.is_file():
+                    command = "fp16" if precision == "fp16" else "calibrate"
                     repo.skipped[f"{precision} onnx"] = (
-                        f"{path} not found (make it with 'alexnet-deploy {'fp16' if precision == 'fp16' else 'calibrate'}')"
+                        f"{path} not found (make it with 'alexnet-deploy {command} {model}')"
                     )
                     continue
                 if precision != "fp32":

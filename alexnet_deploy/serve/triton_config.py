@@ -58,38 +58,34 @@ def build_config(
     trt_precision: str | None = None,
     backend: str | None = None,
 ):
-    """The ModelConfig message. ``kind``: 'onnx', 'plan' or 'openvino'."""
+    """The ModelConfig message. ``kind``: 'onnx', 'plan' or 'openvino'. A model whose graph
+    fixes its batch at 1 is served unbatched: max_batch_size 0, its dims in full."""
     pb = model_config_pb2()
     spec = info.input
-    info.require_dynamic_batch(
-        f"Triton's max_batch_size {options.max_batch_size} > 0 needs a dynamic batch axis"
-    )
-    config = pb.ModelConfig(name=name, max_batch_size=options.max_batch_size)
+    max_batch_size = served_max_batch(info, options)
+    config = pb.ModelConfig(name=name, max_batch_size=max_batch_size)
     if kind == "openvino":
         config.backend = "openvino"
     else:
         config.platform = PLATFORMS[kind]
     if backend:
         config.backend = backend
+    inputs, outputs = served_dims(info)
     config.input.append(
-        pb.ModelInput(
-            name=spec.name, data_type=getattr(pb, _TYPES[spec.dtype]), dims=list(info.image_shape)
-        )
+        pb.ModelInput(name=spec.name, data_type=getattr(pb, _TYPES[spec.dtype]), dims=inputs)
     )
-    for out in info.outputs:
+    for out, dims in zip(info.outputs, outputs, strict=True):
         config.output.append(
-            pb.ModelOutput(
-                name=out.name,
-                data_type=getattr(pb, _TYPES[out.dtype]),
-                dims=[int(d) for d in out.dims[1:]],
+            pb.ModelOutput(name=out.name, data_type=getattr(pb, _TYPES[out.dtype]), dims=dims)
+        )
+    if max_batch_size > 0:  # Triton batches only a model with a batch axis of its own
+        preferred = [b for b in options.preferred_batch_sizes if b <= max_batch_size]
+        config.dynamic_batching.CopyFrom(
+            pb.ModelDynamicBatching(
+                preferred_batch_size=preferred,
+                max_queue_delay_microseconds=options.max_queue_delay_us,
             )
         )
-    preferred = [b for b in options.preferred_batch_sizes if b <= options.max_batch_size]
-    config.dynamic_batching.CopyFrom(
-        pb.ModelDynamicBatching(
-            preferred_batch_size=preferred, max_queue_delay_microseconds=options.max_queue_delay_us
-        )
-    )
     group_kind = pb.ModelInstanceGroup.KIND_GPU if gpu else pb.ModelInstanceGroup.KIND_CPU
     config.instance_group.append(pb.ModelInstanceGroup(kind=group_kind, count=options.instances))
     if kind == "onnx":
@@ -103,6 +99,22 @@ def build_config(
             accel.parameters["trt_engine_cache_enable"] = "1"
             accel.parameters["trt_engine_cache_path"] = "/tmp/triton_trt_cache"
     return config
+
+
+def served_max_batch(info: ArtifactInfo, options: ServingOptions) -> int:
+    """Triton's max_batch_size: the options' for a dynamic batch; 0 (no batching: Triton feeds
+    the dims as they are) for a graph that fixes its batch at 1; a larger fixed batch refused."""
+    needs = f"Triton's max_batch_size {options.max_batch_size} > 0 needs a dynamic batch axis"
+    info.batch_for(1, f"{needs}, or a fixed batch of 1 (served with max_batch_size 0)")
+    return 0 if info.fixed_batch == 1 else options.max_batch_size
+
+
+def served_dims(info: ArtifactInfo) -> tuple[list[int], list[list[int]]]:
+    """The config's input dims and each output's: without the batch axis where Triton batches
+    (max_batch_size > 0), whole where the graph fixes the batch (max_batch_size 0)."""
+    lead = [] if info.fixed_batch is None else [info.fixed_batch]
+    outputs = [[*lead, *(int(d) for d in out.dims[1:])] for out in info.outputs]
+    return [*lead, *info.image_shape], outputs
 
 
 def config_text(config) -> str:
@@ -124,15 +136,15 @@ def parse_config(text: str):
 
 def check_dims(config, info: ArtifactInfo) -> None:
     """The config's tensors against the artifact's."""
-    spec = info.input
+    spec, (inputs, outputs) = info.input, served_dims(info)
     got = {(i.name, tuple(i.dims)) for i in config.input}
-    want = {(spec.name, tuple(info.image_shape))}
+    want = {(spec.name, tuple(inputs))}
     if got != want:
         raise AlexnetDeployError(
             f"config inputs {sorted(got)} do not match the artifact's {sorted(want)}"
         )
     got_out = {(o.name, tuple(o.dims)) for o in config.output}
-    want_out = {(o.name, tuple(int(d) for d in o.dims[1:])) for o in info.outputs}
+    want_out = {(o.name, tuple(dims)) for o, dims in zip(info.outputs, outputs, strict=True)}
     if got_out != want_out:
         raise AlexnetDeployError(
             f"config outputs {sorted(got_out)} do not match the artifact's {sorted(want_out)}"

@@ -265,7 +265,7 @@ def test_int8_model_is_not_recalibrated(calibrated, cli, tmp_path):
         "-o",
         tmp_path / "x-{target}.onnx",
     )
-    assert result.exit_code == 1 and "already a int8 model" in result.stderr
+    assert result.exit_code == 1 and "already an int8 model" in result.stderr
 
 
 def test_foreign_model_needs_explicit_preprocessing(digits, cli, tmp_path):
@@ -288,7 +288,7 @@ def test_foreign_model_needs_explicit_preprocessing(digits, cli, tmp_path):
         tmp_path / "f.onnx",
     ]
     result = cli(*args)
-    assert result.exit_code == 1 and "preprocessing is unknown" in result.stderr
+    assert result.exit_code == 2 and "preprocessing is unknown" in result.stderr
     assert "--input-size" in result.stderr
     result = cli(
         *args,

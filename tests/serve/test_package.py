@@ -191,8 +191,10 @@ def test_missing_artifact(cli, tmp_path):
 
 
 def test_fixed_batch_artifact_is_refused(artifacts, cli, tmp_path):
+    """A batch the graph fixes above 1 (a fixed batch of 1 is served with max_batch_size 0:
+    tests/test_any_model_trial.py)."""
     model = onnx.load(str(artifacts))
-    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 2
     fixed = tmp_path / "fixed.onnx"
     onnx.save(model, str(fixed))
     result = cli(
