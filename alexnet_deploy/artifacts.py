@@ -277,6 +277,7 @@ class WorkDir:
     * ``NAME.onnx``: a model ``import`` or ``export`` wrote (their default -o);
     * ``engines/BACKEND-PRECISION-ARTIFACTSHA-OPTIONS/``: built engines (sidecar engine.json);
     * ``reports/`` (bench), ``reports/tune/``, ``reports/gate-run/``; ``tuned.json``;
+    * ``results.sqlite``: the embedded results store (store/db.py);
     * ``.cache/``: measured machine ceilings; ``.alexnet-deploy.lock``: one run at a time.
     """
 
@@ -327,6 +328,11 @@ class WorkDir:
     @property
     def tuned(self) -> Path:
         return self.root / "tuned.json"
+
+    @property
+    def results_store(self) -> Path:
+        """The embedded results store (SQLite) that ``--store default`` and ``store`` use."""
+        return self.root / "results.sqlite"
 
     @property
     def cache(self) -> Path:

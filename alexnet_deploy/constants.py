@@ -176,6 +176,32 @@ GATE_TOP1_BUDGET_POINTS = 1.0
 # the configuration (gate --measure-noise, or the history's runs); gate/spread.py
 NOISE_SAFETY_FACTOR = 2.0
 NOISE_RUNS = 3
+# gate --history STORE: the last runs of each configuration (on this CPU class and model) the
+# current run is judged with; the change points are looked for over them and the current run.
+GATE_HISTORY_RUNS = 10
+# Change points (gate/changepoint.py). A step needs 2 runs on each side (one run is a stall as
+# often as a step), a permutation p-value at most 0.05 (999 seeded shuffles for a 20-run window,
+# more for a shorter series: the same work; p resolves to 0.001 or finer;
+# at 0.01 a step is named only once 4-5 runs follow it: 11 runs hold too few orderings) and a 7%
+# step between the medians either side: at 5%, a stretch of faster runs of this shared machine,
+# no code changed, showed a step in 15% of 11-run histories drawn in the machine's real order; at
+# 7%, in 5%, with nearly the same detections of a 10% step. All the figures:
+# docs/gate-evaluation-changepoint.md.
+CHANGEPOINT_MIN_SEGMENT = 2
+CHANGEPOINT_ALPHA = 0.05
+CHANGEPOINT_PERMUTATIONS = 999
+CHANGEPOINT_MIN_STEP = 0.07
+# A short series cannot reach 0.05 however clear its step (the permutation test's floor: 9 runs
+# with 3 after a step, p >= 0.066 exactly; docs/dashboard.md), so a best split up to this p
+# with a large enough step is shown as a "candidate step", faintly: named once more runs come.
+CHANGEPOINT_CANDIDATE_ALPHA = 0.10
+# Change points are looked for in windows of at most this many runs, each half overlapping the
+# next: the test's n x n distances for 999 shuffles cost memory as n squared (636 MB at 150
+# runs), and the false-alarm rate measured on 11-run histories holds per window.
+CHANGEPOINT_WINDOW = 2 * GATE_HISTORY_RUNS
+# gate --history STORE --last: at most this many stored runs per configuration (a longer
+# history is the dashboard's, in windows)
+GATE_HISTORY_MAX_RUNS = 50
 # A/A and evaluation trials: pairs of interleaved blocks (A then B, B then A, ...), each block
 # this many calls (~0.1 s for AlexNet INT8 at batch 1 here).
 AA_PAIRS = 20
@@ -189,10 +215,45 @@ TRITON_TIMEOUT_S = 5.0
 
 # tune: the tuned engine's throughput over the best peer row of the same run (issue target)
 TUNED_OVER_PEER_TARGET = 1.2
-# tune's default search space: batch 1 (latency) up to 64 (throughput on CPU levels off near
-# 32), and one or two concurrent requests (the 2-core machines this tool is measured on)
-TUNE_BATCHES = (1, 8, 32, 64)
-TUNE_STREAMS = (1, 2)
+# tune against each runtime used directly with its documented throughput settings, same run
+# (issue #28): at least as fast (1.0x), and at least this % of the INT8 compute peak where any
+# of those rows reaches it
+TUNE_OVER_DIRECT_TARGET = 1.0
+TUNE_PEAK_TARGET_PCT = 90.0
+# tune's stage 1 (docs/benchmarks.md, "How tune searches"): batch 1 (latency) up to 128 (static
+# OpenVINO engines level off from 32 to 128 on the 2-core AMD Zen 4: where a larger machine's
+# still climbs, it is searched), each engine compiled for its own batch, at the runtime's optimal
+# number of requests: OpenVINO's throughput hint says (2 on 2 cores); elsewhere
+# TUNE_DEFAULT_REQUESTS, one request per core there
+TUNE_BATCHES = (1, 8, 32, 64, 128)
+TUNE_DEFAULT_REQUESTS = 2
+# stage 2 refines the TUNE_REFINE fastest configurations of stage 1 that meet the constraint,
+# one setting at a time: the dynamic range against the static batch, these request counts,
+# an INT8 engine's float parts in bf16 (native-BF16 CPUs)
+TUNE_REFINE = 3
+TUNE_REQUESTS = (1, 2, 4)
+# the search's time budget (0: none). Each stage may use the budget up to its share (from the
+# search's start), so that the later ones have time left: AlexNet's default space here is about
+# 43 candidate-rounds in stage 1 (engines and the runtimes used directly), 12 in stage 2 and 15
+# in the confirm stage (5 finalists x 3 rounds), at a few seconds each on 2 cores: ~4 minutes
+TUNE_TIME_BUDGET_S = 600.0
+TUNE_STAGE1_SHARE = 0.6
+TUNE_STAGE2_SHARE = 0.8
+# the confirm stage: the TUNE_CONFIRM_TOP fastest candidates of stages 1-2 that meet the
+# constraint and the best row of each runtime used directly, measured again interleaved (round
+# robin) over TUNE_CONFIRM_ROUNDS rounds (at least --repeat): the choice is the best median, and
+# the ratio to each runtime the median of the per-round ratios. Two medians closer than
+# TUNE_NOISE_FLOOR, or than the spread of either one's rounds, are within noise of each other
+# (2%: the run-to-run spread of one configuration on the 2-core machines, issue #28's figures)
+TUNE_CONFIRM_TOP = 3
+TUNE_CONFIRM_ROUNDS = 3
+TUNE_NOISE_FLOOR = 0.02
+# the runtimes used directly, at their documented throughput settings: OpenVINO's asynchronous
+# queue of its optimal number of requests on a static batch, ONNX Runtime's default session
+# called from one thread and from two at once (a session is documented as safe for concurrent
+# Run calls), each at these batches
+TUNE_DIRECT_BATCHES = (1, 32, 64)
+TUNE_DIRECT_ORT_CALLERS = (1, 2)
 
 # plan: precision plans over the weight layers (alexnet_deploy/precision/). --exhaustive tries
 # all 2^n plans up to this many free layers (AlexNet: 8 -> 256 plans, seconds each on the test
@@ -230,3 +291,10 @@ SHIFT_MAX_MEAN_DIFFERENCE = 0.5
 SHIFT_MAX_STD_RATIO = 1.5
 # compare --profile: timed runs of one batch (after one warm-up run)
 PROFILE_RUNS = 20
+
+# The results store (store/db.py). A second writer to the SQLite file waits this long for the
+# first's transaction (a run's rows: milliseconds; a busy CI machine: seconds) before its run
+# fails with "busy"; a PostgreSQL server that has not answered within the connect timeout is
+# reported unreachable rather than left to libpq's default of waiting forever.
+STORE_BUSY_TIMEOUT_S = 30.0
+STORE_CONNECT_TIMEOUT_S = 10

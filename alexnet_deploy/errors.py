@@ -33,3 +33,12 @@ class UsageError(AlexnetDeployError):
 
 class ToleranceError(AlexnetDeployError):
     """An artifact's outputs differ from the reference beyond the allowed tolerance."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, carrying what the command had done when it came ("stored 2 of 4 (...); the rest
+    were not stored"): the CLI prints it in place of its general line about files."""
+
+    def __init__(self, done: str) -> None:
+        super().__init__(done)
+        self.done = done

@@ -69,8 +69,16 @@ def classify_with(
     """Each file classified by ``engine`` (run by ``backend``'s runner), preprocessed as the
     model declares, named by ``labels`` (one name per line), else by the model card's labels,
     else ImageNet-1k's for 1000 classes."""
+    from alexnet_deploy.engines.base import static_batch_error
     from alexnet_deploy.engines.registry import get_backend
 
+    static = engine.sidecar.options.get("static_batch")
+    if static not in (None, 1):  # refused before any image is decoded
+        raise static_batch_error(
+            engine.path, static, 1,
+            hint="predict classifies one image at a time: pass an engine built without "
+            "--static-batch (or with --static-batch 1)",
+        )  # fmt: skip
     classes = info.outputs[0].dims[-1]
     classes = classes if isinstance(classes, int) else 0
     names = list(info.labels) if labels is None and info.labels else class_names(classes, labels)

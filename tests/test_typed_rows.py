@@ -45,6 +45,8 @@ EDGE_FUNCTIONS = {"to_columns", "from_columns", "as_columns", "columns", "from_r
 # Dictionaries that hold a figure of the same name and are not bench rows
 NOT_ROWS = {
     ("precision/report.py", "logits"): "compare's logits figures (precision/compare.py)",
+    ("store/from_plan.py", "entry"): "a plan.json entry (precision/plan_report.py), not a row",
+    ("store/from_plan.py", "fidelity"): "a plan.json entry's fidelity figures",
 }
 
 # Key columns and words other dictionaries use too (an engine's options, a model's metadata, a

@@ -60,10 +60,14 @@ class Matrix:
     threads: tuple[int | None, ...] = (None,)
     streams: tuple[int | None, ...] = (None,)  # throughput concurrency / OpenVINO streams
     quantizers: tuple[str, ...] = ("qdq",)  # INT8 routes (qdq: this tool's, nncf: NNCF's)
+    # each case's engine compiled for its own batch (True) or for a 1..max_batch range
+    statics: tuple[bool, ...] = (False,)
+    # an INT8 engine's float parts: None, the file's FP32; "bf16" (engines/options.py)
+    float_precisions: tuple[str | None, ...] = (None,)
     server_latency_bound_ms: float = C.BENCH_SERVER_BOUND_MS
 
     def __post_init__(self) -> None:
-        from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
+        from alexnet_deploy.engines.options import FLOAT_PRECISIONS, PRECISIONS, QUANTIZERS
         from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, GPU_BACKENDS
 
         known = (*BACKEND_NAMES, *DIRECT_BACKENDS)
@@ -92,6 +96,12 @@ class Matrix:
             raise UsageError(
                 f"quantizers must be a non-empty list without duplicates, got {list(self.quantizers)}"
             )
+        _one_each("statics", self.statics, (False, True))
+        _one_each("float_precisions", self.float_precisions, (None, *FLOAT_PRECISIONS))
+        if any(self.float_precisions) and on_cpu:  # bf16 float parts: native BF16 only
+            from alexnet_deploy.cpu_isa import require_native_bf16
+
+            require_native_bf16()
         for mode in self.modes:
             if mode not in MODES:
                 raise UsageError(f"unknown mode {mode!r}", hint=f"choose from: {', '.join(MODES)}")
@@ -102,6 +112,16 @@ class Matrix:
             raise UsageError(
                 f"server latency bound must be > 0 ms, got {self.server_latency_bound_ms}"
             )
+
+
+def _one_each(name: str, values: tuple, allowed: tuple) -> None:
+    """A non-empty list of ``allowed`` values, none twice (None shown as the file's "fp32")."""
+    shown = [("fp32" if v is None else v) for v in allowed]
+    if not values or any(v not in allowed for v in values) or len(set(values)) != len(values):
+        raise UsageError(
+            f"{name} must be a non-empty list of {', '.join(map(str, shown))} without "
+            f"duplicates, got {[('fp32' if v is None else v) for v in values]}"
+        )
 
 
 def _positive_unique(name: str, values) -> None:
@@ -136,10 +156,14 @@ def _check_keys(table: dict, allowed: set[str], where: str, path: Path) -> None:
 
 # What each TOML key holds: a list of one kind, or one number.
 _LISTS = {
-    **dict.fromkeys(("backends", "precisions", "modes", "quantizers"), str),
+    **dict.fromkeys(("backends", "precisions", "modes", "quantizers", "float_precisions"), str),
     **dict.fromkeys(("batches", "threads", "streams"), int),
     "percentiles": float,
+    "statics": bool,
 }
+_EXAMPLES = {str: "['ort']", bool: "[false, true]"}
+# a TOML list holds no None: float_precisions names the file's own float "fp32"
+_TOML_NONE = {"float_precisions": "fp32"}
 _NUMBERS = {
     **dict.fromkeys(("warmup_iterations", "min_iterations", "repeat"), int),
     **dict.fromkeys(
@@ -150,20 +174,20 @@ _NUMBERS = {
 
 
 def _is(value, kind) -> bool:
-    if isinstance(value, bool):
-        return False
+    if isinstance(value, bool) or kind is bool:
+        return isinstance(value, bool) and kind is bool
     return isinstance(value, int) if kind is int else isinstance(value, (kind, int))
 
 
 def _check_types(table: dict, where: str, path: Path) -> None:
-    names = {str: "strings", int: "whole numbers", float: "numbers"}
+    names = {str: "strings", int: "whole numbers", float: "numbers", bool: "true or false"}
     for key, value in table.items():
         if key in _LISTS:
             kind = _LISTS[key]
             if not isinstance(value, list) or not all(_is(v, kind) for v in value):
                 raise UsageError(
                     f"{path}: {where} {key} = {value!r}: expected a list of {names[kind]}",
-                    hint=f"e.g. {key} = {['ort'] if kind is str else [1, 32]}",
+                    hint=f"e.g. {key} = {_EXAMPLES.get(kind, '[1, 32]')}",
                 )
         elif key in _NUMBERS and not _is(value, _NUMBERS[key]):
             raise UsageError(
@@ -200,7 +224,10 @@ def config_from_toml(path: Path) -> BenchConfig:
     _check_types(rules, "[rules]", path)
 
     def tuples(table: dict) -> dict:
-        return {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        return {
+            k: tuple(None if x == _TOML_NONE.get(k) else x for x in v) if isinstance(v, list) else v
+            for k, v in table.items()
+        }
 
     try:
         return BenchConfig(Matrix(**tuples(matrix)), MeasureRules(**tuples(rules)))

@@ -23,27 +23,35 @@ RUNTIMES = (
 )
 
 
+def _git(*args: str, cwd: Path | None = None) -> str:
+    """git's output in ``cwd`` (default: this package's checkout); raises OSError or
+    SubprocessError where there is no git or no checkout."""
+    return subprocess.run(
+        ["git", *args],
+        capture_output=True,
+        text=True,
+        timeout=5,
+        cwd=cwd or Path(__file__).parent,
+        check=True,
+    ).stdout.strip()
+
+
 def git_commit(cwd: Path | None = None) -> str | None:
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "HEAD"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=cwd or Path(__file__).parent,
-            check=True,
-        )
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True,
-            text=True,
-            timeout=5,
-            cwd=cwd or Path(__file__).parent,
-            check=True,
-        ).stdout.strip()
-        return out.stdout.strip() + ("-dirty" if dirty else "")
+        head = _git("rev-parse", "HEAD", cwd=cwd)
+        dirty = _git("status", "--porcelain", "--untracked-files=no", cwd=cwd)
+        return head + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return None
+
+
+def git_branch(cwd: Path | None = None) -> str | None:
+    """The checked-out branch; None on a detached HEAD or outside a checkout."""
+    try:
+        branch = _git("rev-parse", "--abbrev-ref", "HEAD", cwd=cwd)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return None if branch in ("", "HEAD") else branch
 
 
 def environment() -> dict:

@@ -19,9 +19,11 @@ from alexnet_deploy.bench.fingerprint import comparable_key, environment
 from alexnet_deploy.bench.records import BenchResult, BenchRow
 from alexnet_deploy.bench.report import SCHEMA, publish_reports
 from alexnet_deploy.bench.run import FidelityProbe, run_matrix
+from alexnet_deploy.cases import Case
 from alexnet_deploy.fileio import sha256_file
 from alexnet_deploy.locking import require_held
 from alexnet_deploy.onnx_model import read_artifact
+from alexnet_deploy.passwords import masked_argv
 from alexnet_deploy.progress import Progress, silent
 
 if TYPE_CHECKING:
@@ -72,12 +74,45 @@ def unstable_note(*rows: BenchRow) -> str:
     return f" (unstable: {'; '.join(flagged)})" if flagged else ""
 
 
+def setup_text(case: Case) -> str:
+    """A row's setup as a comparison names it: 'openvino int8 (nncf) b32 dynamic, 2 requests'."""
+    route = f" ({case.quantizer})" if case.precision == "int8" else ""
+    shape, n = "static" if case.static else "dynamic", case.concurrency
+    requests = f"{n} request{'s' * (n != 1)}"
+    return f"{case.backend} {case.precision}{route} b{case.batch} {shape}, {requests}"
+
+
+def setup_differences(mine: Case, peer: Case) -> list[str]:
+    """What differs between two rows compared at one batch and mode: 'route nncf vs qdq',
+    'dynamic vs static', 'requests 4 vs 2', threads, float parts ([] where nothing does)."""
+    int8 = mine.precision == peer.precision == "int8"
+    floats = (mine.float_precision, peer.float_precision)
+    pairs = {
+        "route": (mine.quantizer, peer.quantizer) if int8 else (None, None),
+        "shape": ("static" if mine.static else "dynamic", "static" if peer.static else "dynamic"),
+        "requests": (mine.concurrency, peer.concurrency),
+        "threads": (mine.threads or "default", peer.threads or "default"),
+        "float parts": tuple(f or "as the file" for f in floats),
+    }
+    return [f"{what} {a} vs {b}" for what, (a, b) in pairs.items() if a != b]
+
+
+def compared_setups(mine: Case, peer: Case) -> str:
+    """'openvino int8 (nncf) b32 dynamic, 2 requests against openvino-direct int8 (qdq) b32
+    static, 2 requests, throughput; differs in route nncf vs qdq, shape dynamic vs static'."""
+    differ = setup_differences(mine, peer)
+    alike = f"differs in {', '.join(differ)}" if differ else "set up alike"
+    return f"{setup_text(mine)} against {setup_text(peer)}, {mine.mode}; {alike}"
+
+
 def comparisons(rows: list[BenchRow]) -> dict:
     """Best INT8 row against PyTorch eager FP32, ONNX Runtime direct and OpenVINO direct, each
-    at the same batch and mode, and like with like: a row whose runtime computed in another
-    precision than its own (OpenVINO's defaults: an FP32 model run in bf16) is never a peer of
-    that precision; the tool's OpenVINO bf16 engine is set against it instead. Each text ends
-    with a note naming any unstable row it rests on (and ``unstable`` lists them)."""
+    at the same batch and mode (of those, the one set up most alike), and like with like: a row
+    whose runtime computed in another precision than its own (OpenVINO's defaults: an FP32
+    model run in bf16) is never a peer of that precision; the tool's OpenVINO bf16 engine is
+    set against it instead. Each text names both rows' setups (route, batch, static or dynamic,
+    requests) and what differs between them, and ends with a note naming any unstable row it
+    rests on (and ``unstable`` lists them)."""
     ok = [r for r in rows if r.ok]
     out = _bf16_vs_direct(ok)
     int8 = [
@@ -116,12 +151,13 @@ def comparisons(rows: list[BenchRow]) -> dict:
             and not r.ran_other
         ]
         if match:
-            ratio = best.images_per_s / match[0].images_per_s
+            peer = min(match, key=lambda r: len(setup_differences(c, r.case)))
+            ratio = best.images_per_s / peer.images_per_s
             out[f"best_int8_vs_{name}"] = {
                 "ratio": ratio,
-                "text": f"{ratio:.2f}x {backend} {precision} ({match[0].images_per_s:.1f} images/s), same batch and mode"
-                + unstable_note(best, match[0]),
-                "unstable": _unstable_labels(best, match[0]),
+                "text": f"{ratio:.2f}x {backend} {precision} ({peer.images_per_s:.1f} images/s): "
+                f"{compared_setups(c, peer.case)}" + unstable_note(best, peer),
+                "unstable": _unstable_labels(best, peer),
             }
     return out
 
@@ -141,7 +177,7 @@ def _bf16_vs_direct(ok: list[BenchRow]) -> dict:
                     "ratio": ratio,
                     "text": f"openvino bf16 {engine.images_per_s:.1f} images/s, {ratio:.2f}x "
                     f"openvino-direct ({direct.computed_label}, {direct.images_per_s:.1f} "
-                    "images/s), same batch and mode" + unstable_note(engine, direct),
+                    f"images/s): {compared_setups(c, d)}" + unstable_note(engine, direct),
                     "unstable": _unstable_labels(engine, direct),
                 }
     return out
@@ -165,6 +201,8 @@ class BenchOptions:
     extra_comparisons: Callable[[Path, list[BenchRow]], dict] | None = None
     # the budget a bf16 row is held to (FidelityProbe.over_budget); tune passes its own
     max_top1_drop: float = C.DEFAULT_MAX_TOP1_DROP
+    # what measures, in place of the matrix loop (run_matrix's signature): tune's staged search
+    search: Callable[..., BenchResult] | None = None
 
 
 class BenchRun(NamedTuple):
@@ -218,7 +256,7 @@ def run_bench(
     if options.roofline:
         progress("probing machine ceilings")
         ceilings = measure_ceilings(WorkDir(work_dir).cache)
-    result = run_matrix(
+    result = (options.search or run_matrix)(
         model,
         config,
         work_dir,
@@ -238,7 +276,8 @@ def run_bench(
     report = {
         "schema": SCHEMA,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "command": shlex.join(["alexnet-deploy", *argv]),
+        # a store's or history's URL recorded with its password masked (passwords.py)
+        "command": shlex.join(["alexnet-deploy", *masked_argv(argv)]),
         "status": status,
         "wall_seconds": time.time() - started,
         "environment": env,

@@ -31,6 +31,8 @@ TERMINAL_COLUMNS = {
     "precision": "prec",
     "computed": "computed in",  # read back from the runtime: "fp32 model, ran bf16"
     "batch": "batch",
+    "static": "static",  # only where a row's engine was compiled for its batch alone
+    "float_precision": "float parts",  # only where an INT8 row's float parts ran bf16
     "mode": "mode",
     "status": "status",
     "images_per_s": "img/s",
@@ -103,7 +105,7 @@ def samples_frame(samples: list[RoundSamples]):
         return pl.DataFrame(schema={"backend": pl.String, "latency_ns": pl.Int64})
     columns: dict[str, list] = {name: [] for name in KEY_COLUMNS}
     for part in samples:
-        for name, value in part.case.key().items():
+        for name, value in part.case.columns().items():  # defaults too: a filter needs them
             columns[name] += [value] * len(part.latency_ns)
     return pl.DataFrame(
         {
@@ -246,9 +248,7 @@ REPORT_FILES = {
 }
 
 
-def check_report_dir(
-    out: Path, work_dir: Path, *, inputs: dict, end_to_end: bool = False
-) -> None:
+def check_report_dir(out: Path, work_dir: Path, *, inputs: dict, end_to_end: bool = False) -> None:
     """bench's report directory, checked before any work (outputs.py): never an input, the
     current or work directory, nor over report files this tool did not write."""
     from alexnet_deploy.outputs import OutputDir, check_outputs
@@ -319,8 +319,7 @@ def write_reports(
         {
             **report,
             "rows": [
-                {"model": name, **{k: _clean(v) for k, v in r.to_columns().items()}}
-                for r in rows
+                {"model": name, **{k: _clean(v) for k, v in r.to_columns().items()}} for r in rows
             ],
         },
     )

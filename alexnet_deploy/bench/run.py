@@ -4,7 +4,6 @@ on; Ctrl-C stops the matrix with every finished row kept."""
 
 from __future__ import annotations
 
-import itertools
 import time
 import traceback
 from collections.abc import Callable
@@ -15,6 +14,9 @@ import numpy as np
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.bench.config import BenchConfig
+from alexnet_deploy.bench.matrix import expand as expand  # re-exported: the matrix's cases
+from alexnet_deploy.bench.matrix import refused_cases
+from alexnet_deploy.bench.matrix import supported as supported
 from alexnet_deploy.bench.measure import (
     Measurement,
     measure_latency,
@@ -57,74 +59,6 @@ def check_batch_memory(batches, image_shape, headroom: int = 4) -> None:
             f"activations; {available / 2**30:.1f} GiB is available",
             hint=f"use smaller batches (the largest that fits now is about {fits})",
         )
-
-
-def expand(config: BenchConfig, backends: list[str]) -> list[Case]:
-    """Every combination; the INT8 route only multiplies INT8 cases."""
-    m = config.matrix
-    cases = [
-        Case(*values)
-        for values in itertools.product(
-            backends, m.precisions, m.batches, m.modes, m.threads, m.streams, m.quantizers
-        )
-    ]
-    return list(
-        dict.fromkeys(c if c.precision == "int8" else replace(c, quantizer="qdq") for c in cases)
-    )
-
-
-def supported(case: Case) -> str | None:
-    """Why a combination is not run (None when it is): a precision its engine does not run
-    (torch: the FP32 reference and bf16), or bf16 through a runtime used directly (it runs its
-    own defaults: its fp32 row says what it computed in)."""
-    from alexnet_deploy.engines.registry import BACKEND_NAMES, DIRECT_BACKENDS, get_backend
-
-    if case.precision == "bf16" and case.backend in DIRECT_BACKENDS:
-        return f"{case.backend} runs its own defaults: its fp32 row says what it computed in"
-    if case.backend in BACKEND_NAMES:
-        backend = get_backend(case.backend)
-        if case.precision not in backend.precisions:
-            return backend.refuses.get(case.precision) or (
-                f"{case.backend} runs {', '.join(backend.precisions)}"
-            )
-    return None
-
-
-def refused_cases(
-    model: Path, config: BenchConfig, backends: list[str], served=None
-) -> tuple[list[Case], list[NotMeasured]]:
-    """The matrix's cases that run, and what it leaves out, with why: a combination its
-    backend does not run (listed where the user named the backends: the default ones span
-    what runs), a batch the model's graph does not take (always listed), and the torch
-    backend among the default ones for a model it cannot rebuild (an imported ONNX file)."""
-    from alexnet_deploy.engines.torch_backend import rebuild_refusal
-    from alexnet_deploy.onnx_model import read_artifact
-
-    info, named, left_out = read_artifact(model), bool(config.matrix.backends), []
-    if not named and "torch" in backends and (why := rebuild_refusal(info)) is not None:
-        backends = [b for b in backends if b != "torch"]
-        left_out.append(NotMeasured("torch", f"left out of the default backends: {why.message}"))
-    expanded = expand(config, backends)
-    # served: the server's model decides its batch (its config's max_batch_size)
-    batch = {c: None if served is not None else info.batch_refusal(c.batch) for c in expanded}
-    backend = {c: supported(c) for c in expanded}
-    cases = [c for c in expanded if backend[c] is None and batch[c] is None]
-    if not cases and expanded:
-        reasons = sorted(
-            {
-                f"{c.backend} {c.precision}: {backend[c]}"
-                if backend[c]
-                else f"batch {c.batch}: {batch[c]}"
-                for c in expanded
-            }
-        )
-        raise UsageError(f"nothing to measure: {'; '.join(reasons)}")
-    left_out += [
-        NotMeasured(c.label, batch[c] or backend[c])
-        for c in expanded
-        if batch[c] is not None or (named and backend[c] is not None)
-    ]
-    return cases, left_out
 
 
 class FidelityProbe:
@@ -179,10 +113,15 @@ class FidelityProbe:
                 )
         return None
 
-    def of(self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int) -> Fidelity:
-        chunks = [
-            infer(self.images[i : i + max_batch]) for i in range(0, len(self.images), max_batch)
-        ]
+    def of(
+        self, infer: Callable[[np.ndarray], np.ndarray], max_batch: int, static: bool = False
+    ) -> Fidelity:
+        """``static``: the engine takes ``max_batch`` images only, so a short last chunk is
+        filled up with the first images again and their logits dropped (never timed)."""
+        chunks, count = [], len(self.images)
+        for start in range(0, count, max_batch):
+            taken = np.arange(start, start + max_batch if static else min(count, start + max_batch))
+            chunks.append(infer(self.images[taken % count])[: count - start])
         f = compare_logits(self.reference, np.concatenate(chunks))
         return Fidelity(f.top1_agreement, f.centered_cosine, f.samples, self.source, "as-executed")
 
@@ -236,6 +175,40 @@ class CaseRun:
     def workers(self):
         return self.target.workers(self.case, self.prepared)
 
+    def check_fidelity(self, probe: FidelityProbe, infer) -> None:
+        """The row's fidelity, once, through ``infer`` (outside the timed region); a
+        configuration beyond the budget is refused, not measured."""
+        static = self.prepared.static_batch is not None  # its one batch: the last one filled
+        self.fidelity = probe.of(infer, self.max_batch, static)
+        if self.case.precision != "fp32" and self.artifact is not None:
+            emulated = probe.emulated(self.artifact, self.max_batch, self.case.precision)
+            self.fidelity = replace(self.fidelity, emulated_top1_agreement=emulated)
+        over = probe.over_budget(self.case, self.fidelity)
+        if over:
+            raise AlexnetDeployError(over)
+
+    def measure(
+        self, probe: FidelityProbe, batch: np.ndarray, config: BenchConfig, seed: int
+    ) -> Measurement:
+        """One round: activate the target, check fidelity the first time, measure, free."""
+        with self.workers() as workers:
+            if self.fidelity is None:
+                self.check_fidelity(probe, workers[0])
+            measured = _measure(self.case, workers, batch, config, seed)
+        self.measurements.append(measured)
+        return measured
+
+
+def timed_batches(sizes, image_shape, seed: int, inputs: np.ndarray | None = None) -> dict:
+    """The input each batch size is timed on, once the sizes are known to fit in memory: real
+    preprocessed images (``inputs``) repeated to fill it, else seeded standard-normal tensors
+    (float32 directly: no float64 copy)."""
+    check_batch_memory(sizes, image_shape)
+    if inputs is not None and len(inputs):
+        return {b: np.ascontiguousarray(inputs[np.arange(b) % len(inputs)]) for b in sizes}
+    rng = np.random.default_rng(seed)
+    return {b: rng.standard_normal((b, *image_shape), dtype=np.float32) for b in sizes}
+
 
 def _failure(case: Case, err: BaseException) -> BenchRow:
     if isinstance(err, AlexnetDeployError):
@@ -261,37 +234,47 @@ def run_matrix(
     then again), so slow drift of a shared machine spreads over every case instead of biasing
     whichever ran last."""
     backends = matrix_backends(config.matrix.backends, direct, served)
-    result = BenchResult()
-    cases, result.not_measured = refused_cases(model, config, backends, served)
+    cases, not_measured = refused_cases(model, config, backends, served)
     if served is not None:
         cases = served_cases(cases)
-    runs = {case: CaseRun(case, model, work_dir, served) for case in cases}
-    failures: dict[Case, BenchRow] = {}
-    macs = macs_per_image(model)
-    rounds = config.rules.repeat
-    task = progress.add_task("bench", total=len(cases) * rounds) if progress else None
-    rng = np.random.default_rng(seed)
-    check_batch_memory(config.matrix.batches, probe.images.shape[1:])
-    if inputs is not None and len(inputs):  # real preprocessed images, repeated to fill a batch
-        batches = {
-            b: np.ascontiguousarray(inputs[np.arange(b) % len(inputs)])
-            for b in config.matrix.batches
-        }
-    else:
-        batches = {  # float32 directly: no float64 copy at twice the size
-            b: rng.standard_normal((b, *probe.images.shape[1:]), dtype=np.float32)
-            for b in config.matrix.batches
-        }
+    batches = timed_batches(config.matrix.batches, probe.images.shape[1:], seed, inputs)
+    runs = [CaseRun(case, model, work_dir, served) for case in cases]
+    result = run_cases(
+        runs, config, probe, ceilings, batches, seed=seed, on_row=on_row, progress=progress
+    )
+    result.not_measured[:0] = not_measured
+    return result
 
+
+def run_cases(
+    runs: list[CaseRun],
+    config: BenchConfig,
+    probe: FidelityProbe,
+    ceilings: Ceilings | None,
+    batches: dict[int, np.ndarray],
+    *,
+    seed: int = C.DEFAULT_SEED,
+    on_row: Callable[[BenchRow], None] = lambda r: None,
+    progress=None,
+    admit: Callable[[Case], str | None] | None = None,
+) -> BenchResult:
+    """Measure ``runs`` (one model's cases, each prepared in its first round) in
+    ``config.rules.repeat`` rounds, on the input of each one's batch (``batches``). ``admit``,
+    asked before a case's first round, may leave it out with why (tune's time budget): it is
+    listed as not measured."""
+    result = BenchResult()
+    failures: dict[Case, BenchRow] = {}
+    macs = macs_per_image(runs[0].model) if runs else 0
+    rounds = config.rules.repeat
+    task = progress.add_task("bench", total=len(runs) * rounds) if progress else None
     finished: set[Case] = set()
 
-    def finish(case: Case) -> None:
-        finished.add(case)
-        run = runs[case]
-        if case in failures:
-            row = failures[case]
+    def finish(run: CaseRun) -> None:
+        finished.add(run.case)
+        if run.case in failures:
+            row = failures[run.case]
         elif run.measurements:
-            row = _row(case, run, config, ceilings, macs)
+            row = _row(run.case, run, config, ceilings, macs)
         else:
             return
         result.rows.append(row)
@@ -299,8 +282,15 @@ def run_matrix(
 
     try:
         for round_index in range(rounds):
-            for case in cases:
-                if case in failures:
+            for run in runs:
+                case = run.case
+                if case in failures or case in finished:
+                    continue
+                if round_index == 0 and admit is not None and (why := admit(case)):
+                    result.not_measured.append(NotMeasured(case.label, why))
+                    finished.add(case)  # left out: no row
+                    if progress:
+                        progress.advance(task, rounds)
                     continue
                 if progress:
                     progress.update(
@@ -308,25 +298,10 @@ def run_matrix(
                         description=case.label
                         + (f" (round {round_index + 1}/{rounds})" if rounds > 1 else ""),
                     )
-                run = runs[case]
                 try:
                     if run.prepared is None:
                         run.prepare()
-                    with run.workers() as workers:
-                        if run.fidelity is None:  # fidelity: outside the timed region
-                            run.fidelity = probe.of(workers[0], run.max_batch)
-                            if case.precision != "fp32" and run.artifact is not None:
-                                emulated = probe.emulated(
-                                    run.artifact, run.max_batch, case.precision
-                                )
-                                run.fidelity = replace(
-                                    run.fidelity, emulated_top1_agreement=emulated
-                                )
-                            over = probe.over_budget(case, run.fidelity)
-                            if over:  # not measured: a configuration beyond the budget
-                                raise AlexnetDeployError(over)
-                        m = _measure(case, workers, batches[case.batch], config, seed + round_index)
-                    run.measurements.append(m)
+                    m = run.measure(probe, batches[case.batch], config, seed + round_index)
                     result.samples.append(RoundSamples(case, round_index, m.samples_ns))
                 except KeyboardInterrupt:
                     raise
@@ -335,12 +310,12 @@ def run_matrix(
                 if progress:
                     progress.advance(task)
                 if round_index == rounds - 1 or case in failures:
-                    finish(case)
+                    finish(run)
     except KeyboardInterrupt:
         result.interrupted = True
-        for case in cases:
-            if case not in finished:
-                finish(case)
+        for run in runs:
+            if run.case not in finished:
+                finish(run)
     return result
 
 

@@ -18,13 +18,20 @@ Z95 = 1.959964  # two-sided 95% normal quantile
 def median_ci(samples: np.ndarray, z: float = Z95) -> tuple[float, float]:
     """95% confidence interval of the median from order statistics (binomial, normal
     approximation): no assumption about the latency distribution, which is skewed."""
+    return quantile_ci(samples, 0.5, z)
+
+
+def quantile_ci(samples: np.ndarray, q: float, z: float = Z95) -> tuple[float, float]:
+    """95% confidence interval of the ``q`` quantile (0.99: the p99) from order statistics:
+    the ranks n*q -+ z*sqrt(n*q*(1-q)) (binomial, normal approximation), clipped to the samples;
+    distribution-free. At q = 0.5 it is exactly :func:`median_ci`'s interval."""
     ordered = np.sort(np.asarray(samples, dtype=np.float64))
     n = len(ordered)
     if n == 0:
         return (math.nan, math.nan)
-    half = z * math.sqrt(n) / 2
-    lo = max(0, math.floor(n / 2 - half) - 1)
-    hi = min(n - 1, math.ceil(n / 2 + half) - 1)
+    half = z * math.sqrt(n * q * (1 - q))
+    lo = max(0, math.floor(n * q - half) - 1)
+    hi = min(n - 1, math.ceil(n * q + half) - 1)
     return float(ordered[lo]), float(ordered[hi])
 
 

@@ -27,6 +27,9 @@ class Prepared:
     # what ran it, for the row (and, once its workers ran, what it computed in)
     info: EngineInfo = field(default_factory=EngineInfo)
     engine: object = None
+    # the one batch it takes (an engine compiled for a static batch, a model Triton serves
+    # unbatched); None: any batch up to max_batch
+    static_batch: int | None = None
 
 
 def engine_options(case: Case):
@@ -40,6 +43,8 @@ def engine_options(case: Case):
         hint="latency" if case.mode == "latency" else "throughput",
         max_batch=max(C.DEFAULT_MAX_BATCH, case.batch),
         quantizer=case.quantizer,
+        static_batch=case.batch if case.static else None,  # compiled for its own batch alone
+        float_precision=case.float_precision,
     )
 
 
@@ -56,6 +61,7 @@ class EngineTarget:
             engine_source(model, case.backend, options),  # not the sidecar's: may have moved
             EngineInfo(str(engine.path), reused, engine.sidecar.build_seconds),
             engine,
+            engine.sidecar.options.get("static_batch"),
         )
 
     @contextlib.contextmanager
@@ -102,9 +108,10 @@ class ServedTarget:
     def prepare(self, case: Case, model: Path, work_dir: Path) -> Prepared:
         s = self.served
         return Prepared(
-            s.max_batch_size or C.DEFAULT_MAX_BATCH,
+            s.static_batch or s.max_batch_size or C.DEFAULT_MAX_BATCH,
             None,
             EngineInfo(f"triton {s.endpoint.protocol}://{s.endpoint.address} model {s.name}"),
+            static_batch=s.static_batch,
         )
 
     @contextlib.contextmanager

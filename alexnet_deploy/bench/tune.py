@@ -1,28 +1,33 @@
 """tune: find the fastest engine this machine can run, under a constraint, with the tool's own
 bench; save the choice so build and bench can reuse it.
 
-The search space is a bench matrix (runtime x precision x batch x concurrent requests x
-threads) measured in throughput mode: INT8, and bf16 where this CPU has native BF16 and a
-runtime searched computes it (OpenVINO, PyTorch); every candidate keeps its fidelity against
-FP32 (computed as in bench, where a bf16 row is held to the budget emulated and as executed).
-The constraint filters (p99 bound, top-1 agreement floor); the Pareto front of throughput
-against p99 is reported; the chosen configuration is the highest-throughput one that meets the
-constraint.
+The search space is a bench matrix (runtime x precision x INT8 route x batch, each engine
+compiled for its own batch where it can) measured in throughput mode, searched in stages within
+a time budget (bench/tune_search.py: the static batch against the dynamic range, the number of
+concurrent requests, an INT8 engine's float parts in bf16, then the finalists confirmed in
+interleaved rounds): INT8, and bf16 where this CPU has native BF16 and a runtime searched
+computes it (OpenVINO, PyTorch); every candidate keeps its fidelity against FP32 (computed as in
+bench, where a bf16 row is held to the budget emulated and as executed). The constraint filters
+(p99 bound, top-1 agreement floor); the Pareto front of throughput against p99 is reported; the
+chosen configuration is the one meeting the constraint with the best median over the confirm
+stage's rounds (bench/tune_confirm.py; the highest throughput where none was confirmed), set
+beside each runtime used directly with its documented throughput settings, measured in the same
+rounds (direct_tput.versus_direct). What the terminal and tuned.json say: bench/tune_report.py.
 """
 
 from __future__ import annotations
 
 import json
-import time
-from dataclasses import asdict, dataclass
+from collections.abc import Collection
+from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.bench.plot import pareto_front
 from alexnet_deploy.bench.records import BenchRow
+from alexnet_deploy.bench.tune_confirm import Confirmation, confirm
 from alexnet_deploy.cases import Case
+from alexnet_deploy.engines.registry import DIRECT_BACKENDS
 from alexnet_deploy.errors import AlexnetDeployError, UsageError
 from alexnet_deploy.fileio import write_json_atomic
 
@@ -59,15 +64,26 @@ class TuneResult:
     front: list[BenchRow]
     chosen: BenchRow
     rejected: dict[str, str]  # configuration label -> why it was not chosen
+    confirmation: Confirmation | None = None  # what the confirm stage's rounds decided
 
 
-def choose(rows: list[BenchRow], constraint: Constraint) -> TuneResult:
-    """Pareto front (all successful rows) and the fastest row meeting the constraint."""
-    ok = [r for r in rows if r.ok]
+def choose(
+    rows: list[BenchRow],
+    constraint: Constraint,
+    skipped: str | None = None,
+    confirmed: Collection[Case] = (),
+) -> TuneResult:
+    """Pareto front (every successful candidate) and the fastest one meeting the constraint: of
+    those the confirm stage measured (``confirmed``), the best median of its rounds, else the
+    highest images/s; the runtimes used directly are measured beside the candidates, never
+    chosen. ``skipped``: what the search's time budget left out, said where nothing meets the
+    constraint."""
+    candidates = [r for r in rows if r.case.backend not in DIRECT_BACKENDS]
+    ok = [r for r in candidates if r.ok]
     points = [(r.images_per_s, r.p99_ms) for r in ok]
     front = sorted((ok[i] for i in pareto_front(points)), key=lambda r: r.p99_ms)
     rejected, feasible = {}, []
-    for row in rows:
+    for row in candidates:
         reason = constraint.why_not(row)
         if reason:
             rejected[row.label] = reason
@@ -75,61 +91,16 @@ def choose(rows: list[BenchRow], constraint: Constraint) -> TuneResult:
             feasible.append(row)
     if not feasible:
         raise AlexnetDeployError(
-            f"no configuration meets the constraint ({len(rows)} measured)",
-            hint="relax --max-p99-ms or --max-top1-drop, or widen the search (--batch, --streams)",
+            f"no configuration meets the constraint ({len(rows)} measured"
+            + (f"; {skipped.split(':')[0]})" if skipped else ")"),
+            hint="raise --time-budget (0: no limit)"
+            if skipped and not candidates
+            else "relax --max-p99-ms or --max-top1-drop, or widen the search (--batch, --streams)",
         )
-    chosen = max(feasible, key=lambda r: r.images_per_s)
-    return TuneResult(rows, front, chosen, rejected)
-
-
-def front_point(row: BenchRow) -> dict:
-    """What a point of the Pareto front shows, in the terminal and in the saved choice."""
-    c = row.case
-    return {
-        "backend": c.backend,
-        "precision": c.precision,
-        "batch": c.batch,
-        "streams": c.streams,
-        "threads": c.threads,
-        "quantizer": c.quantizer,
-        "images_per_s": row.images_per_s,
-        "p50_ms": row.p50_ms,
-        "p99_ms": row.p99_ms,
-        "top1_agreement": row.top1_agreement,
-        "unstable": row.unstable,  # the row's own measurements disagree: a choice not to trust
-        "instability": row.instability,
-    }
-
-
-def front_rows(result: TuneResult) -> list[dict]:
-    return [front_point(r) for r in result.front]
-
-
-def tuned_record(
-    result: TuneResult, constraint: Constraint, model: Path, report_path: Path | None
-) -> dict:
-    """The saved choice (tuned.json): its configuration (a ``Case``'s fields, read back by
-    ``tuned_choice``), what was measured for it, the front and the report."""
-    row, c = result.chosen, result.chosen.case
-    fidelity = row.fidelity
-    return {
-        "schema": TUNED_SCHEMA,
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "model": str(model),
-        "constraint": asdict(constraint),
-        "choice": c.key(),
-        "measured": {
-            "images_per_s": row.images_per_s,
-            "p50_ms": row.p50_ms,
-            "p99_ms": row.p99_ms,
-            "top1_agreement": row.top1_agreement,
-            "centered_cosine": None if fidelity is None else fidelity.centered_cosine,
-            "unstable": row.unstable,
-            "instability": row.instability,
-        },
-        "front": front_rows(result),
-        "report": None if report_path is None else str(report_path),
-    }
+    confirmation = confirm(rows, confirmed, lambda r: constraint.why_not(r) is None)
+    if confirmation is not None:
+        return TuneResult(rows, front, confirmation.chosen, rejected, confirmation)
+    return TuneResult(rows, front, max(feasible, key=lambda r: r.images_per_s), rejected)
 
 
 def default_quantizers() -> tuple[str, ...]:
@@ -146,9 +117,11 @@ def tuned_quantizers(choice: Case) -> tuple[str, ...]:
 
 
 def tuned_comparison(choice: Case, rows: list[BenchRow]) -> dict:
-    """The tuned engine's row against the best row of a runtime used directly, same run."""
+    """The tuned engine's row against the best row of a runtime used directly with its
+    documented throughput settings (as tune measured them: bench --tuned runs those), same run,
+    both named in full (route, batch, static or dynamic, requests)."""
+    from alexnet_deploy.bench.direct_tput import DOCUMENTED, Ratio, documented_settings
     from alexnet_deploy.bench.pipeline import unstable_note
-    from alexnet_deploy.engines.registry import DIRECT_BACKENDS
 
     ok = [r for r in rows if r.ok]
     mine = [
@@ -161,14 +134,9 @@ def tuned_comparison(choice: Case, rows: list[BenchRow]) -> dict:
     if not mine or not peers:
         return {}
     tuned, best = mine[0], max(peers, key=lambda r: r.images_per_s)
-    pooled, peer = tuned.images_per_s / best.images_per_s, best.case
-    mine_rounds, peer_rounds = tuned.round_images_per_s, best.round_images_per_s
-    if mine_rounds and peer_rounds and len(mine_rounds) == len(peer_rounds):
-        # the median of the per-round ratios: each round measured both rows minutes apart at most
-        per_round = [m / p for m, p in zip(mine_rounds, peer_rounds, strict=True)]
-        ratio, how = float(np.median(per_round)), f"median of {len(per_round)} paired rounds"
-    else:
-        per_round, ratio, how = [], pooled, "pooled"
+    found, peer = Ratio.of(tuned, best), best.case
+    ratio, per_round, pooled, how = found.ratio, found.per_round, found.pooled, found.how
+    runtime, settings = DOCUMENTED[peer.backend].name, documented_settings(peer)
     return {
         "tuned_vs_best_peer": {
             "ratio": ratio,
@@ -181,53 +149,66 @@ def tuned_comparison(choice: Case, rows: list[BenchRow]) -> dict:
                 "quantizer": peer.quantizer,
                 "batch": peer.batch,
                 "streams": peer.streams,
+                "static": peer.static,
+                "settings": settings,
             },
             "peer_images_per_s": best.images_per_s,
             "target": C.TUNED_OVER_PEER_TARGET,
             "met": ratio >= C.TUNED_OVER_PEER_TARGET,
-            "text": f"tuned {choice.backend} ({tuned.images_per_s:.1f} images/s) vs the best peer row, "
-            f"{peer.backend} {peer.precision} ({peer.quantizer}) "
-            f"({best.images_per_s:.1f} images/s): {ratio:.2f}x, {how} (pooled {pooled:.2f}x; "
+            "text": f"tuned {tuned.label} ({tuned.images_per_s:.1f} images/s) vs the best row of "
+            f"a runtime used directly, {runtime} on the {peer.precision} ({peer.quantizer}) "
+            f"file with its documented throughput settings ({settings}; "
+            f"{best.images_per_s:.1f} images/s): {ratio:.2f}x, {how} (pooled {pooled:.2f}x; "
             f"target >= {C.TUNED_OVER_PEER_TARGET}x)" + unstable_note(tuned, best),
         }
     }
 
 
 # bench flags a tuned configuration decides (--batch may add batches beside the tuned one)
-_TUNED_DECIDES = ("backends", "precisions", "modes", "threads", "streams", "quantizers")
+_TUNED_DECIDES = {
+    "backends": "--backend",
+    "precisions": "--precision",
+    "modes": "--mode",
+    "threads": "--threads",
+    "streams": "--streams",
+    "quantizers": "--quantizer",
+    "statics": "--static",
+    "float_precisions": "--float-precision",
+}
 
 
 def tuned_matrix_flags(choice: Case, flags: dict) -> dict:
-    """``bench --tuned``: the matrix flags of the tuned engine, with the runtimes used directly
-    beside it (its peers) and any extra batches asked for. A flag the tuned configuration
-    decides may not also be given: it would be overridden, so it is refused instead."""
-    from alexnet_deploy.engines.registry import DIRECT_BACKENDS
-
+    """``bench --tuned``: the matrix flags of the tuned engine and any extra batches asked for;
+    bench's loop adds the runtimes used directly beside it, with their documented throughput
+    settings as tune measured them (direct_tput.with_documented_peers; a bf16 engine's peers
+    run the FP32 model: they run no bf16 of their own). A flag the tuned configuration decides
+    may not also be given: it would be overridden, so it is refused instead."""
     given = [k for k in _TUNED_DECIDES if flags.get(k) not in (None, ())]
     if given:
         raise UsageError(
-            f"--tuned decides {', '.join('--' + k.rstrip('s') for k in given)}; "
+            f"--tuned decides {', '.join(_TUNED_DECIDES[k] for k in given)}; "
             "drop them, or bench without --tuned",
             hint="--batch may add batch sizes beside the tuned one",
         )
     extra = flags.get("batches") or ()
-    # a runtime used directly runs no bf16 row (its defaults: its fp32 row says what it
-    # computed in, bf16 where the CPU has it): a bf16 engine's peers are those fp32 rows
-    peers = ("fp32",) if choice.precision == "bf16" else ()
     return {
         **flags,
-        "backends": (choice.backend, *DIRECT_BACKENDS),
-        "precisions": (choice.precision, *peers),
+        "backends": (choice.backend,),
+        "precisions": (choice.precision,),
         "batches": tuple(dict.fromkeys([choice.batch, *extra])),
         "modes": (choice.mode,),
         "threads": (choice.threads,),
         "streams": (choice.streams,),
         "quantizers": tuned_quantizers(choice),
+        # the engine compiled for its batch (each extra batch its own), its float parts
+        "statics": (choice.static,),
+        "float_precisions": (choice.float_precision,),
     }
 
 
 def tuned_build_settings(choice: Case, max_batch: int) -> dict:
-    """``build --tuned``: the engine settings the tuner chose (its batch fits the profile)."""
+    """``build --tuned``: the engine settings the tuner chose (its batch fits the profile; a
+    static choice is compiled for that batch alone)."""
     return {
         "backend": choice.backend,
         "precision": choice.precision,
@@ -236,6 +217,8 @@ def tuned_build_settings(choice: Case, max_batch: int) -> dict:
         "hint": "throughput",
         "quantizer": choice.quantizer,
         "max_batch": max(max_batch, choice.batch),
+        "static_batch": choice.batch if choice.static else None,
+        "float_precision": choice.float_precision,
     }
 
 
@@ -266,10 +249,11 @@ def tune_config(
     max_seconds: float,
     repeat: int,
 ):
-    """The search space of ``tune``: runtimes (ORT and OpenVINO unless given) x precisions
-    (``default_precisions`` unless given) x batch x streams x threads (C.TUNE_BATCHES,
-    C.TUNE_STREAMS and the runtime's threads unless given), throughput mode, every INT8 route
-    installed."""
+    """The stage-1 space of ``tune`` (bench/tune_search.py): runtimes (ORT and OpenVINO unless
+    given) x precisions (``default_precisions`` unless given) x batch x threads (C.TUNE_BATCHES
+    and the runtime's threads unless given) x every INT8 route installed, throughput mode, each
+    engine static and dynamic (the search runs the static one first, where the runtime can), at
+    the given streams (None: the runtime's optimal number of requests, read by the search)."""
     from alexnet_deploy.bench.config import BenchConfig, Matrix, MeasureRules
 
     backends = backends or ("ort", "openvino")
@@ -278,9 +262,10 @@ def tune_config(
         precisions=precisions or default_precisions(backends),
         batches=batches or C.TUNE_BATCHES,
         modes=("throughput",),
-        streams=streams or C.TUNE_STREAMS,
+        streams=streams or (None,),
         threads=threads or (None,),
         quantizers=quantizers or default_quantizers(),
+        statics=(False, True),
     )
     rules = MeasureRules(
         min_seconds=min_seconds, max_seconds=max(max_seconds, min_seconds), repeat=repeat

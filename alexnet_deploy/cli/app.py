@@ -23,6 +23,7 @@ from alexnet_deploy.cli.build import build
 from alexnet_deploy.cli.calibrate import bf16, calibrate, fp16
 from alexnet_deploy.cli.compare import compare
 from alexnet_deploy.cli.console import err_console, set_quiet
+from alexnet_deploy.cli.dashboard import dashboard
 from alexnet_deploy.cli.doctor import doctor
 from alexnet_deploy.cli.export import export, summary
 from alexnet_deploy.cli.gate import gate
@@ -31,8 +32,9 @@ from alexnet_deploy.cli.package import package
 from alexnet_deploy.cli.plan import plan
 from alexnet_deploy.cli.predict import predict
 from alexnet_deploy.cli.repeated import refuse_repeated_options
+from alexnet_deploy.cli.store import store_app
 from alexnet_deploy.cli.tune import tune
-from alexnet_deploy.errors import AlexnetDeployError
+from alexnet_deploy.errors import AlexnetDeployError, Interrupted
 from alexnet_deploy.fileio import Changes, recording_changes
 
 app = typer.Typer(
@@ -72,31 +74,36 @@ for command in (
     predict,
     compare,
     plan,
+    dashboard,
     doctor,
 ):
     app.command()(command)
 app.command(name="import")(import_)
+app.add_typer(store_app)
 
 
 def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get(C.DEBUG_ENV_VAR, "") not in ("", "0")
 
 
-def _caused_by_interrupt(exc: BaseException) -> bool:
+def _interrupt_behind(exc: BaseException) -> KeyboardInterrupt | None:
     seen = exc
     while seen is not None:
         if isinstance(seen, KeyboardInterrupt):
-            return True
+            return seen
         seen = seen.__cause__ or seen.__context__
-    return False
+    return None
 
 
-def _say_interrupted(changes: Changes) -> None:
-    """Exactly what the interrupted run changed (fileio's journal), or that it changed nothing."""
+def _say_interrupted(changes: Changes, interrupt: KeyboardInterrupt | None = None) -> None:
+    """What the command says it had done (errors.Interrupted), else exactly what the
+    interrupted run changed (fileio's journal), or that it changed nothing."""
     done = changes.lines()
     text = (
-        f"Interrupted: this run {'; '.join(done)} before it stopped; every other file is as it "
-        "was, and nothing half-written was kept."
+        f"Interrupted: {interrupt.done}"
+        if isinstance(interrupt, Interrupted)
+        else f"Interrupted: this run {'; '.join(done)} before it stopped; every other file is "
+        "as it was, and nothing half-written was kept."
         if done
         else "Interrupted: no file was changed (files that were there before are as they were); "
         "nothing half-written was kept."
@@ -116,8 +123,9 @@ def _run(argv: list[str], changes: Changes) -> int:
         refuse_repeated_options(typer.main.get_command(app), argv)
         app(args=argv, prog_name="alexnet-deploy", standalone_mode=True)
     except SystemExit as exc:
-        if _caused_by_interrupt(exc):  # Typer turns Ctrl-C into a silent exit 130
-            _say_interrupted(changes)
+        interrupt = _interrupt_behind(exc)
+        if interrupt is not None:  # Typer turns Ctrl-C into a silent exit 130
+            _say_interrupted(changes, interrupt)
             return 130
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except AlexnetDeployError as err:
@@ -129,8 +137,8 @@ def _run(argv: list[str], changes: Changes) -> int:
         if err.hint:
             err_console.print(f"[dim]Hint:[/] {escape(err.hint)}", highlight=False, soft_wrap=True)
         return err.exit_code
-    except KeyboardInterrupt:
-        _say_interrupted(changes)
+    except KeyboardInterrupt as interrupt:
+        _say_interrupted(changes, interrupt)
         return 130
     except OSError as err:
         if err.errno not in (errno.ENOSPC, errno.EDQUOT) or _debug_requested(argv):

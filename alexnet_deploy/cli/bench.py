@@ -21,6 +21,7 @@ from alexnet_deploy.cli.console import (
 from alexnet_deploy.cli.options import (
     EXIT_PARTIAL,
     DataOpt,
+    FloatPrecisionOpt,
     FormatOpt,
     NonNegativeFloat,
     NonNegativeInt,
@@ -33,6 +34,7 @@ from alexnet_deploy.cli.options import (
     WorkDirOpt,
     many,
 )
+from alexnet_deploy.cli.store import END_TO_END_NOT_STORED, StoreOpt, append_report, check_store
 from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
 from alexnet_deploy.engines.registry import BENCH_BACKENDS
 from alexnet_deploy.models.variants import DEFAULT_VARIANT
@@ -82,6 +84,14 @@ def bench(
             choices=QUANTIZERS,
         ),
     ] = None,
+    static: Annotated[
+        bool,
+        typer.Option(
+            "--static",
+            help="Compile each case's engine for its own batch alone (default: a dynamic range).",
+        ),
+    ] = False,
+    float_precision: FloatPrecisionOpt = None,
     threads: Annotated[
         list[str] | None,
         many("--threads", "Intra-op thread counts to sweep.", kind=int, rule=PositiveInt),
@@ -165,7 +175,7 @@ def bench(
         Path | None,
         typer.Option(
             "--tuned",
-            help="Bench the configuration saved by 'tune' beside the runtimes used directly (--batch adds batch sizes for both).",
+            help="Bench the configuration saved by 'tune' beside the runtimes used directly with their documented throughput settings, as tune measures them (--batch adds batch sizes for both).",
         ),
     ] = None,
     triton: Annotated[
@@ -193,6 +203,7 @@ def bench(
     triton_model: Annotated[
         str | None, typer.Option("--triton-model", help="The served model's name (with --triton).")
     ] = None,
+    store: StoreOpt = None,
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
     """Benchmark every backend x precision (the main job with no arguments) and write reports."""
@@ -211,6 +222,8 @@ def bench(
         "threads": values(threads),
         "streams": values(streams),
         "quantizers": values(quantizer),
+        "statics": (True,) if static else (),
+        "float_precisions": (float_precision.value,) if float_precision else (),
         "server_latency_bound_ms": server_bound_ms,
     }
     if tuned is not None:
@@ -235,6 +248,7 @@ def bench(
         "model": model, "checkpoint": weights, "configuration": config_file, "images": data,
         "timed images": inputs, "tuned choice": tuned,
     })  # fmt: skip
+    spec = check_store(store, work_dir, refused=END_TO_END_NOT_STORED if end_to_end else None)
     if end_to_end:
         from alexnet_deploy.workflow import ModelRequest
 
@@ -259,12 +273,13 @@ def bench(
                     highlight=False,
                     soft_wrap=True,
                 )
-    extras = []
+    extras, search = [], None
     if self_check:
         from alexnet_deploy.bench.selfcheck import self_check_comparisons
 
         extras.append(self_check_comparisons)
-    if tuned is not None:
+    if tuned is not None:  # beside the runtimes used directly as tune measured them
+        from alexnet_deploy.bench.direct_tput import with_documented_peers as search
         from alexnet_deploy.bench.tune import tuned_comparison
 
         extras.append(lambda _model, rows: tuned_comparison(choice, rows))
@@ -296,6 +311,7 @@ def bench(
                 roofline=roofline,
                 served=served,
                 extra_comparisons=extra,
+                search=search,
             ),
             progress=stage,
             progress_bar=bar,
@@ -347,6 +363,7 @@ def bench(
             else f"Interrupted before any configuration finished: the previous report in {out_dir} is untouched."
         )
         raise typer.Exit(130)
+    append_report(spec, out_dir, "bench")  # a failed configuration is stored as failed
     if result.failed:
         raise typer.Exit(EXIT_PARTIAL)
 

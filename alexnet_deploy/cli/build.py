@@ -11,6 +11,7 @@ from alexnet_deploy import constants as C
 from alexnet_deploy.cli.console import err_console, out_console, status
 from alexnet_deploy.cli.options import (
     BackendChoice,
+    FloatPrecisionOpt,
     HardwareCompatChoice,
     HintChoice,
     PositiveInt,
@@ -52,6 +53,17 @@ def build(
         int,
         typer.Option("--max-batch", help="Largest batch the engine accepts.", callback=PositiveInt),
     ] = C.DEFAULT_MAX_BATCH,
+    static_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--static-batch",
+            help="Compile for exactly this batch (OpenVINO's shape, ONNX Runtime's batch "
+            "dimension, TensorRT's profile N:N:N); any other batch is refused (default: a "
+            "dynamic 1..--max-batch range).",
+            callback=PositiveInt,
+        ),
+    ] = None,
+    float_precision: FloatPrecisionOpt = None,
     threads: Annotated[
         int | None,
         typer.Option(
@@ -151,8 +163,17 @@ def build(
         "hint": hint.value,
         "quantizer": quantizer.value,
         "max_batch": max_batch,
+        "static_batch": static_batch,
+        "float_precision": float_precision.value if float_precision else None,
     }
     if tuned is not None:
+        from alexnet_deploy.errors import UsageError
+
+        if static_batch is not None or float_precision is not None:
+            raise UsageError(
+                "--tuned decides --static-batch and --float-precision",
+                hint="drop them, or build without --tuned",
+            )
         from alexnet_deploy.bench.tune import tuned_build_settings, tuned_choice
 
         settings = tuned_build_settings(tuned_choice(tuned), max_batch)
@@ -176,7 +197,9 @@ def build(
     out_console.print(
         f"{side.backend} {side.precision} engine {verb}: {engine.path}\n"
         f"  {side.runtime} {side.runtime_version}, artifact {side.artifact} (sha256 {side.artifact_sha256[:12]})\n"
-        f"  sidecar {engine.sidecar_path}",
+        f"  sidecar {engine.sidecar_path}"
+        + (f"\n  static batch: input {side.input_shape}" if options.static_batch else "")
+        + (f"\n  float parts in {side.float_precision}" if side.float_precision else ""),
         highlight=False,
     )
     fallback = side.details.get("fallback_nodes") or {}

@@ -7,11 +7,18 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from alexnet_deploy import constants as C
-from alexnet_deploy.cli.console import err_console, out_console, print_table, status, use_format
-from alexnet_deploy.cli.options import FormatOpt, NonNegativeInt, Percent, WorkDirOpt, many
+from alexnet_deploy.cli.console import out_console, print_table, status, use_format
+from alexnet_deploy.cli.options import (
+    FormatOpt,
+    NonNegativeInt,
+    Percent,
+    PositiveInt,
+    WorkDirOpt,
+    many,
+)
+from alexnet_deploy.cli.store import StoreOpt
 from alexnet_deploy.render import TableFormat
 
 # Options removed with the modes that did not earn their place (issue #24): each given is one
@@ -146,6 +153,29 @@ def gate(
             callback=NonNegativeInt,
         ),
     ] = 0,
+    history: Annotated[
+        str | None,
+        typer.Option(
+            "--history",
+            metavar="STORE|DIR",
+            help="The past runs to judge CURRENT (or --run) against, instead of BASELINE: a "
+            "results store (a .sqlite file, postgresql://..., or 'default') gives each "
+            "configuration's last --last runs of this machine class (CPU class and model) and "
+            "names the commit where a step came in; a directory of reports is BASELINE as "
+            "before.",
+        ),
+    ] = None,
+    last: Annotated[
+        int | None,
+        typer.Option(
+            "--last",
+            metavar="N",
+            help=f"--history STORE: the stored runs per configuration judged with "
+            f"(default {C.GATE_HISTORY_RUNS}, at most {C.GATE_HISTORY_MAX_RUNS}).",
+            callback=PositiveInt,
+        ),
+    ] = None,
+    store: StoreOpt = None,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
     fmt: FormatOpt = TableFormat.table,
     aa: Annotated[bool, _gone("--aa")] = False,
@@ -160,6 +190,30 @@ def gate(
     from alexnet_deploy.gate import modes
     from alexnet_deploy.gate.thresholds import Thresholds
 
+    if history is not None:  # its one report argument is CURRENT
+        if current is not None:
+            raise UsageError(
+                "--history is the baseline: pass one CURRENT report with it, not two",
+                hint="alexnet-deploy gate --history STORE CURRENT (or --run)",
+            )
+        baseline, current = None, baseline
+        from alexnet_deploy.gate.store_history import is_store
+
+        if is_store(history):
+            given = {"--ratios": ratios, "--paired": paired, "--model": model,
+                     "--baseline-model": baseline_model, "--require-paired": require_paired,
+                     "--measure-noise": measure_noise, "--update-baseline": update_baseline,
+                     "--allow-env-mismatch": allow_env_mismatch}  # fmt: skip
+            from alexnet_deploy.cli.gate_store import gate_store
+
+            return gate_store(
+                history, current, run_now, last, store, threshold or [], top1_budget,
+                {"--json": json_out, "--md": md_out, "--junit": junit_out}, strict, work_dir,
+                [flag for flag, value in given.items() if value], fmt,
+            )  # fmt: skip
+        baseline = Path(history)
+    if last is not None:
+        raise UsageError("--last counts the runs of a results store", hint="gate --history STORE")
     if baseline is None:
         raise UsageError(
             "gate needs a BASELINE report",
@@ -175,7 +229,10 @@ def gate(
     from alexnet_deploy.workflow import gate_makers
 
     modes.check_gate_outputs(request, {"--json": json_out, "--md": md_out, "--junit": junit_out})
+    from alexnet_deploy.cli.gate_result import after_verdict, raise_store_failure, show_result
+    from alexnet_deploy.cli.store import GATE_WITHOUT_RUN_NOT_STORED, append_report, check_store
 
+    spec = check_store(store, work_dir, refused=None if run_now else GATE_WITHOUT_RUN_NOT_STORED)
     if update_baseline and not baseline.exists() and current is not None:
         modes.accept_current(request)  # a first baseline
         out_console.print(f"baseline {baseline} created from {current}", highlight=False)
@@ -197,55 +254,18 @@ def gate(
             request, gate_makers(work_dir, shown.update), progress=shown.update,
             on_noise=_show_noise,
         )  # fmt: skip
-    code = _show_result(result, strict)
+    code = show_result(result, strict, fmt)
     write_outputs(result, json_out, md_out, junit_out)
+    # a store failure neither skips --update-baseline nor hides a regression (exit 1 stays 1)
+    failed = after_verdict(lambda: append_report(spec, request.current_report(), "gate"))
     if update_baseline:  # accepted whatever the verdict; the exit code still says it
         source = modes.accept_current(request)
-        out_console.print(f"baseline {baseline} updated from {source}", highlight=False)
+        out_console.print(
+            f"baseline {baseline} updated from {source}", highlight=False, soft_wrap=True
+        )
+    raise_store_failure(failed, code)
     if code:
         raise typer.Exit(code)
-
-
-def _show_result(result, strict: bool) -> int:
-    """The verdicts, their notes and the summary line; the exit code (``--strict``: a check
-    that could not be compared or called fails, and the line says so)."""
-    from alexnet_deploy.gate.compare import INCONCLUSIVE, NOT_COMPARABLE, NOT_JUDGED, REGRESSED
-    from alexnet_deploy.gate.output import result_frame
-
-    frame = result_frame(result)
-    if frame.height:
-        print_table(frame.drop("note"), "alexnet-deploy gate")
-    for verdict in result.verdicts:
-        if verdict.note and verdict.verdict in (
-            REGRESSED,
-            INCONCLUSIVE,
-            NOT_COMPARABLE,
-            NOT_JUDGED,
-        ):
-            out_console.print(
-                f"  {verdict.config} {verdict.metric}: {verdict.note}",
-                highlight=False,
-                soft_wrap=True,
-            )
-    for note in result.notes:
-        err_console.print(f"[bold yellow]{escape(note)}[/]", soft_wrap=True)
-    skipped = len(result.unsettled)
-    if skipped and result.comparable:
-        err_console.print(
-            f"Warning: {skipped} check(s) not comparable or inconclusive (listed above); "
-            "--strict fails on them.",
-            soft_wrap=True,
-        )
-    code = result.exit_code
-    summary = result.summary()
-    if strict and code == 0 and skipped:
-        code = 2
-        summary = (
-            f"gate FAIL (--strict): {skipped} check(s) not comparable or inconclusive; "
-            + summary.split(": ", 1)[-1]
-        )
-    out_console.print(summary, highlight=False, soft_wrap=True)
-    return code
 
 
 def _show_noise(spread, path: Path) -> None:

@@ -15,7 +15,13 @@ import typer
 
 from alexnet_deploy import constants as C
 from alexnet_deploy.calib.config import METHODS
-from alexnet_deploy.engines.options import HARDWARE_COMPAT, HINTS, PRECISIONS, QUANTIZERS
+from alexnet_deploy.engines.options import (
+    FLOAT_PRECISIONS,
+    HARDWARE_COMPAT,
+    HINTS,
+    PRECISIONS,
+    QUANTIZERS,
+)
 from alexnet_deploy.engines.registry import BACKEND_NAMES
 from alexnet_deploy.models.variants import VARIANTS
 from alexnet_deploy.precision.compare import RUNTIMES as COMPARE_RUNTIMES
@@ -298,6 +304,15 @@ PrecisionChoice = _choices("PrecisionChoice", PRECISIONS)
 
 
 HintChoice = _choices("HintChoice", HINTS)
+FloatPrecisionChoice = _choices("FloatPrecisionChoice", FLOAT_PRECISIONS)
+FloatPrecisionOpt = Annotated[
+    FloatPrecisionChoice | None,
+    typer.Option(
+        "--float-precision",
+        help="INT8 only: run the engine's float parts (the layers between Q/DQ) in bf16: "
+        "OpenVINO, on a CPU with native BF16 (default: the file's FP32).",
+    ),
+]
 HardwareCompatChoice = _choices("HardwareCompatChoice", HARDWARE_COMPAT)
 
 

@@ -30,6 +30,16 @@ def package(
             callback=PositiveInt,
         ),
     ] = C.DEFAULT_MAX_BATCH,
+    static_batch: Annotated[
+        int | None,
+        typer.Option(
+            "--static-batch",
+            help="Serve the ONNX and OpenVINO models at exactly this batch, unbatched by Triton "
+            "(max_batch_size 0, dims [N, C, H, W]); a TensorRT plan built with --static-batch "
+            "is served so from its sidecar either way.",
+            callback=PositiveInt,
+        ),
+    ] = None,
     instances: Annotated[
         int,
         typer.Option(
@@ -69,7 +79,9 @@ def package(
 
     refuse_pixel_model(model, "package")
     server = server_tensorrt(triton_release, triton_tensorrt)
-    options = ServingOptions(max_batch_size=max_batch, instances=instances, threads=threads)
+    options = ServingOptions(
+        max_batch_size=max_batch, instances=instances, threads=threads, static_batch=static_batch
+    )
     with status("preparing artifacts" if model is None else "packaging") as shown:
         repo = api.package(  # the repository path is checked before any export
             triton, model, options=options, openvino=openvino, server_tensorrt=server,

@@ -30,6 +30,7 @@ from alexnet_deploy.cli.options import (
     check_order,
     many,
 )
+from alexnet_deploy.cli.store import StoreOpt, append_run, check_store
 from alexnet_deploy.render import TableFormat
 
 
@@ -169,6 +170,7 @@ def plan(
         Path | None, typer.Option("--plot", help="Write drop against images/s (PNG).")
     ] = None,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    store: StoreOpt = None,
     force: ForceOpt = False,
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
@@ -203,6 +205,7 @@ def plan(
         eval_data=eval_data, batch_size=batch_size,
     )  # fmt: skip
     rules = MeasureRules(min_seconds=min_seconds, max_seconds=max_seconds)
+    spec = check_store(store, work_dir)
     with status("planning") as shown:
         outcome = api.plan(
             model, data_request, request, out=out, work_dir=work_dir, rules=rules, force=force,
@@ -232,3 +235,6 @@ def plan(
     out_console.print("wrote " + ", ".join(str(p) for p in paths.values()), highlight=False)
     if plot is not None:
         out_console.print(f"wrote {plot}", highlight=False)  # api.plan drew it
+    from alexnet_deploy.store.from_plan import run_from_plan
+
+    append_run(spec, lambda: run_from_plan(outcome, paths["json"]), kept=f"the plan in {out}")

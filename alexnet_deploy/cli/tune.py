@@ -14,12 +14,14 @@ from alexnet_deploy.cli.options import (
     DataOpt,
     FormatOpt,
     MaxDropOpt,
+    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     WorkDirOpt,
     check_order,
     many,
 )
+from alexnet_deploy.cli.store import StoreOpt, append_report, check_store
 from alexnet_deploy.engines.options import PRECISIONS, QUANTIZERS
 from alexnet_deploy.engines.registry import BENCH_BACKENDS
 from alexnet_deploy.render import TableFormat
@@ -57,8 +59,8 @@ def tune(
         list[str] | None,
         many(
             "--streams",
-            "Concurrent requests / streams to search "
-            f"(default: {','.join(map(str, C.TUNE_STREAMS))}).",
+            "Concurrent requests / streams to search (default: the runtime's optimal number, "
+            f"then {','.join(map(str, C.TUNE_REQUESTS))} around the fastest).",
             kind=int,
             rule=PositiveInt,
         ),
@@ -88,8 +90,38 @@ def tune(
     min_seconds: Annotated[float, typer.Option("--min-seconds", callback=PositiveFloat)] = 1.0,
     max_seconds: Annotated[float, typer.Option("--max-seconds", callback=PositiveFloat)] = 4.0,
     repeat: Annotated[
-        int, typer.Option("--repeat", help="Rounds over the whole space.", callback=PositiveInt)
+        int,
+        typer.Option(
+            "--repeat",
+            help="Rounds over each stage's candidates (the confirm stage: at least "
+            f"{C.TUNE_CONFIRM_ROUNDS}).",
+            callback=PositiveInt,
+        ),
     ] = 1,
+    time_budget: Annotated[
+        float,
+        typer.Option(
+            "--time-budget",
+            help="Seconds the search may take (0: no limit; the artifacts it needs are made "
+            "before it); candidates it cannot cover are skipped, and listed.",
+            callback=NonNegativeFloat,
+        ),
+    ] = C.TUNE_TIME_BUDGET_S,
+    direct: Annotated[
+        bool,
+        typer.Option(
+            "--direct/--no-direct",
+            help="Also measure each runtime searched used directly with its documented "
+            "throughput settings, and set the choice beside them.",
+        ),
+    ] = True,
+    roofline: Annotated[
+        bool,
+        typer.Option(
+            "--roofline/--no-roofline",
+            help="Measure machine ceilings (cached): each row's % of the INT8 compute peak.",
+        ),
+    ] = True,
     output: Annotated[
         Path | None,
         typer.Option(
@@ -97,21 +129,22 @@ def tune(
         ),
     ] = None,
     work_dir: WorkDirOpt = Path(C.DEFAULT_WORK_DIR),
+    store: StoreOpt = None,
     fmt: FormatOpt = TableFormat.table,
 ) -> None:
-    """Search runtime x batch x concurrency x threads for the fastest engine meeting a constraint; save the choice."""
+    """Search runtime x batch x static shape x concurrency (x threads) for the fastest engine meeting a constraint, confirm the finalists in interleaved rounds, beside each runtime used directly; save the choice."""
     use_format(fmt)
     check_order(min_seconds, max_seconds, "--min-seconds", "--max-seconds")
     from alexnet_deploy import api
     from alexnet_deploy.bench.pipeline import BenchOptions
-    from alexnet_deploy.bench.tune import (
-        Constraint,
-        choose,
-        front_rows,
-        save_tuned,
-        tune_config,
+    from alexnet_deploy.bench.tune import Constraint, choose, save_tuned, tune_config
+    from alexnet_deploy.bench.tune_report import (
+        choice_lines,
+        front_frame,
+        tune_comparisons,
         tuned_record,
     )
+    from alexnet_deploy.bench.tune_search import StagedSearch, check_time_budget
 
     constraint = Constraint(max_p99_ms=max_p99_ms, min_top1_agreement=1 - max_top1_drop / 100)
     config = tune_config(
@@ -125,6 +158,7 @@ def tune(
         max_seconds=max_seconds,
         repeat=repeat,
     )
+    check_time_budget(time_budget, config.rules)
     out = WorkDir(work_dir).tune_reports
     from alexnet_deploy.outputs import OutputDir, check_outputs
 
@@ -132,6 +166,21 @@ def tune(
         "tune", {"-o": output or WorkDir(work_dir).tuned, "reports": OutputDir(out)},
         {"model": model, "images": data}, work_dir=work_dir,
     )  # fmt: skip
+    spec = check_store(store, work_dir)
+    search = StagedSearch(
+        constraint,
+        time_budget=time_budget,
+        requests_given=bool(streams),
+        direct=direct,
+        direct_batches=tuple(batch or C.TUNE_DIRECT_BATCHES),
+    )
+    options = BenchOptions(
+        direct=direct,
+        roofline=roofline,
+        max_top1_drop=max_top1_drop,
+        search=search,
+        extra_comparisons=lambda _model, rows: tune_comparisons(search, rows),
+    )
     with status("tuning") as shown:
         report, result, paths = api.bench(
             model,
@@ -139,33 +188,26 @@ def tune(
             data=data,
             work_dir=work_dir,
             out=out,
-            options=BenchOptions(direct=False, roofline=False, max_top1_drop=max_top1_drop),
+            options=options,
             progress=shown.update,
         )
-    if report["model"]["weights"] == "untrained":
-        from dataclasses import replace
-
-        constraint = replace(constraint, min_top1_agreement=0.0)
+    if search.relaxed:
         err_console.print(
-            "Note: untrained weights: the top-1 constraint is not enforced (fidelity is uninformative)."
+            "Note: untrained weights or synthetic images: the top-1 constraint is not enforced "
+            "(fidelity is uninformative)."
         )
-    tuned = choose(result.rows, constraint)
-    import polars as pl
-
-    front = pl.DataFrame(front_rows(tuned))
-    print_table(front, "Pareto front: throughput against p99")
+    tuned = choose(
+        result.rows, search.constraint, search.record()["skipped_text"], search.confirmed
+    )
+    print_table(front_frame(tuned, search.shape), "Pareto front: throughput against p99")
+    direct_rows = tune_comparisons(search, result.rows).get("tune_vs_direct", {})
     path = save_tuned(
-        tuned_record(tuned, constraint, Path(report["model"]["path"]), paths["json"]),
+        tuned_record(
+            tuned, search.constraint, report["model"], paths["json"], search.record(), direct_rows
+        ),
         output or WorkDir(work_dir).tuned,
     )
-    from alexnet_deploy.bench.pipeline import unstable_note
-
-    row, c = tuned.chosen, tuned.chosen.case
-    out_console.print(
-        f"chosen: {c.backend} {c.precision} ({c.quantizer}) batch {c.batch} streams {c.streams} threads "
-        f"{c.threads}: {row.images_per_s:.1f} images/s, p99 {row.p99_ms:.1f} ms; saved {path}"
-        + unstable_note(row),
-        highlight=False,
-        soft_wrap=True,
-    )
+    for line in choice_lines(tuned, report["model"]["name"], path, search, direct_rows):
+        out_console.print(line, highlight=False, soft_wrap=True)
     out_console.print(f"full table: {paths['md']}", highlight=False)
+    append_report(spec, out, "tune")

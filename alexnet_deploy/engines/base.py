@@ -52,6 +52,17 @@ def runtime_error(runtime: str, verb: str, path, err: Exception) -> AlexnetDeplo
     )
 
 
+def static_batch_error(engine: Path, static_batch: int, got: int, hint: str = "") -> UsageError:
+    """The one refusal of a batch a static engine was not compiled for (``hint``: what the
+    caller feeds, where it cannot send that batch)."""
+    return UsageError(
+        f"engine {engine} was compiled for a static batch of {static_batch}; got {got}",
+        hint=hint
+        or f"send batches of {static_batch}, or build without --static-batch (a dynamic 1..N "
+        "range)",
+    )
+
+
 @dataclass(frozen=True)
 class Capability:
     available: bool
@@ -83,6 +94,10 @@ class Backend(abc.ABC):
     refuses: dict[str, str] = {}  # precision -> why this backend does not run it (one line)
     knobs: tuple[str, ...] = ()  # the BuildOptions.RUNTIME_KNOBS this backend honours
     quantizers: tuple[str, ...] = ("qdq",)  # INT8 routes whose artifacts it can run
+    # why it cannot compile an engine for one static batch (None: it can: --static-batch)
+    no_static_batch: str | None = None
+    # what it can run an INT8 engine's float parts in (BuildOptions.float_precision)
+    float_precisions: tuple[str, ...] = ()
 
     @abc.abstractmethod
     def capability(self) -> Capability: ...
@@ -104,6 +119,8 @@ class Runner(abc.ABC):
         self.input_name: str = side.input_name
         self.image_shape: tuple[int, ...] = tuple(side.image_shape)
         self.max_batch: int = side.options["max_batch"]
+        # compiled for exactly this batch (None: any batch in 1..max_batch)
+        self.static_batch: int | None = side.options.get("static_batch")
 
     def __enter__(self) -> Runner:
         self.activate()
@@ -124,7 +141,8 @@ class Runner(abc.ABC):
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray: ...
 
     def check_batch(self, batch: np.ndarray) -> None:
-        """Validate once, for every backend: dtype, rank, image shape, batch range."""
+        """Validate once, for every backend: dtype, rank, image shape, batch range (a static
+        engine's one batch: refused, never padded, so every timed image is a real one)."""
         if not isinstance(batch, np.ndarray) or batch.dtype != np.float32:
             got = type(batch).__name__ if not isinstance(batch, np.ndarray) else batch.dtype
             raise UsageError(f"infer takes a float32 numpy array, got {got}")
@@ -132,6 +150,8 @@ class Runner(abc.ABC):
             raise UsageError(
                 f"infer got shape {list(batch.shape)}, expected [N, {', '.join(map(str, self.image_shape))}]"
             )
+        if self.static_batch is not None and batch.shape[0] != self.static_batch:
+            raise static_batch_error(self.engine.path, self.static_batch, batch.shape[0])
         if not 1 <= batch.shape[0] <= self.max_batch:
             raise UsageError(
                 f"batch {batch.shape[0]} is outside what this engine was built for (1..{self.max_batch})",

@@ -127,6 +127,45 @@ def check_plan_float(info: ArtifactInfo, backend_name: str) -> None:
     require_native_bf16()
 
 
+def check_engine_shape(backend_name: str, options: BuildOptions, info: ArtifactInfo) -> None:
+    """Refuse a static batch a backend cannot compile, or the graph does not take (a graph that
+    fixes its batch is static already, at that batch)."""
+    if options.static_batch is None:
+        return
+    why = get_backend(backend_name).no_static_batch
+    if why:
+        raise UsageError(
+            f"backend {backend_name!r} cannot build a static batch: {why}",
+            hint="drop --static-batch, or build it on ort, openvino or tensorrt",
+        )
+    refusal = info.batch_refusal(options.static_batch)
+    if refusal:
+        raise UsageError(f"--static-batch {options.static_batch}: {refusal}")
+
+
+def float_precision_refusal(backend_name: str, wanted: str) -> str | None:
+    """Why ``backend_name`` cannot run an INT8 engine's float parts in ``wanted`` (None: it
+    can): only OpenVINO's precision hint does; any other runtime runs the types the file holds."""
+    backend = get_backend(backend_name)
+    if wanted in backend.float_precisions:
+        return None
+    why = backend.refuses.get(wanted) or "it runs the float types the file holds"
+    return f"backend {backend_name!r} cannot run an INT8 engine's float parts in {wanted}: {why}"
+
+
+def check_float_precision(backend_name: str, options: BuildOptions) -> None:
+    """An INT8 engine's float parts in bf16: OpenVINO, where the CPU has native BF16 (never
+    emulated: cpu_isa.require_native_bf16)."""
+    from alexnet_deploy.cpu_isa import require_native_bf16
+
+    if options.float_precision is None:
+        return
+    why = float_precision_refusal(backend_name, options.float_precision)
+    if why:
+        raise UsageError(why, hint="build it with --backend openvino, or drop --float-precision")
+    require_native_bf16()
+
+
 def engine_dir(
     work_dir: Path, backend: str, precision: str, artifact_sha: str, options: BuildOptions
 ) -> Path:
@@ -151,6 +190,7 @@ def build_engine(
     backend = get_backend(backend_name)
     backend.capability().require(backend_name)
     check_precision(backend_name, options.precision)
+    check_float_precision(backend_name, options)
     for knob in options.knobs_set():
         if knob not in backend.knobs:
             raise UsageError(
@@ -169,6 +209,7 @@ def build_engine(
     artifact = engine_source(model, backend_name, options)
     info = read_artifact(artifact)
     check_artifact_contract(info)
+    check_engine_shape(backend_name, options, info)
     # a graph that fixes its batch at 1 gets an engine for that batch alone
     options = replace(options, max_batch=info.batch_for(options.max_batch, ENGINE_BATCH))
     check_plan_float(info, backend_name)

@@ -1,11 +1,13 @@
 """OpenVINO reading the ONNX artifacts (FP32, FP16 and the INT8 Q/DQ model).
 
 The engine is OpenVINO's exported compiled model (``export_model``/``import_model``), compiled
-with a batch range 1..max_batch, the performance hint, streams and threads; OpenVINO's own
+with a batch range 1..max_batch (or one static batch: ``--static-batch``, the shape reshaped to
+[B, C, H, W] before compiling), the performance hint, streams and threads; OpenVINO's own
 compiled-model cache lives in the engine directory too. Inference precision is pinned to the
 artifact's (OpenVINO otherwise picks bf16 on CPUs that report it, silently changing numbers);
 bf16 is asked for by name, on the FP32 artifact (``INFERENCE_PRECISION_HINT=bf16``), or by a
-plan file whose float layers run bf16 (``plan --keep bf16``: its INT8 layers stay INT8). What
+plan file whose float layers run bf16 (``plan --keep bf16``: its INT8 layers stay INT8), or on
+the INT8 artifact's float parts (``--float-precision bf16``: the layers between Q/DQ). What
 the engine computed in is read back from its execution graph (engines/computed.py).
 """
 
@@ -30,7 +32,9 @@ DEVICE = "CPU"
 
 def compile_config(options: BuildOptions, capabilities: list[str]) -> dict:
     precision = "f16" if options.precision == "fp16" and "FP16" in capabilities else "f32"
-    if options.precision == "bf16":  # the CPU's native BF16 is checked before (engines/build.py)
+    # bf16 by name, or an INT8 engine's float parts: the CPU's native BF16 is checked before
+    # (engines/build.py)
+    if options.precision == "bf16" or options.float_precision == "bf16":
         precision = "bf16"
     config = {
         "PERFORMANCE_HINT": options.hint.upper(),
@@ -50,6 +54,7 @@ class OpenVINOBackend(Backend):
     precisions = ("fp32", "fp16", "bf16", "int8")
     knobs = ("cpu_pinning",)
     quantizers = ("qdq", "nncf")
+    float_precisions = ("bf16",)
 
     def capability(self) -> Capability:
         try:
@@ -84,13 +89,12 @@ class OpenVINOBackend(Backend):
             model = core.read_model(str(artifact))
         except Exception as err:  # OpenVINO raises RuntimeError subclasses with long texts
             raise runtime_error("OpenVINO", "read", artifact, err) from None
-        model.reshape(
-            {
-                info.input.name: ov.PartialShape(
-                    [ov.Dimension(1, options.max_batch), *info.image_shape]
-                )
-            }
+        batch = (
+            ov.Dimension(options.static_batch)
+            if options.static_batch is not None
+            else ov.Dimension(1, options.max_batch)
         )
+        model.reshape({info.input.name: ov.PartialShape([batch, *info.image_shape])})
         config = compile_config(options, core.get_property(DEVICE, "OPTIMIZATION_CAPABILITIES"))
         if plan_bf16_layers(info.metadata):  # a plan's float layers run bf16 (engines/build.py)
             config["INFERENCE_PRECISION_HINT"] = "bf16"
@@ -109,6 +113,7 @@ class OpenVINOBackend(Backend):
             ),
             "streams": str(compiled.get_property("NUM_STREAMS")),
             "inference_precision": str(compiled.get_property("INFERENCE_PRECISION_HINT")),
+            "compiled_input_shape": str(compiled.input(0).get_partial_shape()),
             "computed_in": openvino_computed(compiled).precision,
         }
         sidecar = Sidecar.describe(

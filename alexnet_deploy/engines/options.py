@@ -17,9 +17,17 @@ QUANTIZERS = ("qdq", "nncf")  # INT8 route: this tool's calibrate (Q/DQ) or NNCF
 # runtime settings measured in docs/tuning-experiments.md; None: the runtime's default
 RUNTIME_KNOBS = ("spinning", "mem_arena", "cpu_pinning")
 HARDWARE_COMPAT = ("none", "ampere+", "same-cc")  # TensorRT plans: engines/trt_portability.py
+# what an INT8 engine's float parts (the layers left in float between Q/DQ) may run in instead
+# of the file's FP32: OpenVINO's INFERENCE_PRECISION_HINT on the INT8 artifact, native BF16 only
+FLOAT_PRECISIONS = ("bf16",)
 # fields added after engines were first keyed: left out of the key at their defaults, so the
 # engines built before them keep their keys (and are reused)
-LATE_FIELDS = {"hardware_compat": "none", "version_compatible": False}
+LATE_FIELDS = {
+    "hardware_compat": "none",
+    "version_compatible": False,
+    "static_batch": None,
+    "float_precision": None,
+}
 
 
 @dataclass(frozen=True)
@@ -39,6 +47,9 @@ class BuildOptions:
     cpu_pinning: bool | None = None  # OpenVINO: ENABLE_CPU_PINNING
     hardware_compat: str = "none"  # TensorRT: none, ampere+ or same-cc
     version_compatible: bool = False  # TensorRT: runs on later TensorRT of the same major
+    # the engine is compiled for exactly this batch and refuses any other (None: 1..max_batch)
+    static_batch: int | None = None
+    float_precision: str | None = None  # int8 only: its float parts in bf16 (FLOAT_PRECISIONS)
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -72,6 +83,33 @@ class BuildOptions:
             raise UsageError(
                 f"unknown hint {self.hint!r}", hint=f"choose one of: {', '.join(HINTS)}"
             )
+        self._check_late_fields()
+
+    def _check_late_fields(self) -> None:
+        if self.static_batch is not None:
+            if self.static_batch < 1:
+                raise UsageError(f"--static-batch must be at least 1, got {self.static_batch}")
+            if self.batch_profile:
+                raise UsageError(
+                    f"--static-batch {self.static_batch} and --batch {self.batch_profile} both "
+                    "set the engine's batch",
+                    hint="a static batch is the profile N:N:N: pass one of them",
+                )
+            # the engine's one batch is also its largest: max_batch follows it, raised or
+            # lowered, so one static engine has one key (frozen dataclass: set here)
+            object.__setattr__(self, "max_batch", self.static_batch)
+        if self.float_precision is not None:
+            if self.float_precision not in FLOAT_PRECISIONS:
+                raise UsageError(
+                    f"unknown --float-precision {self.float_precision!r}",
+                    hint=f"choose one of: {', '.join(FLOAT_PRECISIONS)}",
+                )
+            if self.precision != "int8":
+                raise UsageError(
+                    f"--float-precision {self.float_precision} sets an INT8 engine's float "
+                    f"parts; this is --precision {self.precision}",
+                    hint="for a whole model in bf16 use --precision bf16",
+                )
 
     def as_dict(self) -> dict:
         return asdict(self)

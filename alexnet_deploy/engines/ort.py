@@ -1,6 +1,9 @@
 """ONNX Runtime: the embedded default. CPU execution provider by default; the CUDA provider
 when onnxruntime-gpu and a GPU are present. The engine is ONNX Runtime's optimized model
-(saved once at build, loaded with graph optimizations off: no re-optimizing at each start)."""
+(saved once at build, loaded with graph optimizations off: no re-optimizing at each start).
+A static batch (``--static-batch``) is ONNX Runtime's free-dimension override of the input's
+named batch axis, so the session plans every buffer for that one shape (the saved optimized
+model keeps it: its input dim becomes the number)."""
 
 from __future__ import annotations
 
@@ -84,12 +87,19 @@ def nodes_by_provider(model: Path, providers: list, batch: np.ndarray) -> dict[s
 
 
 def _session_options(
-    threads: int | None, optimize: bool, save_to: Path | None = None, knobs: dict | None = None
+    threads: int | None,
+    optimize: bool,
+    save_to: Path | None = None,
+    knobs: dict | None = None,
+    static: tuple[str, int] | None = None,
 ):
+    """``static``: (the input's batch dimension name, the batch) to fix it at."""
     import onnxruntime as ort
 
     knobs = knobs or {}
     so = ort.SessionOptions()
+    if static is not None:
+        so.add_free_dimension_override_by_name(*static)
     if knobs.get("spinning") is not None:
         so.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if knobs["spinning"] else "0"
@@ -110,9 +120,23 @@ def _session_options(
     return so
 
 
-def create_session(path: Path, providers: list[str], so):
+def batch_dim(info) -> str:
+    """The name of ``info``'s batch axis, which the free-dimension override takes; an unnamed
+    axis is refused (ONNX Runtime would silently keep it dynamic)."""
+    dim = info.input.dims[0]
+    if isinstance(dim, str) and dim:
+        return dim
+    raise AlexnetDeployError(
+        f"{info.path}: the batch axis of input {info.input.name!r} has no name, and ONNX "
+        "Runtime fixes a static batch by the axis's name",
+        hint=f"'alexnet-deploy import {info.path}' names it 'batch'; or drop --static-batch",
+    )
+
+
+def create_session(path: Path, providers: list[str], so, static_batch: int | None = None):
     """An InferenceSession that really uses ``providers[0]``: onnxruntime-gpu lists CUDA even
-    without a GPU and silently falls back to the CPU, so the fallback is an error here."""
+    without a GPU and silently falls back to the CPU, so the fallback is an error here. With
+    ``static_batch``, the session's input must have taken that batch (its override applied)."""
     import onnxruntime as ort
 
     try:
@@ -124,6 +148,13 @@ def create_session(path: Path, providers: list[str], so):
         raise AlexnetDeployError(
             f"ONNX Runtime did not use {wanted} (it fell back to {session.get_providers()})",
             hint="check the GPU driver and that onnxruntime-gpu, not onnxruntime, is installed",
+        )
+    shape = session.get_inputs()[0].shape
+    if static_batch is not None and shape[0] != static_batch:
+        raise AlexnetDeployError(
+            f"ONNX Runtime kept the batch of {path} at {shape[0]!r}, not the static batch "
+            f"{static_batch} asked for",
+            hint="drop --static-batch for this model",
         )
     return session
 
@@ -187,6 +218,7 @@ class OrtBackend(Backend):
 
         info = read_artifact(artifact)
         start = time.perf_counter()
+        static = None if options.static_batch is None else (batch_dim(info), options.static_batch)
         trt = None  # the TensorRT provider's options, recorded for the runner
         placed: dict[str, list[str]] = {}
         fallback: dict[str, list[str]] = {}
@@ -194,7 +226,10 @@ class OrtBackend(Backend):
             engine_path = out_dir / "model.ort.onnx"
             with atomic_path(engine_path) as tmp:
                 session = create_session(
-                    artifact, self._providers(), _session_options(options.threads, True, tmp)
+                    artifact,
+                    self._providers(),
+                    _session_options(options.threads, True, tmp, static=static),
+                    options.static_batch,
                 )
                 del session
         else:
@@ -210,7 +245,10 @@ class OrtBackend(Backend):
                 (profile.min, profile.opt, profile.max),
             )  # fmt: skip
             session = create_session(
-                artifact, self._providers(out_dir, trt), _session_options(options.threads, True)
+                artifact,
+                self._providers(out_dir, trt),
+                _session_options(options.threads, True, static=static),
+                options.static_batch,
             )
             dtype = np.float16 if info.input.dtype == "float16" else np.float32
             warm = np.zeros((profile.opt, *info.image_shape), dtype)
@@ -241,6 +279,7 @@ class OrtBackend(Backend):
                 ),
                 "graph_optimization": "ORT_ENABLE_ALL"
                 + (" (saved)" if self.provider == CPU else " (at load)"),
+                **({"free_dimension_override": dict([static])} if static else {}),
             },
             relative=self.provider == CPU,
         )
@@ -268,10 +307,19 @@ class OrtRunner(Runner):
 
     def activate(self) -> None:
         options = self.engine.sidecar.options
+        # the saved CPU graph has its static batch in its input already; the artifact run by a
+        # GPU provider takes the override again
+        override = self.engine.sidecar.details.get("free_dimension_override", {})
         self.session = create_session(
             self.engine.path,
             self.providers,
-            _session_options(options.get("threads"), self.optimize, knobs=options),
+            _session_options(
+                options.get("threads"),
+                self.optimize,
+                knobs=options,
+                static=next(iter(override.items()), None),
+            ),
+            self.static_batch,
         )
         self.output_name = self.session.get_outputs()[0].name
 

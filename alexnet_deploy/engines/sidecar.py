@@ -42,6 +42,10 @@ class Sidecar:
     int8_isa: str | None = None  # the CPU class the artifact's INT8 CPU form was made for
     cpu_isa: str | None = None  # the CPU class of the machine that built the engine
     precision_plan: dict | None = None  # layer -> precision, for a plan file (alexnet-deploy plan)
+    # the input shape the engine was compiled for: [32, 3, 224, 224] for a static batch,
+    # [null, 3, 224, 224] for a 1..max_batch range (None: a sidecar from before it was recorded)
+    input_shape: list | None = None
+    float_precision: str | None = None  # an INT8 engine's float parts run in this ("bf16")
     schema: str = SCHEMA
 
     @classmethod
@@ -86,6 +90,8 @@ class Sidecar:
             precision_plan=json.loads(info.metadata["precision_plan"])
             if "precision_plan" in info.metadata
             else None,
+            input_shape=[options.static_batch or info.fixed_batch, *info.image_shape],
+            float_precision=options.float_precision,
         )
 
     def write(self, path: Path) -> Path:

@@ -99,8 +99,11 @@ class Profile:
 
 
 def default_profile(options) -> Profile:
-    """The batch profile of a build (``BuildOptions``): --batch MIN:OPT:MAX, else 1, an
-    eighth of the max batch, and the max batch. Native engines and the TensorRT provider."""
+    """The batch profile of a build (``BuildOptions``): a static batch B as B:B:B (TensorRT
+    plans every kernel for that one shape), --batch MIN:OPT:MAX, else 1, an eighth of the max
+    batch, and the max batch. Native engines and the TensorRT provider."""
+    if options.static_batch is not None:
+        return Profile(options.static_batch, options.static_batch, options.static_batch)
     if options.batch_profile:
         return Profile.parse(options.batch_profile)
     return Profile(1, max(1, options.max_batch // 8), options.max_batch)

@@ -122,6 +122,7 @@ def forward(model, batch: np.ndarray, channels_last: bool = False) -> np.ndarray
 class TorchBackend(Backend):
     name = "torch"
     precisions = ("fp32", "bf16")
+    no_static_batch = "an eager PyTorch model has no compiled shape"
 
     def capability(self) -> Capability:
         if importlib.util.find_spec("torch") is None:

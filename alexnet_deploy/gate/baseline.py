@@ -87,6 +87,8 @@ def rerun_plan(base: LoadedReport) -> RerunPlan:
         modes=unique("mode"),
         threads=unique("threads"),
         streams=unique("streams"),
+        statics=unique("static"),
+        float_precisions=unique("float_precision"),
     )
     rules = MeasureRules(
         **{k: tuple(v) if isinstance(v, list) else v for k, v in data["config"]["rules"].items()}

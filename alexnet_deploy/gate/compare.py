@@ -55,8 +55,8 @@ MODES = {
 
 
 # metrics where more is better: their verdict's ``change`` (worse is positive, for the rule) is
-# the negative of how the metric itself moved
-HIGHER_IS_BETTER = frozenset({"throughput", "ratio", "fidelity"})
+# the negative of how the metric itself moved ("step": a step in images/s, gate/history_series.py)
+HIGHER_IS_BETTER = frozenset({"throughput", "ratio", "fidelity", "step"})
 
 
 def metric_change(verdict: Verdict) -> float | None:
@@ -84,6 +84,7 @@ class Verdict:
     detectable: float | None = None
     threshold: float | None = None  # the one this check used (raised by run-to-run noise)
     unstable: str = ""  # why a side's row was unstable (gate/stability.py), "" when stable
+    unit: str = ""  # what baseline and current are in ("ms", "images/s", ...), "" for a ratio
 
 
 @dataclass
@@ -125,6 +126,12 @@ class GateResult:
         return self.passed
 
     @property
+    def means(self) -> str:
+        """What was compared with what: the mode's (MODES), or the history's own words where it
+        has them (a results store's: gate/history_series.py)."""
+        return getattr(self.history, "mode_means", None) or MODES[self.mode]
+
+    @property
     def exit_code(self) -> int:
         if self.regressions:
             return 1
@@ -143,6 +150,9 @@ class GateResult:
             n = sum(v.verdict == shown_if_any for v in self.verdicts)
             if n:
                 text += f", {n} {shown_if_any}"
+        steps = getattr(self.history, "steps_clause", "")  # a store's: where steps came in
+        if steps:
+            text += f"; {steps}"
         if self.env_mismatch:
             text += " [ENVIRONMENTS DIFFER: absolute timings compared across machines]"
         unstable = sorted({v.config for v in self.comparable if v.unstable})
@@ -155,9 +165,13 @@ class GateResult:
 
 
 def _speed_verdict(
-    name: str, metric: str, base_rounds, cur_rounds, threshold: float, seed: int
-) -> Verdict:
-    """Each side: a flat sample array, or a list of per-round arrays (bench --repeat)."""
+    name: str, metric: str, base_rounds, cur_rounds, threshold: float, seed: int,
+    *, batch: int = 1, streams: int = 1,
+) -> Verdict:  # fmt: skip
+    """Each side: a flat sample array, or a list of per-round arrays (bench --repeat). Its
+    values: p50 and p99 in ms; throughput in images/s of one stream (``batch`` / mean latency:
+    the configuration's images/s where it runs one stream at a time (``streams``), as a
+    store's step rows are)."""
     statistic = {"p50": "median", "p99": "p99", "throughput": "mean"}[metric]
     est = bootstrap_ratio(base_rounds, cur_rounds, statistic, seed=seed)
     base, cur = _flat(base_rounds), _flat(cur_rounds)
@@ -166,7 +180,9 @@ def _speed_verdict(
         ratio, low, high = 1 / est.ratio, 1 / est.high, 1 / est.low
         change = 1 - ratio
         worse_significant, better_significant = high < 1, low > 1
-        base_value, cur_value = 1e9 / float(np.mean(base)), 1e9 / float(np.mean(cur))
+        base_value = batch * 1e9 / float(np.mean(base))
+        cur_value = batch * 1e9 / float(np.mean(cur))
+        unit = "images/s" if streams == 1 else "images/s per stream"
     else:
         ratio, low, high = est.ratio, est.low, est.high
         change = ratio - 1
@@ -176,6 +192,7 @@ def _speed_verdict(
             float(np.percentile(base, q)) / 1e6,
             float(np.percentile(cur, q)) / 1e6,
         )
+        unit = "ms"
     verdict = verdict_of(change, threshold, worse_significant, better_significant)
     note = ""
     if np.ptp(base) == 0 and np.ptp(cur) == 0:
@@ -195,6 +212,7 @@ def _speed_verdict(
         mann_whitney_p(base, cur),
         note,
         detectable=max(threshold, half_width),
+        unit=unit,
     )
 
 
@@ -280,7 +298,10 @@ def compare_reports(
             for metric in ("p50", "p99", "throughput"):
                 asked = thresholds.values[metric]
                 threshold = (spread.threshold(name, metric, asked) if spread else None) or asked
-                verdict = _speed_verdict(name, metric, base, cur, threshold, seed + index)
+                verdict = _speed_verdict(
+                    name, metric, base, cur, threshold, seed + index,
+                    batch=key.batch, streams=key.concurrency,
+                )  # fmt: skip
                 verdict.threshold = threshold
                 if threshold > asked:
                     raised.append(threshold)
@@ -317,6 +338,7 @@ def compare_reports(
                     c_fid,
                     drop / 100,
                     note=f"top-1 agreement (as executed on each report's CPU) drop {drop:+.1f} points (budget {thresholds.top1_budget_points:g})",
+                    unit="top-1 agreement",
                 )
             )
     if spread is not None:

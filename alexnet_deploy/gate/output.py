@@ -9,7 +9,6 @@ from pathlib import Path
 from alexnet_deploy.fileio import write_json_atomic, write_text_atomic
 from alexnet_deploy.gate.compare import (
     INCONCLUSIVE,
-    MODES,
     NOT_COMPARABLE,
     NOT_JUDGED,
     REGRESSED,
@@ -18,14 +17,22 @@ from alexnet_deploy.gate.compare import (
 )
 
 
+def change_commits(result: GateResult) -> dict[str, str | None]:
+    """Configuration -> the commit where its latest step came in, for a results store's
+    history (empty for the other modes: no column then)."""
+    return getattr(result.history, "change_commits", {})
+
+
 def result_frame(result: GateResult):
     import polars as pl
 
+    steps = change_commits(result)
     rows = [
         {
             "config": v.config,
             "metric": v.metric,
             "verdict": v.verdict,
+            "unit": v.unit or None,
             "baseline": v.baseline,
             "current": v.current,
             # the metric's own move: a throughput gain is positive, a slower p50 too
@@ -35,6 +42,7 @@ def result_frame(result: GateResult):
             "threshold_pct": None if v.threshold is None else 100 * v.threshold,
             "detectable_pct": None if v.detectable is None else 100 * v.detectable,
             "note": v.note,
+            **({"change_commit": steps.get(v.config)} if steps else {}),
         }
         for v in result.verdicts
     ]
@@ -50,7 +58,7 @@ def markdown(result: GateResult) -> str:
         "",
         result.summary(),
         "",
-        f"mode: **{result.mode}**: {MODES[result.mode]}",
+        f"mode: **{result.mode}**: {result.means}",
         "",
     ]
     lines += [f"> {note}" for note in result.notes]
@@ -126,6 +134,7 @@ def write_outputs(
     from alexnet_deploy.gate.stability import unstable_configurations
 
     if json_path:
+        steps = change_commits(result)
         write_json_atomic(
             json_path,
             {
@@ -136,10 +145,15 @@ def write_outputs(
                 "notes": result.notes,
                 "env_mismatch": result.env_mismatch,
                 "mode": result.mode,
-                "mode_means": MODES[result.mode],
+                "mode_means": result.means,
                 # change: worse is positive (the rule's input); metric_change: the metric's move
                 "verdicts": [
-                    {**asdict(v), "metric_change": metric_change(v)} for v in result.verdicts
+                    {
+                        **asdict(v),
+                        "metric_change": metric_change(v),
+                        **({"change_commit": steps.get(v.config)} if steps else {}),
+                    }
+                    for v in result.verdicts
                 ],
                 "history": None if result.history is None else asdict(result.history),
                 "unstable": unstable_configurations(result),  # configuration -> why

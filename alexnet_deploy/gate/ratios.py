@@ -33,7 +33,8 @@ def _ratio_pairs(report: LoadedReport):
         if key not in report.samples:
             continue
         if key.precision == "int8" and key.backend not in DIRECT.values():
-            fp32 = key.but(precision="fp32", quantizer="qdq")
+            # the FP32 engine of the same shape (its float parts are the file's own)
+            fp32 = key.but(precision="fp32", quantizer="qdq", float_precision=None)
             if fp32 in report.samples:
                 yield f"int8_speedup {key.label}", key, fp32
         if key.backend in DIRECT:
@@ -56,7 +57,10 @@ def _direct_peers(report: LoadedReport, key):
     for other in sorted(report.samples, key=lambda k: k.sort_key()):
         if other.backend != DIRECT[key.backend]:
             continue
-        if other != key.but(backend=other.backend, precision=other.precision):
+        # a direct row of the engine's static batch where one was measured (tune's), else
+        # the runtime's own dynamic range; a runtime used directly runs the file's own floats
+        shaped = key.but(backend=other.backend, precision=other.precision, float_precision=None)
+        if other != shaped and (other != shaped.but(static=False) or shaped in report.samples):
             continue
         theirs = _computed(report, other)
         if other.precision == key.precision and theirs == mine:

@@ -166,7 +166,7 @@ def load_report(path: Path, environment_key: str | None = None) -> LoadedReport:
             loaded.rows.setdefault(key, row)
             if frame is not None and frame.height:
                 selected = frame
-                for column, value in key.key().items():
+                for column, value in key.columns().items():
                     if column not in selected.columns:  # an older report: no quantizer column
                         continue
                     selected = selected.filter(

@@ -68,7 +68,7 @@ def _add(
     if labels:
         config.output[0].label_filename = "labels.txt"
     text = config_text(config)
-    check_dims(parse_config(text), info)  # round trip through Triton's schema
+    check_dims(parse_config(text), info, options.static_batch)  # through Triton's schema
     model_dir = staging / name
     (model_dir / VERSION).mkdir(parents=True)
     for target, src in files.items():
@@ -183,6 +183,7 @@ def _package(
                     options.preferred_batch_sizes,
                     options.max_queue_delay_us,
                     options.instances,
+                    static_batch=_plan_static_batch(side, sidecar_path),
                 )
                 repo.models.append(
                     _add(
@@ -258,6 +259,25 @@ def _profile_max(side: Sidecar, sidecar_path: Path) -> int:
             f"(details.profile = {side.details.get('profile')!r})",
             hint="rebuild the engine with 'alexnet-deploy build --backend tensorrt'",
         ) from None
+
+
+def _plan_static_batch(side: Sidecar, sidecar_path: Path) -> int | None:
+    """The one batch a TensorRT plan was compiled for (its profile N:N:N, recorded as its
+    options' static_batch), served as is; None for a batch range. The sidecar's input shape
+    and profile must agree, or the plan is refused."""
+    static = side.options.get("static_batch")
+    shape = side.input_shape
+    recorded = None if shape is None else shape[0]
+    if static is not None and (
+        (shape is not None and recorded != static)
+        or str(side.details.get("profile")) != f"{static}:{static}:{static}"
+    ):
+        raise AlexnetDeployError(
+            f"TensorRT sidecar {sidecar_path} disagrees with itself: static batch {static}, "
+            f"input shape {shape}, profile {side.details.get('profile')!r}",
+            hint="rebuild the engine with 'alexnet-deploy build --backend tensorrt'",
+        )
+    return static
 
 
 def _has_openvino() -> bool:

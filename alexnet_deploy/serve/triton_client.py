@@ -56,6 +56,8 @@ class ServedModel:
     output_name: str
     image_shape: tuple[int, ...]
     max_batch_size: int
+    # unbatched by Triton (max_batch_size 0): the one batch its dims fix (None: Triton batches)
+    static_batch: int | None = None
 
 
 def connect(url: str, model: str, timeout: float = C.TRITON_TIMEOUT_S) -> ServedModel:
@@ -95,13 +97,15 @@ def connect(url: str, model: str, timeout: float = C.TRITON_TIMEOUT_S) -> Served
         )
     inputs, outputs = meta["inputs"], meta["outputs"]
     shape = tuple(int(d) for d in inputs[0]["shape"][1:])
+    max_batch_size, first = int(config.get("max_batch_size", 0)), int(inputs[0]["shape"][0])
     return ServedModel(
         endpoint,
         model,
         inputs[0]["name"],
         outputs[0]["name"],
         shape,
-        int(config.get("max_batch_size", 0)),
+        max_batch_size,
+        first if max_batch_size == 0 and first > 0 else None,
     )
 
 

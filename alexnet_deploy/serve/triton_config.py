@@ -46,6 +46,13 @@ class ServingOptions:
     max_queue_delay_us: int = C.TRITON_QUEUE_DELAY_US
     instances: int = 1
     threads: int | None = None  # ONNX Runtime intra-op threads per instance
+    # served at exactly this batch, unbatched by Triton (max_batch_size 0, dims [B, C, H, W]):
+    # a TensorRT plan compiled for a static batch (its sidecar), or package --static-batch
+    static_batch: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.static_batch is not None and self.static_batch < 1:
+            raise AlexnetDeployError(f"a static batch must be at least 1, got {self.static_batch}")
 
 
 def build_config(
@@ -59,7 +66,8 @@ def build_config(
     backend: str | None = None,
 ):
     """The ModelConfig message. ``kind``: 'onnx', 'plan' or 'openvino'. A model whose graph
-    fixes its batch at 1 is served unbatched: max_batch_size 0, its dims in full."""
+    fixes its batch at 1, or one served at a static batch, is served unbatched: max_batch_size
+    0, its dims in full."""
     pb = model_config_pb2()
     spec = info.input
     max_batch_size = served_max_batch(info, options)
@@ -70,7 +78,7 @@ def build_config(
         config.platform = PLATFORMS[kind]
     if backend:
         config.backend = backend
-    inputs, outputs = served_dims(info)
+    inputs, outputs = served_dims(info, options.static_batch)
     config.input.append(
         pb.ModelInput(name=spec.name, data_type=getattr(pb, _TYPES[spec.dtype]), dims=inputs)
     )
@@ -103,16 +111,26 @@ def build_config(
 
 def served_max_batch(info: ArtifactInfo, options: ServingOptions) -> int:
     """Triton's max_batch_size: the options' for a dynamic batch; 0 (no batching: Triton feeds
-    the dims as they are) for a graph that fixes its batch at 1; a larger fixed batch refused."""
+    the dims as they are) for a graph that fixes its batch at 1 or a static batch; a larger
+    fixed batch refused (unless it is the static batch asked for)."""
+    if options.static_batch is not None:
+        refusal = info.batch_refusal(options.static_batch)
+        if refusal:
+            raise AlexnetDeployError(f"static batch {options.static_batch}: {refusal}")
+        return 0
     needs = f"Triton's max_batch_size {options.max_batch_size} > 0 needs a dynamic batch axis"
     info.batch_for(1, f"{needs}, or a fixed batch of 1 (served with max_batch_size 0)")
     return 0 if info.fixed_batch == 1 else options.max_batch_size
 
 
-def served_dims(info: ArtifactInfo) -> tuple[list[int], list[list[int]]]:
+def served_dims(
+    info: ArtifactInfo, static_batch: int | None = None
+) -> tuple[list[int], list[list[int]]]:
     """The config's input dims and each output's: without the batch axis where Triton batches
-    (max_batch_size > 0), whole where the graph fixes the batch (max_batch_size 0)."""
-    lead = [] if info.fixed_batch is None else [info.fixed_batch]
+    (max_batch_size > 0), whole where the graph fixes the batch or the model is served at a
+    static batch (max_batch_size 0)."""
+    fixed = static_batch or info.fixed_batch
+    lead = [] if fixed is None else [fixed]
     outputs = [[*lead, *(int(d) for d in out.dims[1:])] for out in info.outputs]
     return [*lead, *info.image_shape], outputs
 
@@ -134,9 +152,9 @@ def parse_config(text: str):
         raise AlexnetDeployError(f"config.pbtxt does not match Triton's schema: {err}") from None
 
 
-def check_dims(config, info: ArtifactInfo) -> None:
-    """The config's tensors against the artifact's."""
-    spec, (inputs, outputs) = info.input, served_dims(info)
+def check_dims(config, info: ArtifactInfo, static_batch: int | None = None) -> None:
+    """The config's tensors against the artifact's (served at ``static_batch``, if given)."""
+    spec, (inputs, outputs) = info.input, served_dims(info, static_batch)
     got = {(i.name, tuple(i.dims)) for i in config.input}
     want = {(spec.name, tuple(inputs))}
     if got != want:

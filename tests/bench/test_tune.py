@@ -4,6 +4,7 @@ choice reused by build and bench."""
 from __future__ import annotations
 
 import json
+import statistics
 
 import pytest
 
@@ -44,6 +45,10 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
         "qdq",
         "--quantizer",
         "nncf",
+        "--no-direct",
+        "--time-budget",
+        "0",
+        "--no-roofline",
         *FAST,
         "-o",
         tuned,
@@ -51,12 +56,13 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
         tmp_path / "work",
     )
     assert result.exit_code == 0, result.stderr
-    assert "Pareto front" in result.stdout and "chosen:" in result.stdout
+    assert "Pareto front" in result.stdout and "chosen for" in result.stdout
     record = load_tuned(tuned)
     report = json.loads((tmp_path / "work" / "reports" / "tune" / "bench-summary.json").read_text())
     rows = [r for r in report["rows"] if r["status"] == "ok"]
-    # fp32 x 2 batches x 2 stream counts, and int8 from both routes (the tool's Q/DQ, NNCF's)
-    assert len(rows) == 12
+    # stage 1: fp32 x 2 batches x 2 stream counts, and int8 from both routes (the tool's Q/DQ,
+    # NNCF's), each engine static; stage 2: the 3 fastest on the dynamic range (--streams given)
+    assert len(rows) == 12 + 3 and sum(bool(r.get("static")) for r in rows) == 12
     assert sorted({(r["precision"], r["quantizer"]) for r in rows}) == [
         ("fp32", "qdq"),
         ("int8", "nncf"),
@@ -68,7 +74,14 @@ def test_tune_searches_saves_and_is_reused(model, digits, cli, tmp_path):
     }
     assert len(qdq_int8) == 1 and len({r["artifact_sha256"] for r in nncf_rows}) == 1
     assert all(r["top1_agreement"] >= 0.95 for r in nncf_rows)
-    best = max((r for r in rows if r["top1_agreement"] >= 0.99), key=lambda r: r["images_per_s"])
+    # the choice: of the confirm stage's finalists (3 interleaved rounds each), the best median
+    finalists = record["search"]["stages"]["confirm"]
+    confirmed = [r for r in rows if Case.from_row(r).label in finalists]
+    assert len(confirmed) == len(finalists) == 3 and all(r["rounds"] == 3 for r in confirmed)
+    best = max(
+        (r for r in confirmed if r["top1_agreement"] >= 0.99),
+        key=lambda r: statistics.median(r["round_images_per_s"]),
+    )
     assert (
         record["choice"]["batch"] == best["batch"]
         and record["choice"]["precision"] == best["precision"]

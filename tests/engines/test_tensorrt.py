@@ -295,14 +295,11 @@ def test_portability_options_keep_old_engine_keys_and_are_tensorrt_only(tmp_path
     import hashlib
 
     from alexnet_deploy.engines.build import build_engine
+    from alexnet_deploy.engines.options import LATE_FIELDS
     from alexnet_deploy.errors import UsageError
 
     plain = BuildOptions(precision="int8")
-    old = {
-        k: v
-        for k, v in plain.as_dict().items()
-        if k not in ("hardware_compat", "version_compatible")
-    }
+    old = {k: v for k, v in plain.as_dict().items() if k not in LATE_FIELDS}
     assert plain.key() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:10]
     assert BuildOptions(precision="int8", version_compatible=True).key() != plain.key()
     with pytest.raises(UsageError, match="unknown --hardware-compat 'volta'"):
