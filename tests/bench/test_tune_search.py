@@ -256,7 +256,8 @@ def test_the_confirm_stage_decides_the_choice_and_the_ratio_from_its_rounds(cli,
     sidecar = json.loads((Path(rows[best]["engine"]).parent / "engine.json").read_text())
     shape = "static" if best.static else f"dynamic 1..{sidecar['options']['max_batch']}"
     chosen = next(line for line in result.stdout.splitlines() if line.startswith("chosen for"))
-    assert f"batch {best.batch} {shape}, {best.streams} requests, the runtime's threads" in chosen
+    requests = f"{best.streams} request" + ("s" if best.streams != 1 else "")
+    assert f"batch {best.batch} {shape}, {requests}, the runtime's threads" in chosen
 
 
 def test_the_choice_is_the_best_median_and_close_ones_are_within_noise():

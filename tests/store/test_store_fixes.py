@@ -20,7 +20,7 @@ from alexnet_deploy.errors import AlexnetDeployError
 from alexnet_deploy.passwords import masked, masked_argv
 from alexnet_deploy.store.db import open_store
 from alexnet_deploy.store.from_report import run_from_report
-from tests.store.conftest import REPORTS
+from tests.store.conftest import REPORT_COUNT, REPORTS
 from tests.test_faults import _snapshot, assert_clean_failure
 
 SECRET = "Hunter2Secret"
@@ -163,7 +163,8 @@ def test_an_interrupted_import_says_what_was_stored(cli, tmp_path):
         event.remove(Engine, "before_cursor_execute", interrupt_the_third_run)
     assert result.exit_code == 130 and "Traceback" not in result.stderr
     assert (
-        "Interrupted: stored 2 of 4 (8434c9f5, 95cfd6e2); the rest were not stored" in result.stderr
+        f"Interrupted: stored 2 of {REPORT_COUNT} (8434c9f5, 95cfd6e2); the rest were not stored"
+        in result.stderr
     ), result.stderr
     assert "no file was changed" not in result.stderr
     assert [r["run"] for r in _runs(cli, store)] == ["8434c9f5", "95cfd6e2"]  # whole runs only
@@ -305,9 +306,9 @@ def test_list_with_a_limit_says_of_how_many(cli, tmp_path):
     store = tmp_path / "results.sqlite"
     assert cli("store", "import", REPORTS, "--store", store).exit_code == 0
     limited = cli("store", "list", "--store", store, "--limit", "2")
-    assert f"last 2 of 4 runs in {store}" in limited.stdout
+    assert f"last 2 of {REPORT_COUNT} runs in {store}" in limited.stdout
     whole = cli("store", "list", "--store", store)
-    assert f"4 runs in {store}" in whole.stdout and "last" not in whole.stdout
+    assert f"{REPORT_COUNT} runs in {store}" in whole.stdout and "last" not in whole.stdout
 
 
 # --- 9: one SQLite header, exported for the gate ----------------------------------------------
