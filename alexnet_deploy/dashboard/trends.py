@@ -154,9 +154,7 @@ def trends_from_store(store) -> list[Trend]:
 
     trends = []
     for key in store.configurations():
-        series = store.series(
-            key.label, key.cpu_class, key.model_sha256, cpu_model=key.cpu_model
-        )
+        series = store.series(key.label, key.cpu_class, key.model_sha256, cpu_model=key.cpu_model)
         if not series:
             continue
         found = detect_changes(series, candidates=True)
@@ -167,7 +165,11 @@ def trends_from_store(store) -> list[Trend]:
                 model_sha256=key.model_sha256,
                 model_name=key.model_name,
                 results=tuple(series),
-                verdicts=tuple(store.verdicts(key.label, key.cpu_class, key.model_sha256)),
+                verdicts=tuple(
+                    store.verdicts(
+                        key.label, key.cpu_class, key.model_sha256, cpu_model=key.cpu_model
+                    )
+                ),
                 changes=tuple(c for c in found if not c.candidate),
                 cpu_model=key.cpu_model,
                 candidates=tuple(c for c in found if c.candidate),

@@ -275,8 +275,11 @@ class Store:
             latest = dict(conn.execute(names).all())  # the newest run's name wins
         return sorted(SeriesKey(*key, latest[key[-1]]) for key in found)
 
-    def verdicts(self, label: str, cpu_class: str, model_sha256: str) -> list[StoredVerdict]:
-        """The gate's stored verdicts on one configuration, in the order of the runs judged."""
+    def verdicts(
+        self, label: str, cpu_class: str, model_sha256: str, *, cpu_model: str | None = None
+    ) -> list[StoredVerdict]:
+        """The gate's stored verdicts on one configuration, in the order of the runs judged;
+        with ``cpu_model``, of that machine class only (as ``series`` reads it)."""
         query = (
             select(S.verdicts, S.runs.c.uuid)
             .join(S.runs, S.runs.c.run_id == S.verdicts.c.run_id)
@@ -287,6 +290,8 @@ class Store:
             )
             .order_by(S.runs.c.created, S.runs.c.run_id, S.verdicts.c.verdict_id)
         )
+        if cpu_model is not None:
+            query = query.where(S.runs.c.cpu_model == cpu_model)
         with self._transaction("reading verdicts") as conn:
             rows = conn.execute(query).all()
         return [
